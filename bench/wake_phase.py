@@ -1,0 +1,197 @@
+"""Wake-phase cost: dfc_analog's DFC update against the authors' simulation scheme, in one run.
+
+Network 784-256-256-256-10 (tanh, linear output, cross-entropy), batch 128, the MNIST DFC
+settings of the authors' configs (α = 0.001389, k_p = 2, τ_v = 0.2, λ = 0.07794, T = 20 τ_u).
+
+baseline  the authors' scheme: forward Euler, Δt = 0.02, 1000 stored points (999 steps), float64,
+          proactive controller and instantaneous transmission, W_1 x recomputed each step, every
+          compartment's trajectory buffered, and the eq. (5) update summed afterwards.
+ours      ``dfc_analog.learning.forward_update`` with method 'dfc' (adaptive solver, eq. (5)
+          integral carried in the ODE state, float32 by default).
+
+Prints both timings, peak memory, the angle between the two updates, and one closing line
+``RESULT speedup=<x> angle_deg=<y> mem_ratio=<ours/baseline>``.
+
+    python bench/wake_phase.py [--repeats 3] [--dtype float32] [--solver dopri5] [--device cpu]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dfc_analog.dynamics import ControllerParams  # noqa: E402
+from dfc_analog.learning import forward_update, output_target  # noqa: E402
+from dfc_analog.network import DFCNetwork, resolve_dtype  # noqa: E402
+from dfc_analog.solve import SolverSettings  # noqa: E402
+
+SIZES = [784, 256, 256, 256, 10]
+ALPHA, K_P, TAU_V, LAMBDA, T_END, DT_BASE = 0.001389, 2.0, 0.2, 0.07794, 20.0, 0.02
+
+
+def baseline_update(net: DFCNetwork, x, y):
+    """The authors' scheme (reference §1.3, §1.5), float64, trajectory buffered."""
+    L = net.num_layers
+    W = [w.detach().double() for w in net.W]
+    b = [c.detach().double() for c in net.b]
+    Q = [q.detach().double() for q in net.Q]
+    x = x.double()
+    phi = [lambda v: torch.tanh(v)] * (L - 1) + [lambda v: v]
+    # feed-forward pass and target
+    v = []
+    r = x
+    for i in range(L):
+        v.append(r @ W[i].T + b[i])
+        r = phi[i](v[-1])
+    r_star, _ = output_target(r, y, "cross_entropy", "mean", LAMBDA)
+    tmax = int(round(T_END / DT_BASE))
+    B = x.shape[0]
+    buf = {k: [torch.empty(tmax, B, n, dtype=torch.float64) for n in SIZES[1:]]
+           for k in ("v", "vB", "vA", "r")}
+    for i in range(L):
+        buf["v"][i][0] = v[i]
+        buf["vB"][i][0] = v[i]
+        buf["vA"][i][0] = 0.0
+        buf["r"][i][0] = phi[i](v[i])
+    u = torch.zeros(B, SIZES[-1], dtype=torch.float64)
+    u_int = torch.zeros_like(u)
+    for k in range(tmax - 1):
+        e = r_star - buf["r"][L - 1][k]
+        u_int = u_int + DT_BASE * (e - ALPHA * u)          # leak on the total u
+        u = u_int + K_P * e                                 # proactive: used at step k+1
+        r_prev = x
+        for i in range(L):
+            vB = r_prev @ W[i].T + b[i]                     # instantaneous transmission
+            vA = u @ Q[i].T
+            vk = buf["v"][i][k]
+            vn = vk + DT_BASE / TAU_V * (vA + vB - vk)
+            buf["v"][i][k + 1] = vn
+            buf["vB"][i][k + 1] = vB
+            buf["vA"][i][k + 1] = vA
+            r_prev = phi[i](vn)
+            buf["r"][i][k + 1] = r_prev
+    gW, gb = [], []
+    for i in range(L):
+        delta = (phi[i](buf["v"][i]) - phi[i](buf["vB"][i])).reshape(tmax * B, -1)
+        pre = x.expand(tmax, B, -1) if i == 0 else buf["r"][i - 1]
+        gW.append(-2.0 / (B * tmax) * delta.T @ pre.reshape(tmax * B, -1))
+        gb.append(-2.0 / (B * tmax) * delta.sum(0))
+    return gW, gb
+
+
+class PeakRSS:
+    """Peak resident memory above the level at entry, sampled every 5 ms (CPU runs)."""
+
+    def __enter__(self):
+        self.base = self._rss()
+        self.peak = self.base
+        self._stop = False
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self):
+        while not self._stop:
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.005)
+
+    @staticmethod
+    def _rss():
+        with open(f"/proc/{os.getpid()}/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize()
+
+    def __exit__(self, *exc):
+        self._stop = True
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+    @property
+    def mib(self):
+        return (self.peak - self.base) / 2**20
+
+
+def measure(fn, device, repeats):
+    times, peak = [], 0.0
+    out = None
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            out = fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        used = (torch.cuda.max_memory_allocated() - before) / 2**20 if device.type == "cuda" \
+            else mem.mib
+        peak = max(peak, used)
+    return out, min(times), peak
+
+
+def flatten(gW, gb):
+    return torch.cat([t.double().cpu().reshape(-1) for t in list(gW) + list(gb)])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=2, help="timed repetitions; the best counts")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--solver", default="dopri5")
+    ap.add_argument("--rtol", type=float, default=1e-4)
+    ap.add_argument("--atol", type=float, default=1e-6)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--baseline-device", default="cpu",
+                    help="device of the baseline (the authors' scheme)")
+    args = ap.parse_args()
+
+    device = torch.device(args.device)
+    gen = torch.Generator().manual_seed(0)
+    net64 = DFCNetwork(SIZES, ["tanh"] * 3 + ["linear"], dtype=torch.float64, generator=gen)
+    x64 = torch.randn(128, SIZES[0], generator=gen, dtype=torch.float64)
+    y = torch.randint(0, SIZES[-1], (128,), generator=gen)
+
+    params = ControllerParams(tau_v=TAU_V, alpha=ALPHA, k_p=K_P, leak="total")
+    solver = SolverSettings(args.solver, args.rtol, args.atol)
+    net = net64.to(dtype=resolve_dtype(args.dtype), device=device)
+    x = x64.to(dtype=resolve_dtype(args.dtype), device=device)
+
+    def ours():
+        upd = forward_update(net, x, y.to(device), "dfc", params, solver, T_END,
+                             "cross_entropy", "mean", LAMBDA)
+        return upd.gW, upd.gb, upd.wake.nfe
+
+    base_net = net64.to(args.baseline_device)
+    (bW, bb), t_base, m_base = measure(
+        lambda: baseline_update(base_net, x64.to(args.baseline_device),
+                                y.to(args.baseline_device)), torch.device(args.baseline_device),
+        1)
+    (oW, ob, nfe), t_ours, m_ours = measure(ours, device, args.repeats)
+
+    a, b = flatten(oW, ob), flatten(bW, bb)
+    angle = math.degrees(math.acos(max(-1.0, min(1.0, float(a @ b / (a.norm() * b.norm()))))))
+    speedup = t_base / t_ours
+    print(f"network {'-'.join(map(str, SIZES))}, batch 128, T = {T_END} tau_u, "
+          f"{torch.get_num_threads()} threads")
+    print(f"{'':10s} {'seconds':>9s} {'peak MiB':>9s}  scheme")
+    print(f"{'baseline':10s} {t_base:9.2f} {m_base:9.0f}  authors' Euler, dt {DT_BASE}, "
+          f"{int(T_END / DT_BASE)} points, float64, buffered, {args.baseline_device}")
+    print(f"{'ours':10s} {t_ours:9.2f} {m_ours:9.0f}  {args.solver} rtol {args.rtol} atol "
+          f"{args.atol}, {nfe} evaluations, {args.dtype}, {args.device}")
+    print(f"throughput ratio {speedup:.1f}x, angle between updates {angle:.3f} deg")
+    print(f"RESULT speedup={speedup:.2f} angle_deg={angle:.3f} "
+          f"mem_ratio={m_ours / max(m_base, 1e-9):.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Every hyper-parameter of a run, in one validated dataclass.
+
+The fields of :class:`Config` are the single source for the command-line options of
+``python -m dfc_analog.train`` (``--tau-v`` for ``tau_v``), for the keys of a TOML or JSON config
+file, and for the ``config.json`` written into every run folder. Symbols follow the paper:
+eq. (1) network, eq. (3) output target, eq. (4) PI controller, eq. (5) plasticity.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+ACTIVATIONS = ("tanh", "linear", "relu", "sigmoid")
+LOSSES = ("mse", "cross_entropy")
+METHODS = ("dfc", "dfc-ss", "dfc-ssa")
+ADAPTIVE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+FIXED_SOLVERS = ("euler", "midpoint", "rk4")
+SOLVERS = ADAPTIVE_SOLVERS + FIXED_SOLVERS + ("authors-euler",)
+DATASETS = ("student-teacher",)
+
+
+def _f(default, help: str, symbol: str = "", choices=None, group: str = "run"):
+    meta = {"help": help, "symbol": symbol, "choices": choices, "group": group}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class Config:
+    """All settings of a training run; see ``python -m dfc_analog.train --help``."""
+
+    # --- network (paper §2.1) -------------------------------------------------------------
+    layer_sizes: list = _f([15, 10, 10, 5], "Widths n_0 (input), n_1, ..., n_L (output).",
+                           "n_i", group="network")
+    activations: list = _f(["tanh", "tanh", "linear"],
+                           "Nonlinearity φ_i of each layer i = 1..L (one per layer). For "
+                           "classification keep the output linear: the softmax is part of the "
+                           "cross-entropy loss.", "φ_i", ACTIVATIONS, group="network")
+    bias: bool = _f(True, "Use biases b_i in the basal compartment v_B = W r + b.", "b_i",
+                    group="network")
+    feedback_init: str = _f("weight_product",
+                            "Initial feedback weights: 'weight_product' sets Q_i = Π_{k>i} W_kᵀ "
+                            "(Q_L = I), which meets Conditions 2-3 at the start of training; "
+                            "'xavier' draws Q_i from a Xavier normal law (Q_L = I).", "Q_i",
+                            ("weight_product", "xavier"), group="network")
+    # --- task ---------------------------------------------------------------------------------
+    dataset: str = _f("student-teacher",
+                      "Built-in nonlinear regression: a random ReLU teacher n_0-1000x4-n_L labels "
+                      "inputs x ~ U[-1,1] (the paper's Fig. 3 task).", "", DATASETS, group="task")
+    train_samples: int = _f(5000, "Number of training samples.", group="task")
+    val_samples: int = _f(1000, "Number of validation samples.", group="task")
+    test_samples: int = _f(1000, "Number of test samples.", group="task")
+    loss: str = _f("mse", "Task loss L(r_L, y).", "L", LOSSES, group="task")
+    loss_reduction: str = _f("mean",
+                             "How δ_L = -λ ∂L/∂r_L of eq. (3) is taken: 'mean' differentiates the "
+                             "minibatch-mean loss as the authors' code does (δ_L scales as λ/B); "
+                             "'sample' uses each sample's own loss as eq. (3) writes it.", "",
+                             ("mean", "sample"), group="task")
+    # --- dynamics (eqs. 1, 3, 4) --------------------------------------------------------------
+    tau_v: float = _f(0.2, "Somatic time constant τ_v of eq. (1), in units of τ_u.", "τ_v",
+                      group="dynamics")
+    tau_u: float = _f(1.0, "Controller time constant τ_u of eq. (4); time is measured in it.",
+                      "τ_u", group="dynamics")
+    alpha: float = _f(0.0015, "Leak α of the integral controller, eq. (4).", "α", group="dynamics")
+    k_p: float = _f(1.5, "Proportional gain k_p of the PI controller, eq. (4).", "k_p",
+                    group="dynamics")
+    target_stepsize: float = _f(0.05, "Output target step size λ of eq. (3).", "λ",
+                                group="dynamics")
+    leak: str = _f("integral",
+                   "Where the controller's leak acts: 'integral' is eq. (4), τ_u du_int/dt = e - α "
+                   "u_int (Lemma 1 holds with α̃ = α/(1+α k_p)); 'total' is the authors' code, "
+                   "τ_u du_int/dt = e - α u (Lemma 1 with plain α).", "", ("integral", "total"),
+                   group="dynamics")
+    t_end: float = _f(5.0, "Simulated time T of each wake phase, in units of τ_u.", "T",
+                      group="dynamics")
+    plasticity: str = _f("rate",
+                         "Forward learning signal: 'rate' is eq. (5), (φ(v) - φ(v_B)) r_{i-1}ᵀ; "
+                         "'voltage' is eq. (9), (v - v_B) r_{i-1}ᵀ.", "",
+                         ("rate", "voltage"), group="dynamics")
+    # --- solver -------------------------------------------------------------------------------
+    solver: str = _f("dopri5",
+                     "ODE solver: adaptive torchdiffeq methods (dopri5, dopri8, bosh3, fehlberg2, "
+                     "adaptive_heun), fixed-step ones (euler, midpoint, rk4), or 'authors-euler', "
+                     "the authors' forward-Euler scheme (instantaneous transmission, proactive "
+                     "controller).", "", SOLVERS, group="solver")
+    rtol: float = _f(1e-4, "Relative tolerance of adaptive solvers.", "", group="solver")
+    atol: float = _f(1e-6, "Absolute tolerance of adaptive solvers.", "", group="solver")
+    step_size: float = _f(0.005, "Step Δt of fixed-step solvers and of 'authors-euler', in τ_u.",
+                          "Δt", group="solver")
+    max_steps: int = _f(20000, "Most solver steps per wake phase before the dynamics are "
+                        "declared too stiff or divergent.", group="solver")
+    # --- learning (eq. 5, Adam) ---------------------------------------------------------------
+    method: str = _f("dfc",
+                     "Forward learning rule: 'dfc' integrates eq. (5) along the simulated "
+                     "trajectory; 'dfc-ss' applies eq. (5) at the simulated steady state; "
+                     "'dfc-ssa' uses the steady state of Lemma 1 in closed form (no simulation).",
+                     "", METHODS, group="learning")
+    epochs: int = _f(40, "Training epochs.", group="learning")
+    batch_size: int = _f(128, "Minibatch size B.", "B", group="learning")
+    lr: float = _f(2e-3, "Adam learning rate for the forward weights W_i, b_i.", "η",
+                   group="learning")
+    normalize_lr: bool = _f(False, "Divide the learning rate by λ (the paper's presets do), so "
+                            "that the step does not shrink with the target step size.",
+                            group="learning")
+    adam_betas: list = _f([0.99, 0.99], "Adam (β1, β2); the paper uses 0.99 for both.",
+                          "β1 β2", group="learning")
+    adam_eps: float = _f(1e-8, "Adam ε.", "ε", group="learning")
+    clip_grad_norm: float = _f(1.0, "Clip each weight and bias update to this norm (0: off).",
+                               group="learning")
+    # --- run ----------------------------------------------------------------------------------
+    seed: int = _f(42, "Seed of weights, data and minibatch order: equal seeds, equal runs.",
+                   group="run")
+    device: str = _f("cpu", "Torch device: 'cpu', 'cuda' or 'cuda:N'.", group="run")
+    dtype: str = _f("float32", "Floating-point type of the simulation.", "",
+                    ("float32", "float64"), group="run")
+
+    # -----------------------------------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        return len(self.layer_sizes) - 1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> "Config":
+        """Build and validate a config; unknown or mistyped keys are named in the error."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source} must hold a table of settings, not {type(data).__name__}.")
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, value in data.items():
+            name = key.replace("-", "_")
+            if name not in names:
+                hint = difflib.get_close_matches(name, names, n=1)
+                extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+                raise ConfigError(f"{source}: unknown setting '{key}'{extra}.")
+            kwargs[name] = _coerce(names[name], value, source)
+        cfg = cls(**kwargs)
+        cfg.validate()
+        return cfg
+
+    def replace(self, **changes) -> "Config":
+        data = self.to_dict()
+        data.update(changes)
+        return Config.from_dict(data)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` with one sentence for the first impossible setting."""
+        L = self.num_layers
+        if L < 1 or any(not isinstance(n, int) or n < 1 for n in self.layer_sizes):
+            raise ConfigError(f"layer_sizes must list at least two positive integers (input and "
+                              f"output width), got {self.layer_sizes}.")
+        if len(self.activations) != L:
+            raise ConfigError(f"activations must name one nonlinearity per layer: {L} for "
+                              f"layer_sizes {self.layer_sizes}, got {len(self.activations)}.")
+        for a in self.activations:
+            if a not in ACTIVATIONS:
+                raise ConfigError(f"unknown activation '{a}'; choose from {', '.join(ACTIVATIONS)}.")
+        if self.loss == "cross_entropy" and self.activations[-1] != "linear":
+            raise ConfigError("the cross-entropy loss applies the softmax itself: set the output "
+                              "activation to 'linear'.")
+        for name in ("tau_v", "tau_u", "t_end", "step_size", "rtol", "atol"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a positive number, got {value}.")
+        for name in ("alpha", "k_p", "target_stepsize", "adam_eps", "clip_grad_norm"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be zero or positive, got {value}.")
+        if self.target_stepsize == 0:
+            raise ConfigError("target_stepsize λ must be positive: with λ = 0 the output target "
+                              "equals the output and nothing is learned.")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive number, got {self.lr}.")
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}.")
+        if self.solver not in ADAPTIVE_SOLVERS and self.step_size > self.t_end:
+            raise ConfigError(f"step_size {self.step_size} is longer than t_end {self.t_end}.")
+        for name in ("epochs", "batch_size", "train_samples", "val_samples", "test_samples",
+                     "max_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got '{self.device}'.")
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and not isinstance(value, list) and value not in choices:
+                raise ConfigError(f"unknown {f.name} '{value}'; choose from {', '.join(choices)}.")
+
+
+def _coerce(f: dataclasses.Field, value: Any, source: str):
+    """Check one value's type against the field's default and convert int → float."""
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    bad = ConfigError(f"{source}: setting '{f.name}' must be {_kind(default)}, got {value!r}.")
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if isinstance(default, list):
+        if not isinstance(value, (list, tuple)) or any(
+                not isinstance(v, type(default[0])) and not (
+                    isinstance(default[0], float) and isinstance(v, int)) for v in value):
+            raise bad
+        return list(value)
+    return value
+
+
+def _kind(default) -> str:
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "an integer"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, str):
+        return "a string"
+    return f"a list like {default}"
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read the settings table of a TOML (``.toml``) or JSON (``.json``) file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist.")
+    try:
+        text = path.read_text()
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file '{path}' is not valid "
+                          f"{'JSON' if path.suffix == '.json' else 'TOML'}: {exc}.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a table of settings.")
+    return data

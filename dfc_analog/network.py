@@ -1,0 +1,127 @@
+"""The layered network of paper §2.1: forward weights W_i, biases b_i, feedback weights Q_i.
+
+Shapes (batch first): r_0 = x is (B, n_0); v_i, r_i are (B, n_i); W_i is (n_i, n_{i-1});
+Q_i is (n_i, n_L). Layers are numbered 1..L in the paper and stored 0-indexed here.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import Config
+
+# φ and its derivative φ' for each activation name.
+_PHI = {
+    "tanh": (torch.tanh, lambda v: 1.0 - torch.tanh(v) ** 2),
+    "linear": (lambda v: v, torch.ones_like),
+    "relu": (torch.relu, lambda v: (v > 0).to(v.dtype)),
+    "sigmoid": (torch.sigmoid, lambda v: torch.sigmoid(v) * (1.0 - torch.sigmoid(v))),
+}
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+class DFCNetwork(nn.Module):
+    """Feed-forward weights, feedback weights and the nonlinearities of a DFC network.
+
+    ``W[i]`` and ``b[i]`` are trainable parameters; ``Q[i]`` are parameters without autograd
+    (they are set by the initialisation or by a local feedback rule, never by backprop).
+    """
+
+    def __init__(self, layer_sizes, activations, bias: bool = True,
+                 feedback_init: str = "weight_product", generator: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+        super().__init__()
+        self.layer_sizes = list(layer_sizes)
+        self.activations = list(activations)
+        self.has_bias = bias
+        L = len(self.layer_sizes) - 1
+        n = self.layer_sizes
+        self.W = nn.ParameterList()
+        self.b = nn.ParameterList()
+        for i in range(L):
+            # Xavier normal (gain 1), as in every experiment of the paper; biases start at zero.
+            std = math.sqrt(2.0 / (n[i] + n[i + 1]))
+            w = torch.randn(n[i + 1], n[i], generator=generator, dtype=torch.float64) * std
+            self.W.append(nn.Parameter(w.to(dtype=dtype, device=device)))
+            self.b.append(nn.Parameter(torch.zeros(n[i + 1], dtype=dtype, device=device),
+                                       requires_grad=bias))
+        self.Q = nn.ParameterList(
+            [nn.Parameter(q, requires_grad=False)
+             for q in self._initial_feedback(feedback_init, generator, dtype, device)])
+
+    @classmethod
+    def from_config(cls, cfg: Config, generator: torch.Generator | None = None) -> "DFCNetwork":
+        return cls(cfg.layer_sizes, cfg.activations, cfg.bias, cfg.feedback_init, generator,
+                   resolve_dtype(cfg.dtype), cfg.device)
+
+    def _initial_feedback(self, kind, generator, dtype, device):
+        n, L = self.layer_sizes, self.num_layers
+        Q = [None] * L
+        Q[L - 1] = torch.eye(n[L], dtype=torch.float64)
+        for i in range(L - 2, -1, -1):
+            if kind == "weight_product":  # Q_i = W_{i+1}ᵀ ... W_Lᵀ (paper §6, "fixed" variants)
+                Q[i] = self.W[i + 1].detach().to(torch.float64).T @ Q[i + 1]
+            else:
+                std = math.sqrt(2.0 / (n[i + 1] + n[L]))
+                Q[i] = torch.randn(n[i + 1], n[L], generator=generator, dtype=torch.float64) * std
+        return [q.to(dtype=dtype, device=device) for q in Q]
+
+    # ---------------------------------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        return len(self.layer_sizes) - 1
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.W[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.W[0].device
+
+    def phi(self, i: int, v: torch.Tensor) -> torch.Tensor:
+        """r_i = φ_i(v_i) for layer index i (0-based)."""
+        return _PHI[self.activations[i]][0](v)
+
+    def dphi(self, i: int, v: torch.Tensor) -> torch.Tensor:
+        return _PHI[self.activations[i]][1](v)
+
+    def basal(self, i: int, r_prev: torch.Tensor) -> torch.Tensor:
+        """Basal compartment v_B,i = W_i r_{i-1} + b_i (batched)."""
+        return torch.addmm(self.b[i], r_prev, self.W[i].T)
+
+    def feedforward(self, x: torch.Tensor):
+        """Equilibrium without feedback, eq. (2): lists v_i^-, r_i^- for i = 1..L."""
+        vs, rs = [], []
+        r = x
+        for i in range(self.num_layers):
+            v = self.basal(i, r)
+            r = self.phi(i, v)
+            vs.append(v)
+            rs.append(r)
+        return vs, rs
+
+    def jacobian(self, vs) -> torch.Tensor:
+        """J = [∂r_L/∂v_1, ..., ∂r_L/∂v_L] of Lemma 1 at voltages ``vs``: shape (B, n_L, Σ n_i).
+
+        Computed analytically, J_L = diag φ_L'(v_L) and J_i = J_{i+1} W_{i+1} diag φ_i'(v_i).
+        """
+        L = self.num_layers
+        blocks = [None] * L
+        blocks[L - 1] = torch.diag_embed(self.dphi(L - 1, vs[L - 1]))
+        for i in range(L - 2, -1, -1):
+            blocks[i] = (blocks[i + 1] @ self.W[i + 1]) * self.dphi(i, vs[i]).unsqueeze(1)
+        return torch.cat(blocks, dim=2)
+
+    def feedback_matrix(self) -> torch.Tensor:
+        """Q = [Q_1; ...; Q_L] stacked over layers: shape (Σ n_i, n_L)."""
+        return torch.cat(list(self.Q), dim=0)
+
+    def split_layers(self, flat: torch.Tensor):
+        """Split a (..., Σ n_i) tensor into the per-layer pieces (..., n_i)."""
+        return list(torch.split(flat, self.layer_sizes[1:], dim=-1))

@@ -1,0 +1,40 @@
+import math
+
+import pytest
+import torch
+
+from dfc_analog import DFCNetwork
+
+
+def angle_deg(a, b) -> float:
+    """Angle between two updates, each a list of tensors (concatenated) or one tensor."""
+    if isinstance(a, (list, tuple)):
+        a = torch.cat([t.reshape(-1) for t in a])
+        b = torch.cat([t.reshape(-1) for t in b])
+    cos = float(a.double() @ b.double() / (a.double().norm() * b.double().norm()))
+    return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
+
+
+def update_vector(upd) -> list:
+    return list(upd.gW) + list(upd.gb)
+
+
+@pytest.fixture
+def make_net():
+    def make(sizes=(15, 10, 10, 5), activations=None, seed=0, dtype=torch.float64,
+             feedback_init="weight_product"):
+        acts = activations or ["tanh"] * (len(sizes) - 2) + ["linear"]
+        gen = torch.Generator().manual_seed(seed)
+        return DFCNetwork(list(sizes), acts, dtype=dtype, generator=gen,
+                          feedback_init=feedback_init)
+    return make
+
+
+@pytest.fixture
+def batch():
+    def make(n_in=15, n_out=5, B=32, seed=1, dtype=torch.float64):
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.rand(B, n_in, generator=gen, dtype=dtype) * 2 - 1
+        y = torch.randn(B, n_out, generator=gen, dtype=dtype)
+        return x, y
+    return make
