@@ -10,7 +10,7 @@ The public API, in the order data flows through it:
     output_target                r_L* of eq. (3)
     lemma1_control               u_ss of Lemma 1 (eq. 6) in closed form
     forward_update               one minibatch of DFC / DFC-SS / DFC-SSA learning (eqs. 5, 9)
-    train                        a whole training run into a run folder
+    run_training                 a whole training run into a run folder
     load_run                     (config, network) of a run folder
     DFCError                     the one exception type of bad input or diverging dynamics
 """
@@ -21,9 +21,9 @@ from .learning import ForwardUpdate, forward_update, lemma1_control, output_targ
 from .network import DFCNetwork
 from .runio import load_run
 from .solve import SolverSettings, Trajectory, WakeResult, simulate_wake
-from .train import train
+from .training import run_training
 
 __all__ = ["Config", "ConfigError", "ControllerParams", "DFCError", "DFCNetwork",
            "DivergenceError", "ForwardUpdate", "SolverSettings", "Trajectory", "WakeResult",
-           "forward_update", "lemma1_control", "load_run", "output_target", "simulate_wake",
-           "train"]
+           "forward_update", "lemma1_control", "load_run", "output_target", "run_training",
+           "simulate_wake"]

@@ -106,7 +106,7 @@ class Config:
                      "", METHODS, group="learning")
     epochs: int = _f(40, "Training epochs.", group="learning")
     batch_size: int = _f(128, "Minibatch size B.", "B", group="learning")
-    lr: float = _f(2e-3, "Adam learning rate for the forward weights W_i, b_i.", "η",
+    lr: float = _f(1e-2, "Adam learning rate for the forward weights W_i, b_i.", "η",
                    group="learning")
     normalize_lr: bool = _f(False, "Divide the learning rate by λ (the paper's presets do), so "
                             "that the step does not shrink with the target step size.",
@@ -169,6 +169,8 @@ class Config:
         if self.loss == "cross_entropy" and self.activations[-1] != "linear":
             raise ConfigError("the cross-entropy loss applies the softmax itself: set the output "
                               "activation to 'linear'.")
+        if self.dataset == "student-teacher" and self.loss != "mse":
+            raise ConfigError("the student-teacher task is a regression: use loss 'mse'.")
         for name in ("tau_v", "tau_u", "t_end", "step_size", "rtol", "atol"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):

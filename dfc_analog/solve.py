@@ -97,7 +97,7 @@ def simulate_wake(net: DFCNetwork, x: torch.Tensor, r_star: torch.Tensor,
                                                         proactive)
         else:
             final, traj_states, t_grid = _torchdiffeq(dyn, y0, solver, t_end, times)
-        _check_finite(final[: net.num_layers + 1])
+        _check_finite(final[: net.num_layers + 1], solver.method)
         L = net.num_layers
         u = final[L] + params.k_p * (r_star - net.phi(L - 1, final[L - 1]))
         result = WakeResult(v=list(final[:L]), u=u, u_int=final[L], t_end=t_end, nfe=dyn.nfe)
@@ -211,10 +211,12 @@ def build_trajectory(dyn: WakeDynamics, t: torch.Tensor, states) -> Trajectory:
                       u=shape(u), u_int=shape(flat[L]), error=shape(e))
 
 
-def _check_finite(tensors) -> None:
+def _check_finite(tensors, method: str) -> None:
     worst = max(float(t.abs().max()) if t.numel() else 0.0 for t in tensors)
     if not np.isfinite(worst) or worst > STATE_LIMIT:
+        fixed = "" if method in ADAPTIVE_SOLVERS else \
+            f"use a smaller step_size (the {method} step must resolve τ_v), or "
         raise DivergenceError(
             f"the network-plus-controller dynamics diverged (largest state magnitude {worst:.3g}); "
-            "lower k_p or target_stepsize, raise alpha, or use feedback weights that meet "
+            f"{fixed}lower k_p or target_stepsize, raise alpha, or use feedback weights that meet "
             "Condition 3.")

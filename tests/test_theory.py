@@ -23,6 +23,7 @@ def steady_state(net, x, y, lam, params, t_end=60.0):
 
 
 @pytest.mark.parametrize("leak", ["integral", "total"])
+@torch.no_grad()
 def test_lemma1_steady_state_error_shrinks_with_lambda(make_net, batch, leak):
     """u_ss and v_ss of the simulated dynamics approach eq. (6); the error is O(λ)."""
     params = ControllerParams(tau_v=0.2, alpha=0.0015, k_p=1.5, leak=leak)

@@ -1,0 +1,106 @@
+"""Training: the loss falls, the run folder is complete and readable, runs repeat and resume."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import importlib
+from dfc_analog import Config, DivergenceError, load_run
+from dfc_analog import run_training as train
+
+train_module = importlib.import_module("dfc_analog.training")
+
+SMALL = dict(train_samples=640, val_samples=200, test_samples=200, epochs=3)
+
+
+def read_metrics(run):
+    with open(run / "metrics.csv") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize("method,epochs,factor", [("dfc-ssa", 12, 0.5), ("dfc", 6, 0.75),
+                                                   ("dfc-ss", 6, 0.75)])
+def test_training_lowers_test_loss(tmp_path, method, epochs, factor):
+    cfg = Config(**{**SMALL, "train_samples": 1280, "epochs": epochs}, method=method)
+    rows = train(cfg, tmp_path / method, progress=False)
+    assert rows[-1]["test_loss"] < factor * rows[0]["test_loss"], rows
+
+
+def test_run_folder_contents(tmp_path):
+    cfg = Config(**SMALL)
+    run = tmp_path / "run"
+    train(cfg, run, progress=False)
+    config = json.loads((run / "config.json").read_text())
+    for key in ("layer_sizes", "activations", "tau_v", "tau_u", "alpha", "k_p",
+                "target_stepsize", "loss"):
+        assert key in config
+    assert config["layer_sizes"] == [15, 10, 10, 5]
+    rows = read_metrics(run)
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3]
+    assert (run / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with np.load(run / "weights.npz", allow_pickle=False) as w:
+        assert sorted(w.files) == sorted(f"{k}{i}" for k in "WbQ" for i in (1, 2, 3))
+        assert w["W1"].shape == (10, 15) and w["W3"].shape == (5, 10)
+        assert w["b2"].shape == (10,) and w["Q1"].shape == (10, 5)
+        assert all(w[k].dtype == np.float64 for k in w.files)
+        _, net = load_run(run)
+        np.testing.assert_array_equal(w["W2"], net.W[1].detach().double().numpy())
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_same_seed_same_run(tmp_path):
+    cfg = Config(**SMALL)
+    train(cfg, tmp_path / "a", progress=False)
+    train(cfg, tmp_path / "b", progress=False)
+    with np.load(tmp_path / "a/weights.npz") as a, np.load(tmp_path / "b/weights.npz") as b:
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k])
+    train(cfg.replace(seed=7), tmp_path / "c", progress=False)
+    with np.load(tmp_path / "a/weights.npz") as a, np.load(tmp_path / "c/weights.npz") as c:
+        assert not np.array_equal(a["W1"], c["W1"])
+
+
+def test_interrupted_run_resumes_as_if_never_stopped(tmp_path, monkeypatch):
+    cfg = Config(**SMALL)
+    train(cfg, tmp_path / "straight", progress=False)
+
+    calls = {"n": 0}
+    real = train_module.forward_update
+
+    def interrupt_on_seventh(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:  # epoch 2, batch 2 of 5
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "forward_update", interrupt_on_seventh)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(train_module, "forward_update", real)
+    state = torch.load(tmp_path / "resumed/checkpoint.pt", weights_only=True)
+    assert (state["epoch"], state["batch"]) == (1, 1)
+    train(cfg, tmp_path / "resumed", resume=True, progress=False)
+    with np.load(tmp_path / "straight/weights.npz") as a, \
+            np.load(tmp_path / "resumed/weights.npz") as b:
+        for k in a.files:
+            np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-12)
+    assert read_metrics(tmp_path / "straight")[-1]["test_loss"] == pytest.approx(
+        read_metrics(tmp_path / "resumed")[-1]["test_loss"], rel=1e-9)
+
+
+def test_diverging_dynamics_stop_without_writing_nans(tmp_path):
+    # Euler with Δt/τ_v = 2.5 is unstable: the state explodes within the first minibatch
+    cfg = Config(**SMALL, solver="authors-euler", step_size=0.5, t_end=50.0)
+    with pytest.raises(DivergenceError, match="diverged"):
+        train(cfg, tmp_path / "run", progress=False)
+    with np.load(tmp_path / "run/weights.npz") as w:
+        assert all(np.isfinite(w[k]).all() for k in w.files)
+
+
+def test_float64_and_float32_train_alike(tmp_path):
+    rows = {dt: train(Config(**SMALL, dtype=dt, method="dfc-ssa"), tmp_path / dt,
+                      progress=False) for dt in ("float32", "float64")}
+    assert rows["float32"][-1]["test_loss"] == pytest.approx(rows["float64"][-1]["test_loss"],
+                                                             rel=1e-3)
