@@ -11,13 +11,13 @@ and the controller, with e = r* - r_L the control error, is
     u = u_int + k_p e,   τ_u du_int/dt = e - α u_int       (eq. 4, ``leak='integral'``)
                          τ_u du_int/dt = e - α u           (authors' code, ``leak='total'``).
 
-The ODE state is ``(v_1, ..., v_L, u_int)``. When the eq. (5) plasticity is accumulated, the state
-also carries its time integral, so that memory does not grow with simulated time:
-
-    d_i = ∫ Δ_i dt         per sample, (B, n_i), with Δ_i = φ(v_i) - φ(v_B,i)  (or v_i - v_B,i)
-    M_i = ∫ Δ_iᵀ r_{i-1} dt  summed over the batch, (n_i, n_{i-1}), for i ≥ 2.
-
-Layer 1 needs no M_1: its input r_0 = x is constant, so ∫ Δ_1ᵀ x dt = d_1ᵀ x.
+The ODE state is one (B, Σ n_i + n_L) tensor y = [v_1 - v_1^-, ..., v_L - v_L^-, u_int] / s: the
+departure from the feed-forward equilibrium of eq. (2), in units of the output nudge
+s = max |δ_L| of eq. (3). Learning reads exactly this departure (eq. 5 compares v with v_B), and
+it is small (∝ λ); measured in these units, the solver's rtol and atol bound the error of the
+feedback response itself rather than of v^-, which is known exactly. The eq. (5) plasticity is
+integrated alongside by :class:`PlasticityIntegral`, a quadrature over the solver's accepted
+steps, so that memory does not grow with simulated time.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from .network import DFCNetwork
 
 @dataclass(frozen=True)
 class ControllerParams:
-    """The constants of eqs. (1) and (4)."""
+    """The constants of eqs. (1) and (4), and the form of the plasticity signal."""
 
     tau_v: float = 0.2
     tau_u: float = 1.0
@@ -53,59 +53,130 @@ class ControllerParams:
 
 
 class WakeDynamics(nn.Module):
-    """``f(t, state)`` for torchdiffeq: eqs. (1) and (4), optionally with the eq. (5) integrals."""
+    """``f(t, y)`` for torchdiffeq: eqs. (1) and (4) for a minibatch, in the scaled departure
+    y = [v - v^-, u_int] / s from the feed-forward state ``v_ff`` (see the module docstring)."""
 
     def __init__(self, net: DFCNetwork, x: torch.Tensor, r_star: torch.Tensor,
-                 params: ControllerParams, accumulate: bool):
+                 params: ControllerParams, v_ff):
         super().__init__()
         self.net = net
         self.x = x
         self.r_star = r_star
         self.p = params
-        self.accumulate = accumulate
+        self.sizes = net.layer_sizes[1:] + [net.layer_sizes[-1]]
         self.basal_1 = net.basal(0, x)  # constant: the input does not change during the phase
+        self.Q = net.feedback_matrix()  # all apical inputs in one product u Qᵀ
+        self.origin = torch.cat(list(v_ff) + [torch.zeros_like(r_star)], dim=1)
+        r_L = net.phi(net.num_layers - 1, v_ff[-1])
+        nudge = float((r_star - r_L).abs().max())
+        self.scale = nudge if nudge > 0 else 1.0
         self.nfe = 0
 
-    def initial_state(self, v_ff):
-        """The feed-forward equilibrium of eq. (2), controller at rest, integrals at zero."""
-        B = self.x.shape[0]
-        state = [v.clone() for v in v_ff]
-        state.append(torch.zeros_like(self.r_star))
-        if self.accumulate:
-            net = self.net
-            n = net.layer_sizes
-            state += [torch.zeros(B, n[i + 1], dtype=net.dtype, device=net.device)
-                      for i in range(net.num_layers)]
-            state += [torch.zeros(n[i + 1], n[i], dtype=net.dtype, device=net.device)
-                      for i in range(1, net.num_layers)]
-        return tuple(state)
+    def initial_state(self) -> torch.Tensor:
+        """The feed-forward equilibrium of eq. (2), controller at rest: y = 0."""
+        return torch.zeros_like(self.origin)
 
-    def signals(self, state):
-        """Algebraic signals of a state: rates, basal inputs, error and control u."""
-        net, L = self.net, self.net.num_layers
-        vs = state[:L]
-        rs = [net.phi(i, v) for i, v in enumerate(vs)]
-        basal = [self.basal_1] + [net.basal(i, rs[i - 1]) for i in range(1, L)]
-        e = self.r_star - rs[-1]
-        u = state[L] + self.p.k_p * e
-        return vs, rs, basal, e, u
+    def absolute(self, y: torch.Tensor) -> torch.Tensor:
+        """[v_1, ..., v_L, u_int] of a scaled state (any leading axes)."""
+        return self.origin + self.scale * y
 
-    def plasticity_signal(self, i, v, v_basal):
-        """Δ_i of eq. (5) (φ(v) - φ(v_B)) or of eq. (9) (v - v_B)."""
-        if self.p.plasticity == "voltage":
-            return v - v_basal
-        return self.net.phi(i, v) - self.net.phi(i, v_basal)
+    def pack(self, vs, u_int) -> torch.Tensor:
+        """The scaled state of absolute voltages and controller integral."""
+        return (torch.cat(list(vs) + [u_int], dim=-1) - self.origin) / self.scale
 
-    def forward(self, t, state):
+    def split(self, y: torch.Tensor):
+        """(v_1, ..., v_L), u_int of a scaled state (the last axis is the state axis)."""
+        *vs, u_int = torch.split(self.absolute(y), self.sizes, dim=-1)
+        return vs, u_int
+
+    def forward(self, t, y):
         self.nfe += 1
-        net, p, L = self.net, self.p, self.net.num_layers
-        vs, rs, basal, e, u = self.signals(state)
-        dv = [(basal[i] + u @ net.Q[i].T - vs[i]) / p.tau_v for i in range(L)]
-        leak = state[L] if p.leak == "integral" else u
-        du_int = (e - p.alpha * leak) / p.tau_u
-        out = dv + [du_int]
-        if self.accumulate:
-            deltas = [self.plasticity_signal(i, vs[i], basal[i]) for i in range(L)]
-            out += deltas
-            out += [deltas[i].T @ rs[i - 1] for i in range(1, L)]
-        return tuple(out)
+        net, p = self.net, self.p
+        vs, u_int = self.split(y)
+        L = len(vs)
+        r_L = net.phi(L - 1, vs[-1])
+        e = self.r_star - r_L
+        u = u_int + p.k_p * e
+        apical = torch.split(u @ self.Q.T, self.sizes[:L], dim=1)
+        out = []
+        r_prev = None
+        for i in range(L):
+            basal = self.basal_1 if i == 0 else net.basal(i, r_prev)
+            out.append((basal + apical[i] - vs[i]) / p.tau_v)
+            if i + 1 < L:
+                r_prev = net.phi(i, vs[i])
+        leak = u_int if p.leak == "integral" else u
+        out.append((e - p.alpha * leak) / p.tau_u)
+        return torch.cat(out, dim=1) / self.scale
+
+    def attach(self, integral: "PlasticityIntegral", fixed_grid: bool) -> None:
+        """Feed every step the solver takes into ``integral``.
+
+        torchdiffeq calls ``callback_accept_step(t0, y0, dt)`` after each accepted step of an
+        adaptive method and ``callback_step`` before each step of a fixed-grid method.
+        """
+        def node(t0, y0, dt):
+            integral.add_node(float(t0), y0, float(dt))
+        setattr(self, "callback_step" if fixed_grid else "callback_accept_step", node)
+
+
+class PlasticityIntegral:
+    """Time integral of the eq. (5) signal, by the trapezoidal rule over the solver's steps.
+
+    With Δ_i = φ(v_i) - φ(v_B,i) (eq. 5; ``v_i - v_B,i`` for eq. 9) it holds
+
+        d_i = ∫ Δ_i dt               per sample, (B, n_i)
+        M_i = ∫ Δ_iᵀ r_{i-1} dt      summed over the batch, (n_i, n_{i-1}), for i ≥ 2;
+
+    layer 1 needs no M_1 because r_0 = x is constant: ∫ Δ_1ᵀ x dt = d_1ᵀ x. Each step node
+    t_k enters with the weight (t_{k+1} - t_{k-1})/2, known as soon as the step from t_k is
+    accepted, so nothing but the sums is kept: memory is independent of simulated time.
+    """
+
+    def __init__(self, dyn: WakeDynamics, t_end: float):
+        self.dyn = dyn
+        self.t_end = t_end
+        net = dyn.net
+        self.d = [torch.zeros(dyn.x.shape[0], n, dtype=net.dtype, device=net.device)
+                  for n in net.layer_sizes[1:]]
+        self.M = [torch.zeros(net.layer_sizes[i + 1], net.layer_sizes[i], dtype=net.dtype,
+                              device=net.device) for i in range(1, net.num_layers)]
+        self.t_prev = None
+
+    def signals(self, y):
+        """Δ_i and the presynaptic rates r_{i-1} at state ``y``."""
+        dyn, net = self.dyn, self.dyn.net
+        vs, _ = dyn.split(y)
+        deltas, pre = [], []
+        r_prev = dyn.x
+        for i, v in enumerate(vs):
+            basal = dyn.basal_1 if i == 0 else net.basal(i, r_prev)
+            if dyn.p.plasticity == "voltage":
+                deltas.append(v - basal)
+            else:
+                deltas.append(net.phi(i, v) - net.phi(i, basal))
+            pre.append(r_prev)
+            r_prev = net.phi(i, v)
+        return deltas, pre
+
+    def _add(self, y, weight: float):
+        deltas, pre = self.signals(y)
+        for i, delta in enumerate(deltas):
+            self.d[i].add_(delta, alpha=weight)
+            if i > 0:
+                self.M[i - 1].addmm_(delta.T, pre[i], alpha=weight)
+
+    def add_node(self, t0: float, y0, dt: float):
+        """Node t0 of an accepted step [t0, t0 + dt] (the last step may end beyond t_end)."""
+        left = 0.0 if self.t_prev is None else t0 - self.t_prev
+        self._add(y0, 0.5 * (left + min(dt, self.t_end - t0)))
+        self.t_prev = t0
+
+    def add_rectangle(self, y, dt: float):
+        """Left-rectangle node: the authors' Euler sum Σ_k Δ(t_k) dt."""
+        self._add(y, dt)
+
+    def finish(self, y_end):
+        """Close the rule with the last node, the final state at t_end."""
+        left = 0.0 if self.t_prev is None else self.t_end - self.t_prev
+        self._add(y_end, 0.5 * left)

@@ -13,7 +13,7 @@ import torch
 from torchdiffeq import odeint
 
 from .config import ADAPTIVE_SOLVERS, FIXED_SOLVERS
-from .dynamics import ControllerParams, WakeDynamics
+from .dynamics import ControllerParams, PlasticityIntegral, WakeDynamics
 from .errors import ConfigError, DivergenceError
 from .network import DFCNetwork
 
@@ -85,32 +85,37 @@ def simulate_wake(net: DFCNetwork, x: torch.Tensor, r_star: torch.Tensor,
     """Integrate eqs. (1) and (4) from the feed-forward state over [0, t_end].
 
     ``times`` (optional, increasing, within [0, t_end]) asks for a :class:`Trajectory` on that
-    grid; without it only the final state is kept. ``accumulate`` carries the eq. (5) integrals
-    in the state. ``proactive`` only concerns ``'authors-euler'``.
+    grid; without it only the final state is kept. ``accumulate`` integrates the eq. (5) signal
+    along the way (:class:`~dfc_analog.dynamics.PlasticityIntegral`). ``proactive`` only
+    concerns ``'authors-euler'``.
     """
     with torch.no_grad():
         v_ff, _ = net.feedforward(x)
-        dyn = WakeDynamics(net, x, r_star, params, accumulate)
-        y0 = dyn.initial_state(v_ff)
+        dyn = WakeDynamics(net, x, r_star, params, v_ff)
+        integral = PlasticityIntegral(dyn, t_end) if accumulate else None
+        y0 = dyn.initial_state()
         if solver.method == "authors-euler":
-            final, traj_states, t_grid = _authors_euler(dyn, y0, solver.step_size, t_end, times,
-                                                        proactive)
+            y_end, states, t_grid = _authors_euler(dyn, y0, solver.step_size, t_end, times,
+                                                   proactive, integral)
         else:
-            final, traj_states, t_grid = _torchdiffeq(dyn, y0, solver, t_end, times)
-        _check_finite(final[: net.num_layers + 1], solver.method)
-        L = net.num_layers
-        u = final[L] + params.k_p * (r_star - net.phi(L - 1, final[L - 1]))
-        result = WakeResult(v=list(final[:L]), u=u, u_int=final[L], t_end=t_end, nfe=dyn.nfe)
-        if accumulate:
-            result.d = list(final[L + 1: 2 * L + 1])
-            result.M = list(final[2 * L + 1:])
+            if integral is not None:
+                dyn.attach(integral, fixed_grid=solver.method in FIXED_SOLVERS)
+            y_end, states, t_grid = _torchdiffeq(dyn, y0, solver, t_end, times)
+            if integral is not None:
+                integral.finish(y_end)
+        _check_finite(dyn.absolute(y_end), solver.method)
+        vs, u_int = dyn.split(y_end)
+        u = u_int + params.k_p * (r_star - net.phi(net.num_layers - 1, vs[-1]))
+        result = WakeResult(v=list(vs), u=u, u_int=u_int, t_end=t_end, nfe=dyn.nfe)
+        if integral is not None:
+            result.d, result.M = integral.d, integral.M
         if times is not None:
-            result.trajectory = build_trajectory(dyn, t_grid, traj_states)
+            result.trajectory = build_trajectory(dyn, t_grid, states)
         return result
 
 
 def _torchdiffeq(dyn, y0, solver, t_end, times):
-    dtype, device = y0[0].dtype, y0[0].device
+    dtype, device = y0.dtype, y0.device
     if solver.method in ADAPTIVE_SOLVERS:
         options = {"max_num_steps": solver.max_steps}
     elif solver.method in FIXED_SOLVERS:
@@ -120,7 +125,7 @@ def _torchdiffeq(dyn, y0, solver, t_end, times):
     t = torch.tensor([0.0, t_end], dtype=dtype, device=device)
     if times is not None:
         t = torch.unique(torch.cat([times.to(dtype=dtype, device=device).reshape(-1), t]))
-        if t[0] < 0 or t[-1] > t_end + 1e-12:
+        if t[0] < 0 or t[-1] > t_end * (1 + 1e-9):
             raise ConfigError(f"trajectory times must lie within [0, {t_end}].")
     try:
         ys = odeint(dyn, y0, t, rtol=solver.rtol, atol=solver.atol, method=solver.method,
@@ -129,90 +134,79 @@ def _torchdiffeq(dyn, y0, solver, t_end, times):
         raise DivergenceError(
             f"the {solver.method} solver gave up ({exc}): the dynamics are too stiff or diverge; "
             "lower k_p or target_stepsize, raise alpha, or raise max_steps.") from None
-    final = tuple(y[-1] for y in ys)
-    return final, ys, t
+    return ys[-1], ys, t
 
 
-def _authors_euler(dyn, y0, dt, t_end, times, proactive):
+def _authors_euler(dyn, y0, dt, t_end, times, proactive, integral):
     """Forward Euler as the authors discretise eqs. (1), (4) (reference §1.3).
 
     One step k → k+1: the controller first (u_int[k+1] from e[k]; u[k+1] = u_int[k+1] + k_p e[k]),
     then the layers in order 1..L, each seeing the already updated rate of the layer below
     (instantaneous transmission) and the new control u[k+1] (proactive) or the old u[k].
-    The eq. (5) integrals are left Riemann sums over the steps.
+    The eq. (5) integral is the left Riemann sum over the steps, as the authors sum it.
     """
-    net, p, L = dyn.net, dyn.p, dyn.net.num_layers
+    net, p = dyn.net, dyn.p
     n_steps = int(round(t_end / dt))
     if n_steps < 1:
         raise ConfigError(f"step_size {dt} is longer than the simulated time {t_end}.")
-    state = [y.clone() for y in y0]
-    vs, u_int = state[:L], state[L]
-    rs = [net.phi(i, v) for i, v in enumerate(vs)]
+    v0, u0 = dyn.split(y0)
+    vs, u_int = [v.clone() for v in v0], u0.clone()
     u = torch.zeros_like(u_int)
-    record = None
+    keep = set()
     if times is not None:
-        t_grid = torch.arange(n_steps + 1, dtype=y0[0].dtype, device=y0[0].device) * dt
-        wanted = torch.unique(torch.round(times.reshape(-1).cpu() / dt).long().clamp(0, n_steps))
+        wanted = torch.round(times.reshape(-1).cpu() / dt).long().clamp(0, n_steps)
         keep = set(wanted.tolist())
-        record = {"k": [], "states": []}
+    recorded, steps = [], []
     for k in range(n_steps + 1):
-        if record is not None and k in keep:
-            record["k"].append(k)
-            record["states"].append([v.clone() for v in vs] + [u_int.clone()])
+        y = dyn.pack(vs, u_int)
+        if k in keep:
+            recorded.append(y)
+            steps.append(k)
         if k == n_steps:
             break
-        e = dyn.r_star - rs[-1]
+        if integral is not None:
+            integral.add_rectangle(y, dt)
+        e = dyn.r_star - net.phi(net.num_layers - 1, vs[-1])
         leak = u_int if p.leak == "integral" else u
         u_int = u_int + dt / p.tau_u * (e - p.alpha * leak)
         u_new = u_int + p.k_p * e
-        u_apical = u_new if proactive else u
+        apical = torch.split((u_new if proactive else u) @ dyn.Q.T, dyn.sizes[:-1], dim=1)
         u = u_new
         r_prev = dyn.x
-        for i in range(L):
-            v_basal = dyn.basal_1 if i == 0 else net.basal(i, r_prev)
-            if dyn.accumulate:  # integrand at step k, with the state before the update
-                basal_k = dyn.basal_1 if i == 0 else net.basal(i, rs[i - 1])
-                delta = dyn.plasticity_signal(i, vs[i], basal_k)
-                state[L + 1 + i] += dt * delta
-                if i > 0:
-                    state[2 * L + i] += dt * (delta.T @ rs[i - 1])
-            vs[i] = vs[i] + dt / p.tau_v * (u_apical @ net.Q[i].T + v_basal - vs[i])
+        for i in range(net.num_layers):
+            basal = dyn.basal_1 if i == 0 else net.basal(i, r_prev)
+            vs[i] = vs[i] + dt / p.tau_v * (apical[i] + basal - vs[i])
             r_prev = net.phi(i, vs[i])
-        rs = [net.phi(i, v) for i, v in enumerate(vs)]
         dyn.nfe += 1
-    state[:L] = vs
-    state[L] = u_int
-    traj = None
-    t_out = None
-    if record is not None:
-        t_out = t_grid[record["k"]]
-        traj = tuple(torch.stack([s[j] for s in record["states"]]) for j in range(L + 1))
-    return tuple(state), traj, t_out
+    if times is None:
+        return y, None, None
+    t_grid = torch.tensor(steps, dtype=y0.dtype, device=y0.device) * dt
+    return y, torch.stack(recorded), t_grid
 
 
-def build_trajectory(dyn: WakeDynamics, t: torch.Tensor, states) -> Trajectory:
+def build_trajectory(dyn: WakeDynamics, t: torch.Tensor, states: torch.Tensor) -> Trajectory:
     """Derive every compartment and controller signal from the states on a time grid."""
     net, L = dyn.net, dyn.net.num_layers
-    T, B = t.shape[0], dyn.x.shape[0]
-    flat = [s.reshape(T * B, -1) for s in states[: L + 1]]
+    T, B = states.shape[0], states.shape[1]
+    vs, u_int = dyn.split(states)
+    vs, u_int = [v.reshape(T * B, -1) for v in vs], u_int.reshape(T * B, -1)
     x_rep = dyn.x.repeat(T, 1)
-    r_star = dyn.r_star.repeat(T, 1)
-    rs = [net.phi(i, v) for i, v in enumerate(flat[:L])]
+    rs = [net.phi(i, v) for i, v in enumerate(vs)]
     basal = [net.basal(i, x_rep if i == 0 else rs[i - 1]) for i in range(L)]
-    e = r_star - rs[-1]
-    u = flat[L] + dyn.p.k_p * e
+    e = dyn.r_star.repeat(T, 1) - rs[-1]
+    u = u_int + dyn.p.k_p * e
     apical = [u @ net.Q[i].T for i in range(L)]
 
     def shape(a):
         return a.reshape(T, B, -1)
 
-    return Trajectory(t=t, soma=[shape(v) for v in flat[:L]], basal=[shape(a) for a in basal],
+    return Trajectory(t=t, soma=[shape(v) for v in vs], basal=[shape(a) for a in basal],
                       apical=[shape(a) for a in apical], rate=[shape(r) for r in rs],
-                      u=shape(u), u_int=shape(flat[L]), error=shape(e))
+                      u=shape(u), u_int=shape(u_int), error=shape(e))
 
 
-def _check_finite(tensors, method: str) -> None:
-    worst = max(float(t.abs().max()) if t.numel() else 0.0 for t in tensors)
+def _check_finite(y: torch.Tensor, method: str) -> None:
+    worst = float(y.abs().max())
     if not np.isfinite(worst) or worst > STATE_LIMIT:
         fixed = "" if method in ADAPTIVE_SOLVERS else \
             f"use a smaller step_size (the {method} step must resolve τ_v), or "
