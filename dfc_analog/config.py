@@ -92,8 +92,11 @@ class Config:
                      "adaptive_heun), fixed-step ones (euler, midpoint, rk4), or 'authors-euler', "
                      "the authors' forward-Euler scheme (instantaneous transmission, proactive "
                      "controller).", "", SOLVERS, group="solver")
-    rtol: float = _f(1e-4, "Relative tolerance of adaptive solvers.", "", group="solver")
-    atol: float = _f(1e-6, "Absolute tolerance of adaptive solvers.", "", group="solver")
+    rtol: float = _f(1e-3, "Relative tolerance of adaptive solvers. The solver state is the "
+                     "departure from the feed-forward state in units of max|δ_L|, so tolerances "
+                     "bound the error of the feedback response itself.", "", group="solver")
+    atol: float = _f(1e-4, "Absolute tolerance of adaptive solvers, in units of max|δ_L|.", "",
+                     group="solver")
     step_size: float = _f(0.005, "Step Δt of fixed-step solvers and of 'authors-euler', in τ_u.",
                           "Δt", group="solver")
     max_steps: int = _f(20000, "Most solver steps per wake phase before the dynamics are "

@@ -20,7 +20,7 @@ EXTRA_OPTIONS = ("config", "out", "resume", "overwrite", "progress")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dfc_analog.train",
+        prog="python -m dfc_analog.train", usage="%(prog)s [options]",
         description="Train a Deep Feedback Control network (Meulemans et al., NeurIPS 2021) with "
                     "its continuous-time dynamics. Every option is also a key of a TOML/JSON "
                     "config file (--config); the command line wins over the file. Time is in "
@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         if isinstance(default, bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
         elif isinstance(default, list):
-            group.add_argument(flag, nargs="+", type=type(default[0]), metavar="X",
+            metavar = {"layer_sizes": "N", "activations": "PHI"}.get(f.name, "X")
+            group.add_argument(flag, nargs="+", type=type(default[0]), metavar=metavar,
                                help=help_text)
         else:
             group.add_argument(flag, type=type(default), choices=meta["choices"],

@@ -1,0 +1,82 @@
+"""simulate_wake: trajectories, the authors' Euler scheme, the solver guards."""
+import pytest
+import torch
+
+from dfc_analog import (ControllerParams, DivergenceError, SolverSettings, output_target,
+                        simulate_wake)
+
+PARAMS = ControllerParams(tau_v=0.2, alpha=0.0015, k_p=1.5)
+
+
+@pytest.fixture
+def setup(make_net, batch):
+    net = make_net()
+    x, y = batch(B=8)
+    with torch.no_grad():
+        _, r_ff = net.feedforward(x)
+        r_star, _ = output_target(r_ff[-1], y, "mse", "sample", 0.05)
+    return net, x, r_star
+
+
+def test_trajectory_starts_feedforward_and_ends_at_final_state(setup):
+    net, x, r_star = setup
+    times = torch.linspace(0, 5, 51, dtype=torch.float64)
+    wake = simulate_wake(net, x, r_star, PARAMS, SolverSettings("dopri5", 1e-8, 1e-10), 5.0,
+                         times=times)
+    tr = wake.trajectory
+    assert tr.t.shape == (51,) and tr.soma[0].shape == (51, 8, 10) and tr.u.shape == (51, 8, 5)
+    v_ff, r_ff = net.feedforward(x)
+    for i in range(net.num_layers):
+        torch.testing.assert_close(tr.soma[i][0], v_ff[i].detach())
+        torch.testing.assert_close(tr.soma[i][-1], wake.v[i])
+        torch.testing.assert_close(tr.rate[i], net.phi(i, tr.soma[i]))
+        torch.testing.assert_close(tr.apical[i], tr.u @ net.Q[i].detach().T)
+    torch.testing.assert_close(tr.error[0], r_star - r_ff[-1].detach())
+    torch.testing.assert_close(tr.u, tr.u_int + PARAMS.k_p * tr.error)
+    assert float(tr.u_int[0].abs().max()) == 0.0
+    arrays = tr.numpy()
+    assert {"t", "soma1", "basal3", "apical2", "rate3", "u", "u_int", "error"} <= set(arrays)
+
+
+def test_authors_euler_trajectory_follows_the_ode(setup):
+    net, x, r_star = setup
+    times = torch.linspace(0, 5, 11, dtype=torch.float64)
+    ode = simulate_wake(net, x, r_star, PARAMS, SolverSettings("dopri5", 1e-8, 1e-10), 5.0,
+                        times=times).trajectory
+    euler = simulate_wake(net, x, r_star, PARAMS, SolverSettings("authors-euler",
+                                                                 step_size=1e-3), 5.0,
+                          times=times).trajectory
+    torch.testing.assert_close(euler.t, ode.t)
+    response = (ode.rate[-1] - ode.rate[-1][0]).abs().max()
+    assert float((euler.rate[-1] - ode.rate[-1]).abs().max()) < 0.01 * float(response)
+
+
+def test_float32_matches_float64(make_net, batch):
+    out = {}
+    for dtype in (torch.float32, torch.float64):
+        net = make_net(dtype=dtype)
+        x, y = (a.to(dtype) for a in batch(B=8))
+        with torch.no_grad():
+            _, r_ff = net.feedforward(x)
+            r_star, _ = output_target(r_ff[-1], y, "mse", "sample", 0.05)
+        out[dtype] = simulate_wake(net, x, r_star, PARAMS, SolverSettings(), 5.0).u
+    assert out[torch.float32].dtype == torch.float32
+    rel = (out[torch.float32].double() - out[torch.float64]).norm() / out[torch.float64].norm()
+    assert float(rel) < 1e-3
+
+
+def test_step_limit_is_a_divergence_error(setup):
+    net, x, r_star = setup
+    with pytest.raises(DivergenceError, match="gave up"):
+        simulate_wake(net, x, r_star, PARAMS, SolverSettings("dopri5", 1e-10, 1e-12,
+                                                             max_steps=5), 5.0)
+
+
+def test_unstable_controller_is_a_divergence_error(setup):
+    net, x, r_star = setup
+    # negative feedback turned positive: Q -> -Q violates Condition 3 and the state explodes
+    with torch.no_grad():
+        for q in net.Q:
+            q.mul_(-5.0)
+    with pytest.raises(DivergenceError):
+        simulate_wake(net, x, r_star, PARAMS, SolverSettings(max_steps=2000), 200.0)
