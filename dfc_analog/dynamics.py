@@ -70,6 +70,11 @@ class WakeDynamics(nn.Module):
         r_L = net.phi(net.num_layers - 1, v_ff[-1])
         nudge = float((r_star - r_L).abs().max())
         self.scale = nudge if nudge > 0 else 1.0
+        self.offsets = [0]
+        for size in self.sizes[:-1]:          # column where each layer's block starts
+            self.offsets.append(self.offsets[-1] + size)
+        # b_i - v_i^- for i ≥ 2, so that W_i r_{i-1} + this is v_B,i - v_i^- in one addmm
+        self.basal_offset = [None] + [net.b[i] - v_ff[i] for i in range(1, net.num_layers)]
         self.nfe = 0
 
     def initial_state(self) -> torch.Tensor:
@@ -90,24 +95,28 @@ class WakeDynamics(nn.Module):
         return vs, u_int
 
     def forward(self, t, y):
+        """dy/dt. Written for the hot path: one output buffer, no full-state copies, and
+        v_B,i - v_i^- = W_i r_{i-1} + (b_i - v_i^-) in one fused product (zero for i = 1)."""
         self.nfe += 1
-        net, p = self.net, self.p
-        vs, u_int = self.split(y)
-        L = len(vs)
-        r_L = net.phi(L - 1, vs[-1])
-        e = self.r_star - r_L
-        u = u_int + p.k_p * e
-        apical = torch.split(u @ self.Q.T, self.sizes[:L], dim=1)
-        out = []
-        r_prev = None
-        for i in range(L):
-            basal = self.basal_1 if i == 0 else net.basal(i, r_prev)
-            out.append((basal + apical[i] - vs[i]) / p.tau_v)
-            if i + 1 < L:
-                r_prev = net.phi(i, vs[i])
-        leak = u_int if p.leak == "integral" else u
-        out.append((e - p.alpha * leak) / p.tau_u)
-        return torch.cat(out, dim=1) / self.scale
+        net, p, s, L = self.net, self.p, self.scale, self.net.num_layers
+        n = self.offsets                      # layer i: columns n[i-1]:n[i]; u_int: n[L]:
+        y_v, y_u = y[:, :n[L]], y[:, n[L]:]
+
+        def v(i):                             # absolute voltage of layer i (1-based)
+            return torch.add(self.origin[:, n[i - 1]:n[i]], y[:, n[i - 1]:n[i]], alpha=s)
+
+        e = self.r_star - net.phi(L - 1, v(L))
+        u = torch.add(p.k_p * e, y_u, alpha=s)
+        out = torch.empty_like(y)
+        dv = out[:, :n[L]]
+        dv.copy_(u @ self.Q.T).sub_(y_v, alpha=s)          # apical - (v - v^-)
+        for i in range(1, L):
+            dv[:, n[i]:n[i + 1]].add_(
+                torch.addmm(self.basal_offset[i], net.phi(i - 1, v(i)), net.W[i].T))
+        dv.mul_(1.0 / (p.tau_v * s))
+        leak = y_u * s if p.leak == "integral" else u
+        out[:, n[L]:] = (e - p.alpha * leak) / (p.tau_u * s)
+        return out
 
     def attach(self, integral: "PlasticityIntegral", fixed_grid: bool) -> None:
         """Feed every step the solver takes into ``integral``.

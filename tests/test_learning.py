@@ -1,0 +1,42 @@
+"""The output target of eq. (3) and the loss gradients it is built from."""
+import pytest
+import torch
+
+from dfc_analog.learning import loss_gradient, output_target, task_loss
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_loss_gradient_matches_autograd(loss):
+    gen = torch.Generator().manual_seed(0)
+    r = torch.randn(6, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(6, 4, generator=gen, dtype=torch.float64) if loss == "mse" else \
+        torch.randint(0, 4, (6,), generator=gen)
+    # 'mean': the gradient of the minibatch-mean loss, as torch reduces it
+    (mean_grad,) = torch.autograd.grad(task_loss(r, y, loss), r)
+    torch.testing.assert_close(loss_gradient(r.detach(), y, loss, "mean"), mean_grad)
+    # 'sample': each sample's own loss, ‖r - y‖² or -log softmax(r)_y
+    per_sample = ((r - y) ** 2).sum() if loss == "mse" else \
+        torch.nn.functional.cross_entropy(r, y, reduction="sum")
+    (sample_grad,) = torch.autograd.grad(per_sample, r)
+    torch.testing.assert_close(loss_gradient(r.detach(), y, loss, "sample"), sample_grad)
+
+
+def test_l2_target_is_the_convex_combination_of_eq3():
+    """For the L2 loss, eq. (3) gives r_L* = (1 - 2λ) r_L^- + 2λ y."""
+    r = torch.randn(5, 3, dtype=torch.float64)
+    y = torch.randn(5, 3, dtype=torch.float64)
+    r_star, delta = output_target(r, y, "mse", "sample", 0.1)
+    torch.testing.assert_close(r_star, 0.8 * r + 0.2 * y)
+    torch.testing.assert_close(delta, r_star - r)
+
+
+def test_mean_reduction_scales_the_nudge_by_the_batch():
+    """The authors' convention: δ_L is λ/B (cross-entropy) or 2λ/(B n_L) (MSE) times the error."""
+    r = torch.randn(8, 10, dtype=torch.float64)
+    labels = torch.randint(0, 10, (8,))
+    _, d_mean = output_target(r, labels, "cross_entropy", "mean", 0.07794)
+    _, d_sample = output_target(r, labels, "cross_entropy", "sample", 0.07794)
+    torch.testing.assert_close(d_mean, d_sample / 8)
+    y = torch.randn(8, 10, dtype=torch.float64)
+    _, m_mean = output_target(r, y, "mse", "mean", 0.05)
+    torch.testing.assert_close(m_mean, -0.05 * 2 * (r - y) / 80)
