@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
+import math
+
 import torch
 from torchdiffeq import odeint
 
@@ -207,7 +208,7 @@ def build_trajectory(dyn: WakeDynamics, t: torch.Tensor, states: torch.Tensor) -
 
 def _check_finite(y: torch.Tensor, method: str) -> None:
     worst = float(y.abs().max())
-    if not np.isfinite(worst) or worst > STATE_LIMIT:
+    if not math.isfinite(worst) or worst > STATE_LIMIT:
         fixed = "" if method in ADAPTIVE_SOLVERS else \
             f"use a smaller step_size (the {method} step must resolve τ_v), or "
         raise DivergenceError(

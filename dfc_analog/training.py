@@ -68,7 +68,6 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device '{cfg.device}' was asked for, but torch sees no CUDA device.")
     out = runio.prepare_run_dir(out)
-    torch.manual_seed(cfg.seed)
     net = DFCNetwork.from_config(cfg, torch.Generator().manual_seed(cfg.seed))
     opt = make_optimizer(cfg, net)
     data = load_dataset(cfg)
