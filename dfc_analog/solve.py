@@ -159,7 +159,7 @@ def _authors_euler(dyn, y0, dt, t_end, times, proactive, integral):
         keep = set(wanted.tolist())
     recorded, steps = [], []
     for k in range(n_steps + 1):
-        y = dyn.pack(vs, u_int)
+        y = dyn.pack(vs, u_int) if (k in keep or integral is not None or k == n_steps) else None
         if k in keep:
             recorded.append(y)
             steps.append(k)
