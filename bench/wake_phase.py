@@ -12,7 +12,7 @@ ours      ``dfc_analog.learning.forward_update`` with method 'dfc' (adaptive sol
 Prints both timings, peak memory (ours also for a 4x longer phase, to show that it does not grow
 with simulated time), the angle between the two updates, and one closing line
 ``RESULT speedup=<x> angle_deg=<y> mem_ratio=<ours/baseline>``. Timings are the best of
-``--repeats`` runs; the machine's noise moves the baseline by ±30 % between runs.
+``--repeats`` interleaved runs of each scheme; memory is measured in separate runs.
 
     python bench/wake_phase.py [--repeats 3] [--dtype float32] [--solver dopri5] [--device cpu]
 """
@@ -121,24 +121,29 @@ class PeakRSS:
         return (self.peak - self.base) / 2**20
 
 
-def measure(fn, device, repeats):
-    times, peak = [], 0.0
-    out = None
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            before = torch.cuda.memory_allocated()
-        with PeakRSS() as mem:
-            t0 = time.perf_counter()
-            out = fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-        used = (torch.cuda.max_memory_allocated() - before) / 2**20 if device.type == "cuda" \
-            else mem.mib
-        peak = max(peak, used)
-    return out, min(times), peak
+def peak_memory(fn, device):
+    """Peak memory of one call, MiB above the level at entry (a separate, untimed run: the
+    sampling thread would slow a Python-driven loop down)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        out = fn()
+        torch.cuda.synchronize()
+        return out, (torch.cuda.max_memory_allocated() - before) / 2**20
+    with PeakRSS() as mem:
+        out = fn()
+    return out, mem.mib
+
+
+def seconds(fn, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
 
 
 def flatten(gW, gb):
@@ -147,7 +152,8 @@ def flatten(gW, gb):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--repeats", type=int, default=2, help="timed repetitions; the best counts")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timed repetitions of each scheme, interleaved; the best of each counts")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--solver", default="dopri5")
     ap.add_argument("--rtol", type=float, default=SolverSettings.rtol)
@@ -173,13 +179,21 @@ def main():
                              "cross_entropy", "mean", LAMBDA)
         return upd.gW, upd.gb, upd.wake.nfe
 
-    base_net = net64.to(args.baseline_device)
-    (bW, bb), t_base, m_base = measure(
-        lambda: baseline_update(base_net, x64.to(args.baseline_device),
-                                y.to(args.baseline_device)), torch.device(args.baseline_device),
-        1)
-    (oW, ob, nfe), t_ours, m_ours = measure(ours, device, args.repeats)
-    (_, _, nfe_long), t_long, m_long = measure(lambda: ours(4 * T_END), device, 1)
+    base_device = torch.device(args.baseline_device)
+    base_net, base_x, base_y = (t.to(base_device) for t in (net64, x64, y))
+
+    def baseline():
+        return baseline_update(base_net, base_x, base_y)
+
+    (bW, bb), m_base = peak_memory(baseline, base_device)
+    (oW, ob, nfe), m_ours = peak_memory(ours, device)
+    (_, _, nfe_long), m_long = peak_memory(lambda: ours(4 * T_END), device)
+    t_base, t_ours = [], []
+    for _ in range(args.repeats):        # interleaved, so that machine noise hits both alike
+        t_base.append(seconds(baseline, base_device))
+        t_ours.append(seconds(ours, device))
+    t_base, t_ours = min(t_base), min(t_ours)
+    t_long = seconds(lambda: ours(4 * T_END), device)
 
     a, b = flatten(oW, ob), flatten(bW, bb)
     angle = math.degrees(math.acos(max(-1.0, min(1.0, float(a @ b / (a.norm() * b.norm()))))))

@@ -160,12 +160,12 @@ class PlasticityIntegral:
         r_prev = dyn.x
         for i, v in enumerate(vs):
             basal = dyn.basal_1 if i == 0 else net.basal(i, r_prev)
+            pre.append(r_prev)
+            r_prev = net.phi(i, v)
             if dyn.p.plasticity == "voltage":
                 deltas.append(v - basal)
             else:
-                deltas.append(net.phi(i, v) - net.phi(i, basal))
-            pre.append(r_prev)
-            r_prev = net.phi(i, v)
+                deltas.append(r_prev - net.phi(i, basal))
         return deltas, pre
 
     def _add(self, y, weight: float):

@@ -14,6 +14,7 @@ import torch
 from torchdiffeq import odeint
 
 from .config import ADAPTIVE_SOLVERS, FIXED_SOLVERS
+from .dormand_prince import dormand_prince
 from .dynamics import ControllerParams, PlasticityIntegral, WakeDynamics
 from .errors import ConfigError, DivergenceError
 from .network import DFCNetwork
@@ -98,6 +99,15 @@ def simulate_wake(net: DFCNetwork, x: torch.Tensor, r_star: torch.Tensor,
         if solver.method == "authors-euler":
             y_end, states, t_grid = _authors_euler(dyn, y0, solver.step_size, t_end, times,
                                                    proactive, integral)
+        elif solver.method == "dopri5":
+            on_step = None if integral is None else \
+                (lambda t0, y, dt: integral.add_node(t0, y, dt))
+            t_grid = _output_times(times, t_end, y0)
+            states = dormand_prince(dyn, y0, t_grid.tolist(), solver.rtol, solver.atol,
+                                    solver.max_steps, on_step)
+            y_end = states[-1]
+            if integral is not None:
+                integral.finish(y_end)
         else:
             if integral is not None:
                 dyn.attach(integral, fixed_grid=solver.method in FIXED_SOLVERS)
@@ -123,19 +133,25 @@ def _torchdiffeq(dyn, y0, solver, t_end, times):
         options = {"step_size": solver.step_size}
     else:
         raise ConfigError(f"unknown solver '{solver.method}'.")
-    t = torch.tensor([0.0, t_end], dtype=dtype, device=device)
-    if times is not None:
-        t = torch.unique(torch.cat([times.to(dtype=dtype, device=device).reshape(-1), t]))
-        if t[0] < 0 or t[-1] > t_end * (1 + 1e-9):
-            raise ConfigError(f"trajectory times must lie within [0, {t_end}].")
+    t = _output_times(times, t_end, y0)
     try:
-        ys = odeint(dyn, y0, t, rtol=solver.rtol, atol=solver.atol, method=solver.method,
-                    options=options)
+        ys = odeint(dyn, y0, t, rtol=solver.rtol, atol=solver.atol,
+                    method=solver.method.removeprefix("torchdiffeq-"), options=options)
     except AssertionError as exc:  # torchdiffeq signals step-size underflow and step limits so
         raise DivergenceError(
             f"the {solver.method} solver gave up ({exc}): the dynamics are too stiff or diverge; "
             "lower k_p or target_stepsize, raise alpha, or raise max_steps.") from None
     return ys[-1], ys, t
+
+
+def _output_times(times, t_end, y0) -> torch.Tensor:
+    """0, the requested trajectory times and t_end, sorted and unique."""
+    t = torch.tensor([0.0, t_end], dtype=torch.float64)
+    if times is not None:
+        t = torch.unique(torch.cat([times.detach().cpu().double().reshape(-1), t]))
+        if t[0] < 0 or t[-1] > t_end * (1 + 1e-9):
+            raise ConfigError(f"trajectory times must lie within [0, {t_end}].")
+    return t.to(dtype=y0.dtype, device=y0.device)
 
 
 def _authors_euler(dyn, y0, dt, t_end, times, proactive, integral):

@@ -80,3 +80,30 @@ def test_unstable_controller_is_a_divergence_error(setup):
             q.mul_(-5.0)
     with pytest.raises(DivergenceError):
         simulate_wake(net, x, r_star, PARAMS, SolverSettings(max_steps=2000), 200.0)
+
+
+def test_fused_dopri5_takes_torchdiffeqs_steps(setup, monkeypatch):
+    """'dopri5' is torchdiffeq's dopri5 with fused stage arithmetic: the same accepted steps,
+    the same trajectory (dense output included) and the same eq. (5) integral."""
+    from dfc_analog.dynamics import PlasticityIntegral
+    net, x, r_star = setup
+    times = torch.linspace(0, 5, 23, dtype=torch.float64)
+    steps, runs = {}, {}
+    original = PlasticityIntegral.add_node
+    for method in ("dopri5", "torchdiffeq-dopri5"):
+        steps[method] = []
+
+        def record(self, t0, y0, dt, log=steps[method]):
+            log.append((float(t0), float(dt)))
+            return original(self, t0, y0, dt)
+        monkeypatch.setattr(PlasticityIntegral, "add_node", record)
+        runs[method] = simulate_wake(net, x, r_star, PARAMS, SolverSettings(method, 1e-6, 1e-8),
+                                     5.0, times=times, accumulate=True)
+    fused, reference = runs["dopri5"], runs["torchdiffeq-dopri5"]
+    assert fused.nfe == reference.nfe
+    torch.testing.assert_close(torch.tensor(steps["dopri5"]),
+                               torch.tensor(steps["torchdiffeq-dopri5"]), rtol=1e-9, atol=0)
+    torch.testing.assert_close(fused.trajectory.soma[1], reference.trajectory.soma[1],
+                               rtol=1e-9, atol=1e-12)
+    for a, b in zip(fused.M + fused.d, reference.M + reference.d):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-14)
