@@ -20,7 +20,8 @@ from .errors import ConfigError
 
 ACTIVATIONS = ("tanh", "linear", "relu", "sigmoid")
 LOSSES = ("mse", "cross_entropy")
-METHODS = ("dfc", "dfc-ss", "dfc-ssa")
+METHODS = ("dfc", "dfc-ss", "dfc-ssa", "dfa", "bp")
+OPTIMIZERS = ("adam", "sgd")
 ADAPTIVE_SOLVERS = ("dopri5", "torchdiffeq-dopri5", "dopri8", "bosh3", "fehlberg2",
                     "adaptive_heun")
 FIXED_SOLVERS = ("euler", "midpoint", "rk4")
@@ -48,11 +49,13 @@ class Config:
                            "cross-entropy loss.", "φ_i", ACTIVATIONS, group="network")
     bias: bool = _f(True, "Use biases b_i in the basal compartment v_B = W r + b.", "b_i",
                     group="network")
-    feedback_init: str = _f("weight_product",
+    feedback_init: str = _f("auto",
                             "Initial feedback weights: 'weight_product' sets Q_i = Π_{k>i} W_kᵀ "
                             "(Q_L = I), which meets Conditions 2-3 at the start of training; "
-                            "'xavier' draws Q_i from a Xavier normal law (Q_L = I).", "Q_i",
-                            ("weight_product", "xavier"), group="network")
+                            "'xavier' draws Q_i from a Xavier normal law (Q_L = I); 'auto' takes "
+                            "xavier when Q is trained or for DFA, weight_product otherwise, as "
+                            "the paper's experiments do.", "Q_i",
+                            ("auto", "weight_product", "xavier"), group="network")
     # --- task ---------------------------------------------------------------------------------
     dataset: str = _f("student-teacher",
                       "Built-in nonlinear regression: a random ReLU teacher n_0-1000x4-n_L labels "
@@ -108,8 +111,11 @@ class Config:
     method: str = _f("dfc",
                      "Forward learning rule: 'dfc' integrates eq. (5) along the simulated "
                      "trajectory; 'dfc-ss' applies eq. (5) at the simulated steady state; "
-                     "'dfc-ssa' uses the steady state of Lemma 1 in closed form (no simulation).",
-                     "", METHODS, group="learning")
+                     "'dfc-ssa' uses the steady state of Lemma 1 in closed form (no simulation); "
+                     "baselines: 'dfa' (direct feedback alignment through fixed random Q_i) and "
+                     "'bp' (backpropagation).", "", METHODS, group="learning")
+    optimizer: str = _f("adam", "Optimizer of the forward weights.", "", OPTIMIZERS,
+                        group="learning")
     epochs: int = _f(40, "Training epochs.", group="learning")
     batch_size: int = _f(128, "Minibatch size B.", "B", group="learning")
     lr: float = _f(1e-2, "Adam learning rate for the forward weights W_i, b_i.", "η",
@@ -122,6 +128,35 @@ class Config:
     adam_eps: float = _f(1e-8, "Adam ε.", "ε", group="learning")
     clip_grad_norm: float = _f(1.0, "Clip each weight and bias update to this norm (0: off).",
                                group="learning")
+    # --- feedback learning (sleep phase, eqs. 12-13) ---------------------------------------
+    train_feedback: bool = _f(False, "Learn the feedback weights Q_i in sleep phases (eqs. 12-13); "
+                              "without it Q_i keep their initial values (the paper's 'fixed' "
+                              "variants). DFC methods only.", group="sleep")
+    sleep_epochs_init: int = _f(0, "Sleep-only epochs before the first wake epoch (feedback "
+                                "pre-training).", group="sleep")
+    sleep_epochs: int = _f(3, "Sleep epochs after each wake epoch (the paper's X).", "X",
+                           group="sleep")
+    fb_optimizer: str = _f("sgd", "Optimizer of the feedback weights.", "", OPTIMIZERS,
+                           group="sleep")
+    fb_lr: float = _f(0.002, "Learning rate of Q_i during training.", "", group="sleep")
+    fb_lr_init: float = _f(0.1, "Learning rate of Q_i during pre-training.", "", group="sleep")
+    fb_weight_decay: float = _f(0.025, "Weight decay β of eq. (13).", "β", group="sleep")
+    fb_clip_grad_norm: float = _f(1.0, "Clip the update of all Q_i together to this norm (0: "
+                                  "off).", group="sleep")
+    sigma_fb: float = _f(0.01, "Noise intensity σ of eq. (12) in the hidden layers.", "σ",
+                         group="sleep")
+    sigma_fb_output: float = _f(0.01, "Noise intensity σ in the output layer.", "σ_L",
+                                group="sleep")
+    alpha_fb: float = _f(0.25, "Controller leak α during sleep.", "α_fb", group="sleep")
+    k_p_fb: float = _f(0.1, "Proportional gain k_p during sleep.", "k_p,fb", group="sleep")
+    tau_v_fb: float = _f(0.01, "Somatic time constant τ_v during sleep, in units of τ_u.",
+                         "τ_v,fb", group="sleep")
+    tau_a_fb: float = _f(0.3, "Time constant τ_A of the apical compartment, which low-pass "
+                         "filters the noise during sleep.", "τ_A", group="sleep")
+    dt_fb: float = _f(0.002, "Euler-Maruyama step of the sleep phase, in units of τ_u.", "Δt_fb",
+                      group="sleep")
+    t_end_fb: float = _f(0.1, "Simulated time of each sleep phase, in units of τ_u.", "T_fb",
+                         group="sleep")
     # --- run ----------------------------------------------------------------------------------
     seed: int = _f(42, "Seed of weights, data and minibatch order: equal seeds, equal runs.",
                    group="run")
@@ -133,6 +168,13 @@ class Config:
     @property
     def num_layers(self) -> int:
         return len(self.layer_sizes) - 1
+
+    @property
+    def initial_feedback(self) -> str:
+        """The Q_i initialisation that ``feedback_init = 'auto'`` stands for."""
+        if self.feedback_init != "auto":
+            return self.feedback_init
+        return "xavier" if self.train_feedback or self.method == "dfa" else "weight_product"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -181,7 +223,18 @@ class Config:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a positive number, got {value}.")
-        for name in ("alpha", "k_p", "target_stepsize", "adam_eps", "clip_grad_norm"):
+        for name in ("tau_v_fb", "tau_a_fb", "dt_fb", "t_end_fb", "fb_lr", "fb_lr_init"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a positive number, got {value}.")
+        if self.dt_fb > self.t_end_fb:
+            raise ConfigError(f"dt_fb {self.dt_fb} is longer than t_end_fb {self.t_end_fb}.")
+        if self.train_feedback and self.method in ("dfa", "bp"):
+            raise ConfigError(f"train_feedback applies to the DFC methods; '{self.method}' has no "
+                              "feedback weights to learn.")
+        for name in ("alpha", "k_p", "target_stepsize", "adam_eps", "clip_grad_norm",
+                     "fb_weight_decay", "fb_clip_grad_norm", "sigma_fb", "sigma_fb_output",
+                     "alpha_fb", "k_p_fb"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} must be zero or positive, got {value}.")
@@ -198,6 +251,9 @@ class Config:
                      "max_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        for name in ("sleep_epochs_init", "sleep_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be zero or more, got {getattr(self, name)}.")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got '{self.device}'.")
         for f in dataclasses.fields(self):

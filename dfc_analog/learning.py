@@ -1,4 +1,5 @@
-"""Output target (eq. 3) and the forward learning rules DFC, DFC-SS and DFC-SSA.
+"""Output target (eq. 3), the forward learning rules DFC, DFC-SS, DFC-SSA, and the DFA and BP
+baselines.
 
 Every rule returns, per layer, a *gradient-like* tensor g (the negative of the eq. (5) / (9) weight
 change) so that a standard optimizer can apply it; its scale follows the authors' code, which
@@ -98,14 +99,44 @@ def ssa_state(net: DFCNetwork, x: torch.Tensor, dv_flat: torch.Tensor):
     return vs
 
 
+def backprop_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, loss: str):
+    """The BP baseline: the gradient of the minibatch-mean loss."""
+    params = list(net.W) + [b for b in net.b if b.requires_grad]
+    with torch.enable_grad():
+        _, rs = net.feedforward(x)
+        batch_loss = task_loss(rs[-1], y, loss)
+        grads = torch.autograd.grad(batch_loss, params)
+    L = net.num_layers
+    gb = list(grads[L:]) if len(grads) > L else [torch.zeros_like(b) for b in net.b]
+    return ForwardUpdate(list(grads[:L]), gb, float(batch_loss.detach()))
+
+
+@torch.no_grad()
+def dfa_update(net: DFCNetwork, x: torch.Tensor, delta: torch.Tensor, v_ff, r_ff):
+    """The DFA baseline (Nøkland 2016) in the authors' form: layer i is nudged towards
+    r_i + B_i δ_L through fixed random direct feedback B_i (stored as Q_i; Q_L = I), giving
+    g_W_i = -(2/B) Σ_b (φ'(v_i) ⊙ B_i δ_L) r_{i-1}ᵀ."""
+    B = x.shape[0]
+    gW, gb = [], []
+    for i, (v, r_prev) in enumerate(zip(v_ff, [x] + r_ff[:-1])):
+        teach = net.dphi(i, v) * (delta @ net.Q[i].T)
+        gW.append(-(2.0 / B) * teach.T @ r_prev)
+        gb.append(-(2.0 / B) * teach.sum(0))
+    return gW, gb
+
+
 def forward_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, method: str,
                    params: ControllerParams, solver: SolverSettings, t_end: float, loss: str,
                    reduction: str, target_stepsize: float) -> ForwardUpdate:
     """One minibatch of the wake phase: target (eq. 3), then the chosen forward rule."""
+    if method == "bp":
+        return backprop_update(net, x, y, loss)
     with torch.no_grad():
         v_ff, r_ff = net.feedforward(x)
         batch_loss = float(task_loss(r_ff[-1], y, loss))
         r_star, delta = output_target(r_ff[-1], y, loss, reduction, target_stepsize)
+        if method == "dfa":
+            return ForwardUpdate(*dfa_update(net, x, delta, v_ff, r_ff), batch_loss)
         if method == "dfc-ssa":
             _, dv = lemma1_control(net, v_ff, delta, params.alpha_eff)
             gW, gb = steady_state_update(net, x, ssa_state(net, x, dv), params.plasticity)

@@ -56,7 +56,7 @@ class DFCNetwork(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: Config, generator: torch.Generator | None = None) -> "DFCNetwork":
-        return cls(cfg.layer_sizes, cfg.activations, cfg.bias, cfg.feedback_init, generator,
+        return cls(cfg.layer_sizes, cfg.activations, cfg.bias, cfg.initial_feedback, generator,
                    resolve_dtype(cfg.dtype), cfg.device)
 
     def _initial_feedback(self, kind, generator, dtype, device):

@@ -31,7 +31,7 @@ CONFIG = "config.json"
 METRICS = "metrics.csv"
 WEIGHTS = "weights.npz"
 LOSS_CURVE = "loss_curve.png"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def atomic_write(path: Path, data: bytes) -> None:

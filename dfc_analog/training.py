@@ -1,15 +1,18 @@
 """Training a DFC network into a run folder (the command line is :mod:`dfc_analog.train`).
 
-Each minibatch runs one wake phase: the feed-forward pass (eq. 2), the output target (eq. 3), the
+A run is a schedule of passes over the training set (:func:`schedule`): with trained feedback,
+pre-training sleep passes first, then per epoch X sleep passes (eqs. 12-13, :mod:`.sleep`) and one
+wake pass. Each wake minibatch runs the feed-forward pass (eq. 2), the output target (eq. 3), the
 controlled dynamics (eqs. 1, 4) and the forward rule of the chosen method (eq. 5 along the
-trajectory, at the steady state, or at the Lemma-1 steady state), applied with Adam. After every
-epoch the run folder (see :mod:`dfc_analog.runio`) is brought up to date; Ctrl-C saves a
+trajectory, at the steady state, or at the Lemma-1 steady state; or a DFA / BP baseline). After
+every epoch the run folder (see :mod:`dfc_analog.runio`) is brought up to date; Ctrl-C saves a
 checkpoint that ``--resume RUN_DIR`` continues from, batch for batch as if never interrupted.
 """
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,12 +24,16 @@ from .dynamics import ControllerParams
 from .errors import ConfigError, DivergenceError
 from .learning import forward_update, task_loss
 from .network import DFCNetwork
+from .sleep import SleepParams, feedback_update
 from .solve import SolverSettings
+from .theory import condition2_ratio
 
-def make_optimizer(cfg: Config, net: DFCNetwork) -> torch.optim.Adam:
-    """Adam on W_i and b_i; with ``normalize_lr`` the rate is η/λ (as the paper's presets)."""
+def make_optimizer(cfg: Config, net: DFCNetwork) -> torch.optim.Optimizer:
+    """Adam or SGD on W_i and b_i; with ``normalize_lr`` the rate is η/λ (the paper's presets)."""
     lr = cfg.lr / cfg.target_stepsize if cfg.normalize_lr else cfg.lr
     params = list(net.W) + (list(net.b) if cfg.bias else [])
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr)
     return torch.optim.Adam(params, lr=lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
 
 
@@ -60,8 +67,57 @@ def apply_update(cfg: Config, net: DFCNetwork, opt: torch.optim.Optimizer, upd) 
     opt.zero_grad(set_to_none=True)
 
 
+@dataclass(frozen=True)
+class Pass:
+    """One pass over the training set: feedback pre-training, a sleep epoch, or a wake epoch."""
+
+    kind: str   # 'pretrain', 'sleep' or 'wake'
+    epoch: int  # the wake epoch it belongs to (1-based), or the pre-training epoch
+    rep: int    # which sleep epoch of its wake epoch (1..X); 0 otherwise
+
+    def label(self, cfg: Config) -> str:
+        if self.kind == "pretrain":
+            return f"pre-training {self.epoch}/{cfg.sleep_epochs_init}"
+        suffix = f", sleep {self.rep}/{cfg.sleep_epochs}" if self.kind == "sleep" else ""
+        return f"epoch {self.epoch}/{cfg.epochs}{suffix}"
+
+
+def schedule(cfg: Config) -> list:
+    """The passes of a run: feedback pre-training, then per epoch X sleep passes and one wake
+    pass (sleep passes only when the feedback weights are trained)."""
+    passes = []
+    if cfg.train_feedback:
+        passes += [Pass("pretrain", k, 0) for k in range(1, cfg.sleep_epochs_init + 1)]
+    for e in range(1, cfg.epochs + 1):
+        if cfg.train_feedback:
+            passes += [Pass("sleep", e, r) for r in range(1, cfg.sleep_epochs + 1)]
+        passes.append(Pass("wake", e, 0))
+    return passes
+
+
+def make_feedback_optimizer(cfg: Config, net: DFCNetwork, lr: float) -> torch.optim.Optimizer:
+    """Optimizer of the Q_i; the decay β of eq. (13) enters as its weight decay."""
+    if cfg.fb_optimizer == "sgd":
+        return torch.optim.SGD(list(net.Q), lr=lr, weight_decay=cfg.fb_weight_decay)
+    return torch.optim.Adam(list(net.Q), lr=lr, betas=tuple(cfg.adam_betas),
+                            weight_decay=cfg.fb_weight_decay)
+
+
+def apply_feedback_update(cfg: Config, net: DFCNetwork, opt, g_Q) -> None:
+    for q, g in zip(net.Q, g_Q):
+        if not torch.isfinite(g).all():
+            raise DivergenceError("the feedback update is not finite: the sleep-phase dynamics "
+                                  "diverged; use a smaller dt_fb or raise alpha_fb.")
+        q.grad = g.to(q.dtype)
+    if cfg.fb_clip_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(list(net.Q), cfg.fb_clip_grad_norm)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -> list:
-    """Train into run folder ``out`` (continuing its checkpoint if ``resume``); returns metrics."""
+    """Train into run folder ``out`` (continuing its checkpoint if ``resume``); returns the
+    per-epoch metrics."""
     from tqdm import tqdm
 
     cfg.validate()
@@ -69,91 +125,114 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
         raise ConfigError(f"device '{cfg.device}' was asked for, but torch sees no CUDA device.")
     out = runio.prepare_run_dir(out)
     net = DFCNetwork.from_config(cfg, torch.Generator().manual_seed(cfg.seed))
-    opt = make_optimizer(cfg, net)
+    opts = {"forward": make_optimizer(cfg, net),
+            "pretrain": make_feedback_optimizer(cfg, net, cfg.fb_lr_init),
+            "sleep": make_feedback_optimizer(cfg, net, cfg.fb_lr)}
     data = load_dataset(cfg)
     params = ControllerParams.from_config(cfg)
+    sleep_params = SleepParams.from_config(cfg)
     solver = SolverSettings.from_config(cfg)
     n_train = len(data.train)
     n_batches = math.ceil(n_train / cfg.batch_size)
+    passes = schedule(cfg)
 
     if resume:
         state = runio.load_checkpoint(out)
         net.load_state_dict(state["network"])
-        opt.load_state_dict(state["optimizer"])
-        rows, epoch, start_batch = state["metrics"], state["epoch"], state["batch"]
+        for name, opt in opts.items():
+            opt.load_state_dict(state["optimizers"][name])
+        rows, index, start_batch = state["metrics"], state["pass"], state["batch"]
         loss_sum, nfe_sum = state["loss_sum"], state["nfe_sum"]
     else:
         rows = [_metrics_row(0, float("nan"), net, data, cfg, 0.0, 0)]
-        epoch, start_batch, loss_sum, nfe_sum = 0, 0, 0.0, 0
+        index, start_batch, loss_sum, nfe_sum = 0, 0, 0.0, 0
         runio.save_config(out / runio.CONFIG, cfg)
-        _save_all(out, cfg, net, opt, rows, epoch, 0, 0.0, 0)
 
+    def save(next_pass, next_batch, loss_sum_, nfe_sum_, everything=True):
+        runio.save_checkpoint(out / runio.CHECKPOINT, {
+            "config": cfg.to_dict(), "network": net.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in opts.items()},
+            "metrics": rows, "pass": next_pass, "batch": next_batch, "loss_sum": loss_sum_,
+            "nfe_sum": nfe_sum_})
+        if everything:
+            runio.save_weights(out / runio.WEIGHTS, net)
+            runio.save_metrics(out / runio.METRICS, rows)
+            plot_losses(out / runio.LOSS_CURVE, rows, cfg)
+
+    if not resume:
+        save(0, 0, 0.0, 0)
     say = tqdm.write if progress else print
-    if resume:
-        say(f"resuming {out} at epoch {epoch + 1}, batch {start_batch + 1} of {n_batches}")
-    while epoch < cfg.epochs:
-        order = epoch_order(cfg.seed, epoch, n_train).to(data.train.x.device)
+    if resume and index < len(passes):
+        say(f"resuming {out} at {passes[index].label(cfg)}, batch {start_batch + 1} of "
+            f"{n_batches}")
+    while index < len(passes):
+        phase = passes[index]
+        order = epoch_order(cfg.seed, index, n_train).to(data.train.x.device)
         t0 = time.perf_counter()
-        bar = tqdm(total=n_batches, initial=start_batch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   unit="batch", leave=False, disable=not progress, dynamic_ncols=True)
+        bar = tqdm(total=n_batches, initial=start_batch, desc=phase.label(cfg), unit="batch",
+                   leave=False, disable=not progress, dynamic_ncols=True)
         b = start_batch  # the next batch to apply
         try:
             while b < n_batches:
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                upd = forward_update(net, data.train.x[idx], data.train.y[idx], cfg.method,
-                                     params, solver, cfg.t_end, cfg.loss, cfg.loss_reduction,
-                                     cfg.target_stepsize)
-                apply_update(cfg, net, opt, upd)
-                loss_sum += upd.loss * len(idx)
-                nfe_sum += upd.wake.nfe if upd.wake is not None else 0
+                x = data.train.x[idx]
+                if phase.kind == "wake":
+                    upd = forward_update(net, x, data.train.y[idx], cfg.method, params, solver,
+                                         cfg.t_end, cfg.loss, cfg.loss_reduction,
+                                         cfg.target_stepsize)
+                    apply_update(cfg, net, opts["forward"], upd)
+                    loss_sum += upd.loss * len(idx)
+                    nfe_sum += upd.wake.nfe if upd.wake is not None else 0
+                    bar.set_postfix(loss=f"{upd.loss:.4g}")
+                else:
+                    noise = torch.Generator(device=x.device).manual_seed(
+                        cfg.seed * 1000003 + index * 10007 + b)
+                    g_Q = feedback_update(net, x, sleep_params, noise)
+                    apply_feedback_update(cfg, net, opts[phase.kind], g_Q)
                 b += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{upd.loss:.4g}")
         except KeyboardInterrupt:
             bar.close()
-            _save_checkpoint(out, cfg, net, opt, rows, epoch, b, loss_sum, nfe_sum)
-            say(f"interrupted: checkpoint saved at epoch {epoch + 1}, batch {b}; continue "
+            save(index, b, loss_sum, nfe_sum, everything=False)
+            say(f"interrupted: checkpoint saved at {phase.label(cfg)}, batch {b}; continue "
                 f"with: python -m dfc_analog.train --resume {out}")
             raise
         except DivergenceError as exc:
             bar.close()
-            raise DivergenceError(f"epoch {epoch + 1}, batch {b + 1}: {exc} The run folder "
+            raise DivergenceError(f"{phase.label(cfg)}, batch {b + 1}: {exc} The run folder "
                                   f"keeps the last good epoch.") from None
         bar.close()
-        epoch += 1
-        rows.append(_metrics_row(epoch, loss_sum / n_train, net, data, cfg,
+        index, start_batch = index + 1, 0
+        if phase.kind != "wake":
+            if phase.kind == "pretrain" and phase.epoch == cfg.sleep_epochs_init:
+                ratio = float(condition2_ratio(net, data.val.x[:256]).mean())
+                say(f"feedback pre-training done ({cfg.sleep_epochs_init} epochs): "
+                    f"Condition-2 ratio {ratio:.3f}")
+            save(index, 0, loss_sum, nfe_sum, everything=False)
+            continue
+        rows.append(_metrics_row(phase.epoch, loss_sum / n_train, net, data, cfg,
                                  time.perf_counter() - t0, nfe_sum / n_batches))
         if not all(math.isfinite(rows[-1][k]) for k in ("val_loss", "test_loss")):
-            raise DivergenceError(f"epoch {epoch}: the network's loss is not finite; lower lr.")
-        start_batch, loss_sum, nfe_sum = 0, 0.0, 0
-        _save_all(out, cfg, net, opt, rows, epoch, 0, 0.0, 0)
+            raise DivergenceError(f"epoch {phase.epoch}: the network's loss is not finite; "
+                                  "lower lr.")
+        loss_sum, nfe_sum = 0.0, 0
+        save(index, 0, 0.0, 0)
         r = rows[-1]
-        cost = "" if cfg.method == "dfc-ssa" else \
-            f", {r['nfe_per_batch']:.0f} solver evaluations per batch"
-        say(f"epoch {epoch:3d}/{cfg.epochs}  train {r['train_loss']:.5g}  val {r['val_loss']:.5g}"
-            f"  test {r['test_loss']:.5g}  ({r['seconds']:.1f} s{cost})")
+        cost = f", {r['nfe_per_batch']:.0f} solver evaluations per batch" \
+            if cfg.method in ("dfc", "dfc-ss") else ""
+        say(f"epoch {phase.epoch:3d}/{cfg.epochs}  train {r['train_loss']:.5g}  val "
+            f"{r['val_loss']:.5g}  test {r['test_loss']:.5g}  Condition 2 "
+            f"{r['condition2']:.3f}  ({r['seconds']:.1f} s{cost})")
     return rows
 
 
 def _metrics_row(epoch, train_loss, net, data, cfg, seconds, nfe):
+    condition2 = float("nan") if cfg.method == "bp" else \
+        float(condition2_ratio(net, data.val.x[:256]).mean())
     return {"epoch": epoch, "train_loss": train_loss,
             "val_loss": evaluate(net, data.val.x, data.val.y, cfg.loss),
             "test_loss": evaluate(net, data.test.x, data.test.y, cfg.loss),
-            "seconds": round(seconds, 3), "nfe_per_batch": nfe}
-
-
-def _save_checkpoint(out, cfg, net, opt, rows, epoch, batch, loss_sum, nfe_sum):
-    runio.save_checkpoint(out / runio.CHECKPOINT, {
-        "config": cfg.to_dict(), "network": net.state_dict(), "optimizer": opt.state_dict(),
-        "metrics": rows, "epoch": epoch, "batch": batch, "loss_sum": loss_sum,
-        "nfe_sum": nfe_sum})
-
-
-def _save_all(out, cfg, net, opt, rows, epoch, batch, loss_sum, nfe_sum):
-    _save_checkpoint(out, cfg, net, opt, rows, epoch, batch, loss_sum, nfe_sum)
-    runio.save_weights(out / runio.WEIGHTS, net)
-    runio.save_metrics(out / runio.METRICS, rows)
-    plot_losses(out / runio.LOSS_CURVE, rows, cfg)
+            "condition2": condition2, "seconds": round(seconds, 3), "nfe_per_batch": nfe}
 
 
 def plot_losses(path: Path, rows: list, cfg: Config) -> None:

@@ -62,25 +62,32 @@ def test_same_seed_same_run(tmp_path):
         assert not np.array_equal(a["W1"], c["W1"])
 
 
-def test_interrupted_run_resumes_as_if_never_stopped(tmp_path, monkeypatch):
-    cfg = Config(**SMALL)
+@pytest.mark.parametrize("extra,stop_at,expected", [
+    ({}, 7, (1, 1)),                                            # wake epoch 2, batch 2
+    (dict(train_feedback=True, sleep_epochs_init=2, sleep_epochs=1), 13, (2, 2)),  # in a sleep
+])
+def test_interrupted_run_resumes_as_if_never_stopped(tmp_path, monkeypatch, extra, stop_at,
+                                                     expected):
+    cfg = Config(**SMALL, **extra)
     train(cfg, tmp_path / "straight", progress=False)
 
     calls = {"n": 0}
-    real = train_module.forward_update
 
-    def interrupt_on_seventh(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 7:  # epoch 2, batch 2 of 5
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
+    def interrupting(real):
+        def call(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == stop_at:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+        return call
 
-    monkeypatch.setattr(train_module, "forward_update", interrupt_on_seventh)
+    for name in ("forward_update", "feedback_update"):
+        monkeypatch.setattr(train_module, name, interrupting(getattr(train_module, name)))
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(train_module, "forward_update", real)
+    monkeypatch.undo()
     state = torch.load(tmp_path / "resumed/checkpoint.pt", weights_only=True)
-    assert (state["epoch"], state["batch"]) == (1, 1)
+    assert (state["pass"], state["batch"]) == expected
     train(cfg, tmp_path / "resumed", resume=True, progress=False)
     with np.load(tmp_path / "straight/weights.npz") as a, \
             np.load(tmp_path / "resumed/weights.npz") as b:
