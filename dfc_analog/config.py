@@ -158,6 +158,10 @@ class Config:
     t_end_fb: float = _f(0.1, "Simulated time of each sleep phase, in units of τ_u.", "T_fb",
                          group="sleep")
     # --- run ----------------------------------------------------------------------------------
+    diagnostics: bool = _f(True, "Log the theory diagnostics after every epoch, on a fixed "
+                           "validation minibatch: Conditions 1 and 2, the angles of the update "
+                           "to the GN, MN, DFC-SSA and BP updates, and the largest real "
+                           "eigenvalues of Condition 3 and of the PI system.", group="run")
     seed: int = _f(42, "Seed of weights, data and minibatch order: equal seeds, equal runs.",
                    group="run")
     device: str = _f("cpu", "Torch device: 'cpu', 'cuda' or 'cuda:N'.", group="run")

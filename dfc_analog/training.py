@@ -26,7 +26,7 @@ from .learning import forward_update, task_loss
 from .network import DFCNetwork
 from .sleep import SleepParams, feedback_update
 from .solve import SolverSettings
-from .theory import condition2_ratio
+from .theory import condition2_ratio, diagnostics
 
 def make_optimizer(cfg: Config, net: DFCNetwork) -> torch.optim.Optimizer:
     """Adam or SGD on W_i and b_i; with ``normalize_lr`` the rate is η/λ (the paper's presets)."""
@@ -220,19 +220,26 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
         r = rows[-1]
         cost = f", {r['nfe_per_batch']:.0f} solver evaluations per batch" \
             if cfg.method in ("dfc", "dfc-ss") else ""
+        theory = f"  Condition 2 {r['condition2']:.3f}, angle to MN {r['angle_mn']:.1f}°" \
+            if cfg.diagnostics and cfg.method != "bp" else ""
         say(f"epoch {phase.epoch:3d}/{cfg.epochs}  train {r['train_loss']:.5g}  val "
-            f"{r['val_loss']:.5g}  test {r['test_loss']:.5g}  Condition 2 "
-            f"{r['condition2']:.3f}  ({r['seconds']:.1f} s{cost})")
+            f"{r['val_loss']:.5g}  test {r['test_loss']:.5g}{theory}  "
+            f"({r['seconds']:.1f} s{cost})")
     return rows
 
 
 def _metrics_row(epoch, train_loss, net, data, cfg, seconds, nfe):
-    condition2 = float("nan") if cfg.method == "bp" else \
-        float(condition2_ratio(net, data.val.x[:256]).mean())
-    return {"epoch": epoch, "train_loss": train_loss,
-            "val_loss": evaluate(net, data.val.x, data.val.y, cfg.loss),
-            "test_loss": evaluate(net, data.test.x, data.test.y, cfg.loss),
-            "condition2": condition2, "seconds": round(seconds, 3), "nfe_per_batch": nfe}
+    row = {"epoch": epoch, "train_loss": train_loss,
+           "val_loss": evaluate(net, data.val.x, data.val.y, cfg.loss),
+           "test_loss": evaluate(net, data.test.x, data.test.y, cfg.loss),
+           "seconds": round(seconds, 3), "nfe_per_batch": nfe}
+    if cfg.diagnostics:
+        x, y = data.val.x[:cfg.batch_size], data.val.y[:cfg.batch_size]
+        upd = forward_update(net, x, y, cfg.method, ControllerParams.from_config(cfg),
+                             SolverSettings.from_config(cfg), cfg.t_end, cfg.loss,
+                             cfg.loss_reduction, cfg.target_stepsize)
+        row.update(diagnostics(net, x, y, upd, cfg))
+    return row
 
 
 def plot_losses(path: Path, rows: list, cfg: Config) -> None:
