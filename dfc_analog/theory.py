@@ -23,6 +23,10 @@ from .learning import (backprop_update, lemma1_control, loss_gradient, output_ta
 from .network import DFCNetwork
 
 
+DIAGNOSTICS = ("condition1", "condition2", "angle_gn", "angle_mn", "angle_bp", "angle_ssa",
+               "max_eig_condition3", "max_eig_pi")
+
+
 def _flat(tensors) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
 

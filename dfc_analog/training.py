@@ -26,7 +26,7 @@ from .learning import forward_update, task_loss
 from .network import DFCNetwork
 from .sleep import SleepParams, feedback_update
 from .solve import SolverSettings
-from .theory import condition2_ratio, diagnostics
+from .theory import DIAGNOSTICS, condition2_ratio, diagnostics
 
 def make_optimizer(cfg: Config, net: DFCNetwork) -> torch.optim.Optimizer:
     """Adam or SGD on W_i and b_i; with ``normalize_lr`` the rate is η/λ (the paper's presets)."""
@@ -235,10 +235,13 @@ def _metrics_row(epoch, train_loss, net, data, cfg, seconds, nfe):
            "seconds": round(seconds, 3), "nfe_per_batch": nfe}
     if cfg.diagnostics:
         x, y = data.val.x[:cfg.batch_size], data.val.y[:cfg.batch_size]
-        upd = forward_update(net, x, y, cfg.method, ControllerParams.from_config(cfg),
-                             SolverSettings.from_config(cfg), cfg.t_end, cfg.loss,
-                             cfg.loss_reduction, cfg.target_stepsize)
-        row.update(diagnostics(net, x, y, upd, cfg))
+        try:
+            upd = forward_update(net, x, y, cfg.method, ControllerParams.from_config(cfg),
+                                 SolverSettings.from_config(cfg), cfg.t_end, cfg.loss,
+                                 cfg.loss_reduction, cfg.target_stepsize)
+            row.update(diagnostics(net, x, y, upd, cfg))
+        except DivergenceError:  # the training loop reports it, with its own context
+            row.update(dict.fromkeys(DIAGNOSTICS, float("nan")))
     return row
 
 

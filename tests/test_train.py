@@ -12,7 +12,7 @@ from dfc_analog import run_training as train
 
 train_module = importlib.import_module("dfc_analog.training")
 
-SMALL = dict(train_samples=640, val_samples=200, test_samples=200, epochs=3)
+SMALL = dict(train_samples=640, val_samples=200, test_samples=200, epochs=3, diagnostics=False)
 
 
 def read_metrics(run):
@@ -29,7 +29,7 @@ def test_training_lowers_test_loss(tmp_path, method, epochs, factor):
 
 
 def test_run_folder_contents(tmp_path):
-    cfg = Config(**SMALL)
+    cfg = Config(**{**SMALL, "diagnostics": True})
     run = tmp_path / "run"
     train(cfg, run, progress=False)
     config = json.loads((run / "config.json").read_text())
@@ -39,6 +39,8 @@ def test_run_folder_contents(tmp_path):
     assert config["layer_sizes"] == [15, 10, 10, 5]
     rows = read_metrics(run)
     assert [r["epoch"] for r in rows] == [0, 1, 2, 3]
+    assert {"condition1", "condition2", "angle_gn", "angle_mn", "angle_bp", "angle_ssa",
+            "max_eig_condition3", "max_eig_pi"} <= set(rows[0])
     assert (run / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with np.load(run / "weights.npz", allow_pickle=False) as w:
         assert sorted(w.files) == sorted(f"{k}{i}" for k in "WbQ" for i in (1, 2, 3))
