@@ -67,7 +67,9 @@ def feedback_update(net: DFCNetwork, x: torch.Tensor, p: SleepParams,
     sigmas = [p.sigma] * (L - 1) + [p.sigma_output]
     noise_scale = [s * math.sqrt(p.dt) / p.tau_a for s in sigmas]
     steps = max(1, int(round(p.t_end / p.dt)))
-    for _ in range(steps):
+    noise = [torch.randn((steps,) + tuple(v.shape), generator=generator, dtype=v.dtype,
+                         device=v.device).mul_(scale) for v, scale in zip(vs, noise_scale)]
+    for k in range(steps):
         e = r_star - rs[-1]
         leak = u_int if p.leak == "integral" else u
         u_int = u_int + p.dt / p.tau_u * (e - p.alpha * leak)
@@ -75,10 +77,7 @@ def feedback_update(net: DFCNetwork, x: torch.Tensor, p: SleepParams,
         r_prev = x
         for i in range(L):
             acc[i].addmm_(apical[i].T, u_next)                      # v_A[k] u[k+1]ᵀ
-            noise = torch.randn(vs[i].shape, generator=generator, dtype=vs[i].dtype,
-                                device=vs[i].device)
-            apical[i] = apical[i] + p.dt / p.tau_a * (u @ net.Q[i].T - apical[i]) \
-                + noise_scale[i] * noise
+            apical[i] = apical[i] + p.dt / p.tau_a * (u @ net.Q[i].T - apical[i]) + noise[i][k]
             vs[i] = vs[i] + p.dt / p.tau_v * (net.basal(i, r_prev) + apical[i] - vs[i])
             rs[i] = net.phi(i, vs[i])
             r_prev = rs[i]
