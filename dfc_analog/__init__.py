@@ -9,7 +9,9 @@ The public API, in the order data flows through it:
     simulate_wake                the controlled dynamics, eqs. (1) and (4)  -> WakeResult, Trajectory
     output_target                r_L* of eq. (3)
     lemma1_control               u_ss of Lemma 1 (eq. 6) in closed form
-    forward_update               one minibatch of DFC / DFC-SS / DFC-SSA learning (eqs. 5, 9)
+    forward_update               one minibatch of DFC / DFC-SS / DFC-SSA (eqs. 5, 9), DFA or BP
+    SleepParams, feedback_update the sleep phase: noisy dynamics (eq. 12), feedback rule (eq. 13)
+    diagnostics                  Conditions 1-3, GN / MN / SSA / BP angles (module theory)
     run_training                 a whole training run into a run folder
     load_run                     (config, network) of a run folder
     DFCError                     the one exception type of bad input or diverging dynamics
@@ -20,10 +22,12 @@ from .errors import ConfigError, DFCError, DivergenceError
 from .learning import ForwardUpdate, forward_update, lemma1_control, output_target
 from .network import DFCNetwork
 from .runio import load_run
+from .sleep import SleepParams, feedback_update
+from .theory import diagnostics
 from .solve import SolverSettings, Trajectory, WakeResult, simulate_wake
 from .training import run_training
 
 __all__ = ["Config", "ConfigError", "ControllerParams", "DFCError", "DFCNetwork",
-           "DivergenceError", "ForwardUpdate", "SolverSettings", "Trajectory", "WakeResult",
-           "forward_update", "lemma1_control", "load_run", "output_target", "run_training",
-           "simulate_wake"]
+           "DivergenceError", "ForwardUpdate", "SleepParams", "SolverSettings", "Trajectory",
+           "WakeResult", "diagnostics", "feedback_update", "forward_update", "lemma1_control",
+           "load_run", "output_target", "run_training", "simulate_wake"]
