@@ -126,7 +126,6 @@ def simulate_wake(net: DFCNetwork, x: torch.Tensor, r_star: torch.Tensor,
 
 
 def _torchdiffeq(dyn, y0, solver, t_end, times):
-    dtype, device = y0.dtype, y0.device
     if solver.method in ADAPTIVE_SOLVERS:
         options = {"max_num_steps": solver.max_steps}
     elif solver.method in FIXED_SOLVERS:
