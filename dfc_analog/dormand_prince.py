@@ -34,7 +34,7 @@ _MID = (6025192743 / 30085553152 / 2, 0.0, 51252292925 / 65400821598 / 2,
 SAFETY, GROWTH, SHRINK, ORDER = 0.9, 10.0, 0.2, 5
 
 
-def _rms(x: torch.Tensor) -> float:
+def rms(x: torch.Tensor) -> float:
     return float(x.pow(2).mean().sqrt())
 
 
@@ -42,9 +42,10 @@ def dormand_prince(f, y0: torch.Tensor, times, rtol: float, atol: float, max_ste
                    on_step=None):
     """Integrate dy/dt = f(t, y) from t = 0 and return the states at ``times`` (stacked).
 
-    ``times`` is an increasing sequence of floats starting at 0. ``on_step(t0, y0, dt)`` is called
-    after every accepted step with its start time, start state and length (the last step may end
-    beyond ``times[-1]``: the state there is read from the dense output, as in torchdiffeq).
+    ``times`` is an increasing sequence of floats starting at 0. ``on_step(t0, dt, y1)`` is called
+    after every accepted step [t0, t0 + dt] with its end state, at which f was evaluated last (the
+    last step may end beyond ``times[-1]``: the state there is read from the dense output, as in
+    torchdiffeq).
     """
     dtype, device = y0.dtype, y0.device
     coef = torch.zeros(7, 7, dtype=dtype, device=device)
@@ -60,7 +61,7 @@ def dormand_prince(f, y0: torch.Tensor, times, rtol: float, atol: float, max_ste
 
     t, y = 0.0, y0
     k[0] = f(t, y)
-    h = _initial_step(f, y, k[0], rtol, atol)
+    h = initial_step(f, y, k[0], rtol, atol, ORDER)
     out = [y0]
     attempts = 0
     interp = None
@@ -75,18 +76,19 @@ def dormand_prince(f, y0: torch.Tensor, times, rtol: float, atol: float, max_ste
                 raise DivergenceError(f"the dopri5 step size underflowed at t = {t:.4g}: the "
                                       "dynamics diverge; lower k_p or target_stepsize, or raise "
                                       "alpha.")
-            for i in range(1, 7):
+            for i in range(1, 6):
                 k[i] = f(t + _C[i] * h, combine(y, coef[i] * h, i))
-            y1 = combine(y, coef[6] * h, 6)
+            y1 = combine(y, coef[6] * h, 6)        # the 5th-order solution, also the last stage
+            k[6] = f(t + h, y1)
             error = (error_w * h) @ flat
             tolerance = atol + rtol * torch.maximum(y.abs(), y1.abs()).reshape(-1)
-            ratio = _rms(error / tolerance)
+            ratio = rms(error / tolerance)
             if not math.isfinite(ratio):
                 h *= SHRINK
                 continue
             if ratio <= 1.0:
                 if on_step is not None:
-                    on_step(t, y, h)
+                    on_step(t, h, y1)
                 if t + h >= t_out:  # the step that reaches the output time: fit its dense output
                     interp = (t, h, _fit(y, y1, combine(y, mid_w * h, 7), k[0], k[6], h))
                 t, y = t + h, y1
@@ -98,17 +100,17 @@ def dormand_prince(f, y0: torch.Tensor, times, rtol: float, atol: float, max_ste
     return torch.stack(out)
 
 
-def _initial_step(f, y0, f0, rtol, atol) -> float:
-    """Hairer, Nørsett & Wanner II.4, as torchdiffeq (order 4 for the error estimator)."""
+def initial_step(f, y0, f0, rtol, atol, order: int) -> float:
+    """Hairer, Nørsett & Wanner II.4, as torchdiffeq; ``order`` sets the exponent 1/order."""
     scale = atol + y0.abs() * rtol
-    d0, d1 = _rms(y0 / scale), _rms(f0 / scale)
+    d0, d1 = rms(y0 / scale), rms(f0 / scale)
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     f1 = f(h0, y0 + h0 * f0)
-    d2 = _rms((f1 - f0) / scale) / h0
+    d2 = rms((f1 - f0) / scale) / h0
     if d1 <= 1e-15 and d2 <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
     else:
-        h1 = (0.01 / max(d1, d2)) ** (1.0 / ORDER)
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / order)
     return min(100 * h0, h1)
 
 

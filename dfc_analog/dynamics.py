@@ -76,6 +76,7 @@ class WakeDynamics(nn.Module):
         # b_i - v_i^- for i ≥ 2, so that W_i r_{i-1} + this is v_B,i - v_i^- in one addmm
         self.basal_offset = [None] + [net.b[i] - v_ff[i] for i in range(1, net.num_layers)]
         self.nfe = 0
+        self.memo = None   # (y, rates r_i, basal departures v_B,i - v_i^-) of the last evaluation
 
     def initial_state(self) -> torch.Tensor:
         """The feed-forward equilibrium of eq. (2), controller at rest: y = 0."""
@@ -105,18 +106,59 @@ class WakeDynamics(nn.Module):
         def v(i):                             # absolute voltage of layer i (1-based)
             return torch.add(self.origin[:, n[i - 1]:n[i]], y[:, n[i - 1]:n[i]], alpha=s)
 
-        e = self.r_star - net.phi(L - 1, v(L))
+        rates = [net.phi(i - 1, v(i)) for i in range(1, L + 1)]
+        e = self.r_star - rates[-1]
         u = torch.add(p.k_p * e, y_u, alpha=s)
         out = torch.empty_like(y)
         dv = out[:, :n[L]]
         dv.copy_(u @ self.Q.T).sub_(y_v, alpha=s)          # apical - (v - v^-)
+        basal = [None]
         for i in range(1, L):
-            dv[:, n[i]:n[i + 1]].add_(
-                torch.addmm(self.basal_offset[i], net.phi(i - 1, v(i)), net.W[i].T))
+            basal.append(torch.addmm(self.basal_offset[i], rates[i - 1], net.W[i].T))
+            dv[:, n[i]:n[i + 1]].add_(basal[i])
         dv.mul_(1.0 / (p.tau_v * s))
         leak = y_u * s if p.leak == "integral" else u
         out[:, n[L]:] = (e - p.alpha * leak) / (p.tau_u * s)
+        self.memo = (y, rates, basal)
         return out
+
+    def stiff_part(self, y: torch.Tensor, c: float):
+        """The stiff part A of the Jacobian of :meth:`forward` at ``y``, for Rosenbrock-W solvers:
+        ``(solve, apply)`` with solve(b) = (I - cA)⁻¹ b and apply(w) = A w.
+
+        A keeps the somatic leak and the whole controller loop of eqs. (1) and (4) and drops only
+        the feed-forward coupling W_i φ'(v_{i-1}) between layers (which adds no stiffness: it is
+        block sub-diagonal). With D = diag φ_L'(v_L) and g = 1 (eq. 4) or 1 - α k_p (leak on u),
+
+            τ_v (A w)_v = -w_v + Q (w_u - k_p D w_L),     τ_u (A w)_u = -g D w_L - α w_u.
+
+        Beyond the diagonal A has rank n_L (everything passes through Q), so (I - cA) is solved
+        with the Woodbury identity: one n_L x n_L system per sample, factored once per step.
+        """
+        p, n, L = self.p, self.offsets, self.net.num_layers
+        D = self.net.dphi(L - 1, self.origin[:, n[L - 1]:n[L]] + self.scale * y[:, n[L - 1]:n[L]])
+        g = 1.0 if p.leak == "integral" else 1.0 - p.alpha * p.k_p
+        a_v, a_u, beta = 1.0 + c / p.tau_v, 1.0 + c * p.alpha / p.tau_u, c / p.tau_v
+        kappa = p.k_p + c * g / (p.tau_u * a_u)
+        Q_L = self.Q[n[L - 1]:n[L]]
+        eye = torch.eye(Q_L.shape[0], dtype=y.dtype, device=y.device)
+        lu = torch.linalg.lu_factor(a_v * eye + (beta * kappa) * D.unsqueeze(2) * Q_L)
+
+        def solve(b):
+            b_v, b_L, b_u = b[:, :n[L]], b[:, n[L - 1]:n[L]], b[:, n[L]:]
+            rhs = D * torch.addmm(b_L, b_u, Q_L.T, alpha=beta / a_u)
+            w_L = torch.linalg.lu_solve(*lu, rhs.unsqueeze(2)).squeeze(2)   # D x_L
+            z = torch.add(b_u / a_u, w_L, alpha=-kappa)                     # x_u - k_p D x_L
+            x_v = torch.addmm(b_v, z, self.Q.T, alpha=beta).div_(a_v)
+            return torch.cat([x_v, z + p.k_p * w_L], dim=1)
+
+        def apply(w):
+            w_v, w_L, w_u = w[:, :n[L]], w[:, n[L - 1]:n[L]], w[:, n[L]:]
+            z = w_u - p.k_p * D * w_L
+            a_v = torch.addmm(w_v, z, self.Q.T, beta=-1.0).div_(p.tau_v)
+            return torch.cat([a_v, -(g * D * w_L + p.alpha * w_u) / p.tau_u], dim=1)
+
+        return solve, apply
 
     def attach(self, integral: "PlasticityIntegral", fixed_grid: bool) -> None:
         """Feed every step the solver takes into ``integral``.
@@ -137,9 +179,10 @@ class PlasticityIntegral:
         d_i = ∫ Δ_i dt               per sample, (B, n_i)
         M_i = ∫ Δ_iᵀ r_{i-1} dt      summed over the batch, (n_i, n_{i-1}), for i ≥ 2;
 
-    layer 1 needs no M_1 because r_0 = x is constant: ∫ Δ_1ᵀ x dt = d_1ᵀ x. Each step node
-    t_k enters with the weight (t_{k+1} - t_{k-1})/2, known as soon as the step from t_k is
-    accepted, so nothing but the sums is kept: memory is independent of simulated time.
+    layer 1 needs no M_1 because r_0 = x is constant: ∫ Δ_1ᵀ x dt = d_1ᵀ x. Step node t_k enters
+    with the weight (t_{k+1} - t_{k-1})/2 once both neighbouring steps are accepted, so nothing but
+    the sums and one pending node is kept: memory is independent of simulated time. The node at
+    t = 0 is the feed-forward state, where Δ_i = 0 (v_i = v_B,i, eq. 2).
     """
 
     def __init__(self, dyn: WakeDynamics, t_end: float):
@@ -151,25 +194,33 @@ class PlasticityIntegral:
         self.M = [torch.zeros(net.layer_sizes[i + 1], net.layer_sizes[i], dtype=net.dtype,
                               device=net.device) for i in range(1, net.num_layers)]
         self.t_prev = None
+        self.pending = None     # (signals, weight so far) of the last node of add_step
 
     def signals(self, y):
-        """Δ_i and the presynaptic rates r_{i-1} at state ``y``."""
+        """Δ_i and the presynaptic rates r_{i-1} at state ``y``; the rates and basal potentials
+        are taken from the vector field's last evaluation when that was at ``y``."""
         dyn, net = self.dyn, self.dyn.net
         vs, _ = dyn.split(y)
+        memo = dyn.memo if dyn.memo is not None and dyn.memo[0] is y else None
         deltas, pre = [], []
         r_prev = dyn.x
         for i, v in enumerate(vs):
-            basal = dyn.basal_1 if i == 0 else net.basal(i, r_prev)
+            if i == 0:
+                basal = dyn.basal_1
+            elif memo is not None:
+                basal = dyn.origin[:, dyn.offsets[i]:dyn.offsets[i + 1]] + memo[2][i]
+            else:
+                basal = net.basal(i, r_prev)
             pre.append(r_prev)
-            r_prev = net.phi(i, v)
+            r_prev = memo[1][i] if memo is not None else net.phi(i, v)
             if dyn.p.plasticity == "voltage":
                 deltas.append(v - basal)
             else:
                 deltas.append(r_prev - net.phi(i, basal))
         return deltas, pre
 
-    def _add(self, y, weight: float):
-        deltas, pre = self.signals(y)
+    def _add(self, signals, weight: float):
+        deltas, pre = signals
         for i, delta in enumerate(deltas):
             self.d[i].add_(delta, alpha=weight)
             if i > 0:
@@ -178,14 +229,29 @@ class PlasticityIntegral:
     def add_node(self, t0: float, y0, dt: float):
         """Node t0 of an accepted step [t0, t0 + dt] (the last step may end beyond t_end)."""
         left = 0.0 if self.t_prev is None else t0 - self.t_prev
-        self._add(y0, 0.5 * (left + min(dt, self.t_end - t0)))
+        self._add(self.signals(y0), 0.5 * (left + min(dt, self.t_end - t0)))
         self.t_prev = t0
+
+    def add_step(self, t0: float, dt: float, y1):
+        """An accepted step [t0, t0 + dt] that ends in ``y1``, evaluated last by the vector field
+        (so its rates and basal potentials are reused). A step beyond t_end adds no node: the
+        final state comes through :meth:`finish`."""
+        right = min(dt, self.t_end - t0)
+        if self.pending is not None:
+            self._add(self.pending[0], self.pending[1] + 0.5 * right)
+            self.pending = None
+        self.t_prev = t0
+        if t0 + dt <= self.t_end:
+            self.pending = (self.signals(y1), 0.5 * dt)
+            self.t_prev = t0 + dt
 
     def add_rectangle(self, y, dt: float):
         """Left-rectangle node: the authors' Euler sum Σ_k Δ(t_k) dt."""
-        self._add(y, dt)
+        self._add(self.signals(y), dt)
 
     def finish(self, y_end):
         """Close the rule with the last node, the final state at t_end."""
-        left = 0.0 if self.t_prev is None else self.t_end - self.t_prev
-        self._add(y_end, 0.5 * left)
+        if self.pending is not None:
+            self._add(*self.pending)
+        elif self.t_prev is not None:
+            self._add(self.signals(y_end), 0.5 * (self.t_end - self.t_prev))

@@ -1,0 +1,134 @@
+"""The Rosenbrock-W solver (ROS34PW2): exact solutions, its stiff operator, and the wake phase."""
+import math
+
+import pytest
+import torch
+
+from dfc_analog import ControllerParams, SolverSettings, forward_update, output_target
+from dfc_analog.dynamics import WakeDynamics
+from dfc_analog.rosenbrock import rosenbrock_w
+from dfc_analog.theory import pi_system_matrix
+
+from .conftest import angle_deg, update_vector
+
+
+def _dense(A):
+    """(solve, apply) of a fixed dense matrix A, for a batch of row vectors."""
+    def stiff(y, c):
+        M = torch.eye(A.shape[0], dtype=A.dtype) - c * A
+        return (lambda b: torch.linalg.solve(M, b.T).T), (lambda w: w @ A.T)
+    return stiff
+
+
+def _count(n):
+    return lambda *step: n.append(step)
+
+
+def test_linear_stiff_oscillatory_system_against_the_matrix_exponential():
+    """y' = My with a stiff mode (-1000) and a damped oscillation (-1 ± 5i), exact solution
+    exp(Mt) y0. With A = M (Rosenbrock) and with A = only the stiff mode (a W-method: the order
+    does not depend on A) the error stays within a small multiple of the tolerance."""
+    M = torch.tensor([[-1000.0, 0, 0], [0, -1.0, 5.0], [0, -5.0, -1.0]], dtype=torch.float64)
+    y0 = torch.tensor([[1.0, 1.0, 0.0]], dtype=torch.float64)
+    times = [0.0, 0.5, 1.0, 2.0]
+    exact = torch.stack([y0 @ torch.matrix_exp(M * t).T for t in times])
+    stiff_only = torch.zeros_like(M)
+    stiff_only[0, 0] = -1000.0
+    for A in (M, stiff_only):
+        for tol in (1e-4, 1e-7):
+            steps = []
+            out = rosenbrock_w(lambda t, y: y @ M.T, _dense(A), y0, times, tol, tol, 100000,
+                               _count(steps))
+            assert float((out - exact).abs().max()) < 30 * tol
+            # the stiff mode sets no step limit: an explicit method needs h < 3/1000, 700 steps
+            assert tol < 1e-4 or len(steps) < 100
+
+
+def test_third_order_convergence_on_a_nonlinear_problem():
+    """y' = -y², y(t) = y0 / (1 + y0 t), with A = 0: the error falls as tol^(3/4) at least
+    (order 3 with an order-2 error estimate) and the steps grow as tol^(-1/3)."""
+    y0 = torch.tensor([[2.0, 0.5]], dtype=torch.float64)
+    exact = y0 / (1 + y0 * 3.0)
+    stiff = _dense(torch.zeros(2, 2, dtype=torch.float64))
+    errors, counts = [], []
+    for tol in (1e-4, 1e-6, 1e-8):
+        steps = []
+        out = rosenbrock_w(lambda t, y: -y * y, stiff, y0, [0.0, 3.0], tol, tol, 100000,
+                           _count(steps))
+        errors.append(float((out[-1] - exact).abs().max()))
+        counts.append(len(steps))
+    assert errors[0] < 1e-3 and errors[2] < 1e-7
+    assert errors[0] / errors[2] > 1e3
+    assert 2 < counts[2] / counts[0] < 40
+
+
+@pytest.fixture
+def wake_problem(make_net, batch):
+    def make(leak="integral", output="linear", seed=0):
+        net = make_net(activations=["tanh", "tanh", output], seed=seed)
+        x, y = batch(B=6, seed=seed + 1)
+        params = ControllerParams(tau_v=0.2, alpha=0.05, k_p=2.0, leak=leak)
+        with torch.no_grad():
+            v_ff, r_ff = net.feedforward(x)
+            r_star, _ = output_target(r_ff[-1], y, "mse", "sample", 0.05)
+        return net, x, y, params, WakeDynamics(net, x, r_star, params, v_ff)
+    return make
+
+
+@pytest.mark.parametrize("leak,output", [("integral", "linear"), ("total", "tanh")])
+@torch.no_grad()
+def test_stiff_part_is_the_jacobian_without_the_feedforward_coupling(wake_problem, leak, output):
+    """apply() equals the linearised PI system (theory.pi_system_matrix) with the blocks
+    W_i φ'(v_{i-1}) removed, and solve() inverts I - cA."""
+    net, x, _, params, dyn = wake_problem(leak, output)
+    y = torch.randn(dyn.origin.shape, dtype=torch.float64, generator=torch.Generator()
+                    .manual_seed(3)) * 0.3
+    solve, apply = dyn.stiff_part(y, 0.37)
+    size = y.shape[1]
+    basis = torch.eye(size, dtype=torch.float64)
+    A = torch.stack([apply(basis[j].expand_as(y).contiguous()) for j in range(size)], dim=2)
+    vs, _ = dyn.split(y)
+    full = pi_system_matrix(net, vs, params)
+    n = dyn.offsets
+    for i in range(1, net.num_layers):      # drop the block sub-diagonal W_i φ'(v_{i-1}) / τ_v
+        full[:, n[i]:n[i + 1], n[i - 1]:n[i]] = 0
+    torch.testing.assert_close(A, full, rtol=1e-12, atol=1e-12)
+    b = torch.randn(y.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    z = solve(b)
+    torch.testing.assert_close(z - 0.37 * apply(z), b, rtol=1e-12, atol=1e-12)
+
+
+def test_wake_update_agrees_with_a_tight_dopri5_solve(wake_problem):
+    """The default solver's DFC update is within 0.1° of a tight dopri5 solve, with fewer
+    vector-field evaluations than dopri5 at the same tolerances."""
+    net, x, y, _, _ = wake_problem()
+    params = ControllerParams(tau_v=0.2, alpha=0.0015, k_p=2.0)
+    common = dict(t_end=10.0, loss="mse", reduction="mean", target_stepsize=0.05)
+    tight = forward_update(net, x, y, "dfc", params, SolverSettings("dopri5", 1e-9, 1e-11),
+                           **common)
+    ours = forward_update(net, x, y, "dfc", params, SolverSettings(), **common)
+    explicit = forward_update(net, x, y, "dfc", params, SolverSettings("dopri5"), **common)
+    assert SolverSettings().method == "rosenbrock"
+    assert angle_deg(update_vector(ours), update_vector(tight)) < 0.1
+    assert ours.wake.nfe < 0.7 * explicit.wake.nfe
+    with torch.no_grad():
+        v_ff, _ = net.feedforward(x)
+    for a, b, v0 in zip(ours.wake.v, tight.wake.v, v_ff):   # final departures from eq. (2)
+        assert float((a - b).abs().max()) < 1e-2 * float((b - v0).abs().max())
+
+
+@torch.no_grad()
+def test_trajectory_output_times_follow_the_ode(wake_problem):
+    """Output times come from the cubic Hermite interpolant: they agree with a tight solve to
+    the tolerance, in units of the output nudge."""
+    net, x, _, params, dyn = wake_problem()
+    from dfc_analog import simulate_wake
+    times = torch.linspace(0, 5, 37, dtype=torch.float64)
+    tight = simulate_wake(net, x, dyn.r_star, params, SolverSettings("dopri5", 1e-10, 1e-12),
+                          5.0, times=times).trajectory
+    ours = simulate_wake(net, x, dyn.r_star, params, SolverSettings("rosenbrock", 1e-5, 1e-7),
+                         5.0, times=times).trajectory
+    nudge = float((dyn.r_star - tight.rate[-1][0]).abs().max())
+    for a, b in zip(ours.soma + [ours.u], tight.soma + [tight.u]):
+        assert float((a - b).abs().max()) < 1e-3 * nudge
+    assert math.isclose(float(ours.t[-1]), 5.0)
