@@ -6,15 +6,15 @@ settings of the authors' configs (α = 0.001389, k_p = 2, τ_v = 0.2, λ = 0.077
 baseline  the authors' scheme: forward Euler, Δt = 0.02, 1000 stored points (999 steps), float64,
           proactive controller and instantaneous transmission, W_1 x recomputed each step, every
           compartment's trajectory buffered, and the eq. (5) update summed afterwards.
-ours      ``dfc_analog.learning.forward_update`` with method 'dfc' (adaptive solver, eq. (5)
-          integral carried in the ODE state, float32 by default).
+ours      ``dfc_analog.learning.forward_update`` with method 'dfc' (the default adaptive solver,
+          Rosenbrock-W ROS34PW2; eq. (5) by quadrature over the accepted steps; float32).
 
 Prints both timings, peak memory (ours also for a 4x longer phase, to show that it does not grow
 with simulated time), the angle between the two updates, and one closing line
 ``RESULT speedup=<x> angle_deg=<y> mem_ratio=<ours/baseline>``. Timings are the best of
 ``--repeats`` interleaved runs of each scheme; memory is measured in separate runs.
 
-    python bench/wake_phase.py [--repeats 3] [--dtype float32] [--solver dopri5] [--device cpu]
+    python bench/wake_phase.py [--repeats 3] [--dtype float32] [--solver rosenbrock] [--device cpu]
 """
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3,
                     help="timed repetitions of each scheme, interleaved; the best of each counts")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    ap.add_argument("--solver", default="dopri5")
+    ap.add_argument("--solver", default=SolverSettings.method)
     ap.add_argument("--rtol", type=float, default=SolverSettings.rtol)
     ap.add_argument("--atol", type=float, default=SolverSettings.atol)
     ap.add_argument("--device", default="cpu")

@@ -69,18 +69,18 @@ def feedback_update(net: DFCNetwork, x: torch.Tensor, p: SleepParams,
     steps = max(1, int(round(p.t_end / p.dt)))
     noise = [torch.randn((steps,) + tuple(v.shape), generator=generator, dtype=v.dtype,
                          device=v.device).mul_(scale) for v, scale in zip(vs, noise_scale)]
+    basal_1 = v_ff[0]            # W_1 x + b_1: the input is constant during the phase
     for k in range(steps):
         e = r_star - rs[-1]
         leak = u_int if p.leak == "integral" else u
         u_int = u_int + p.dt / p.tau_u * (e - p.alpha * leak)
         u_next = u_int + p.k_p * e
-        r_prev = x
         for i in range(L):
             acc[i].addmm_(apical[i].T, u_next)                      # v_A[k] u[k+1]ᵀ
             apical[i] = apical[i] + p.dt / p.tau_a * (u @ net.Q[i].T - apical[i]) + noise[i][k]
-            vs[i] = vs[i] + p.dt / p.tau_v * (net.basal(i, r_prev) + apical[i] - vs[i])
+            basal = basal_1 if i == 0 else net.basal(i, rs[i - 1])
+            vs[i] = vs[i] + p.dt / p.tau_v * (basal + apical[i] - vs[i])
             rs[i] = net.phi(i, vs[i])
-            r_prev = rs[i]
         u = u_next
     worst = max(float(v.abs().max()) for v in vs)
     if not math.isfinite(worst) or worst > STATE_LIMIT:
