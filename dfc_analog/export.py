@@ -1,0 +1,174 @@
+"""``dfc-export`` (``python -m dfc_analog.export``): a trained run → component graph and a
+standalone ngspice netlist of one experiment on one input sample.
+
+    dfc-export --netlist out.cir runs/student-teacher-dfc-seed42            # wake phase, test[0]
+    dfc-export --netlist op.cir --phase op --sample 7 --split val RUN_DIR
+    dfc-export --netlist x.cir --sample x.npy --target rstar.npy RUN_DIR
+    dfc-export --graph graph.json RUN_DIR                                  # the graph only
+
+The wake-phase target is r* = r_L^- + δ of eq. (3), with δ from
+:func:`dfc_analog.learning.output_target` for a minibatch of this one sample under the run's
+loss, loss_reduction and λ; r_L^- is the network's feed-forward output (eq. 2), which the
+circuit's own DC operating point reproduces to ngspice's tolerance. It is written into the
+netlist as numbers, so ``ngspice -b OUT.cir`` runs the file unchanged.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import load_dataset
+from .dynamics import ControllerParams
+from .errors import DFCError
+from .graph import Scaling, build_graph, save_graph, summary
+from .learning import output_target
+from .runio import atomic_write, load_run
+from .spice.netlist import PHASES, SpiceOptions, output_times, write_netlist
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dfc-export",
+        description="Export a trained DFC run as a component graph (networkx node-link JSON) "
+                    "and/or a standalone ngspice netlist of one experiment on one input sample. "
+                    "Times are in units of the controller time constant τ_u; t = 0 is the "
+                    "moment the controller switches on.",
+        epilog="example: dfc-export --netlist wake.cir --sample 3 runs/student-teacher-dfc-seed42")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by dfc-train")
+    out = p.add_argument_group("outputs (at least one)")
+    out.add_argument("--netlist", metavar="OUT.cir", help="write the ngspice netlist here")
+    out.add_argument("--graph", metavar="OUT.json", help="write the component graph here "
+                     "(networkx node-link JSON; dfc_analog.graph.load_graph reads it)")
+    exp = p.add_argument_group("experiment")
+    exp.add_argument("--sample", default="0", metavar="INDEX|FILE.npy",
+                     help="input x: an index into the run's dataset split (see --split), or an "
+                          ".npy file holding one vector of n_0 values (default: 0)")
+    exp.add_argument("--split", default="test", choices=("train", "val", "test"),
+                     help="dataset split that --sample indexes (default: test)")
+    exp.add_argument("--target", metavar="FILE.npy",
+                     help="output target r* (n_L values) instead of eq. (3) from the sample's "
+                          "label; needed for the wake phase when --sample is an .npy file")
+    exp.add_argument("--phase", default="wake", choices=PHASES,
+                     help="'op': DC operating point only (the feed-forward equilibrium, eq. 2); "
+                          "'feedforward': transient with the controller off; 'wake': settle "
+                          "with the controller off, then switch it on with target r* (eq. 3) "
+                          "(default: wake)")
+    exp.add_argument("--t-end", type=float, metavar="T",
+                     help="simulated time after the switch-on, in τ_u (default: the run's t_end)")
+    exp.add_argument("--step", type=float, metavar="DT",
+                     help="output time step in τ_u; the simulator lands exactly on each output "
+                          "time (default: t_end / 100)")
+    exp.add_argument("--settle", type=float, default=1.0, metavar="T0",
+                     help="settling time with the controller off before t = 0, in τ_u "
+                          "(default: 1)")
+    sc = p.add_argument_group("physical scaling")
+    sc.add_argument("--time-scale", type=float, default=Scaling.time_scale, metavar="SECONDS",
+                    help="seconds per τ_u (default: 1e-6)")
+    sc.add_argument("--v-scale", type=float, default=Scaling.v_scale, metavar="VOLTS",
+                    help="volts per model unit of every signal (default: 1)")
+    sc.add_argument("--resistance", type=float, default=Scaling.resistance, metavar="OHMS",
+                    help="resistance level R of every summing node and soma; synapse w is a "
+                         "VCCS of gain w/R (default: 1e4)")
+    sim = p.add_argument_group("simulator options (written as .options into the netlist)")
+    sim.add_argument("--reltol", type=float, default=SpiceOptions.reltol,
+                     help="ngspice relative tolerance (default: 1e-3, ngspice's)")
+    sim.add_argument("--abstol", type=float, default=SpiceOptions.abstol,
+                     help="ngspice absolute current tolerance in A (default: 1e-12)")
+    sim.add_argument("--vntol", type=float, default=SpiceOptions.vntol,
+                     help="ngspice absolute voltage tolerance in V (default: 1e-6)")
+    sim.add_argument("--max-step", type=float, metavar="DT",
+                     help="largest time step in τ_u (default: 10·sqrt(reltol)·τ_v, at most "
+                          "τ_v / 2)")
+    sim.add_argument("--trtol", type=float, default=SpiceOptions.trtol,
+                     help="factor by which the local truncation error may exceed reltol "
+                          "(default: 0.25; ngspice's own default 7 leaves 3-8x the error)")
+    sim.add_argument("--method", default="trap", choices=("trap", "gear"),
+                     help="integration method (default: trap)")
+    return p
+
+
+def _load_vector(path: str, n: int, what: str) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DFCError(f"cannot read {what} file '{path}': {exc}.") from None
+    arr = np.asarray(arr, dtype=np.float64).reshape(-1) if np.ndim(arr) <= 2 and \
+        np.size(arr) == n else None
+    if arr is None:
+        raise DFCError(f"{what} file '{path}' must hold {n} values for this network.")
+    return arr
+
+
+def experiment(cfg, net, sample: str, split: str, target: str | None, phase: str):
+    """(x, r*) of the experiment: the input sample and the output target of eq. (3)."""
+    n_0, n_L = cfg.layer_sizes[0], cfg.layer_sizes[-1]
+    label = None
+    if sample.endswith(".npy"):
+        x = _load_vector(sample, n_0, "input")
+    else:
+        try:
+            index = int(sample)
+        except ValueError:
+            raise DFCError(f"--sample must be an index or an .npy file, got '{sample}'.") from None
+        data = getattr(load_dataset(cfg), split)
+        if not 0 <= index < len(data):
+            raise DFCError(f"sample index {index} is out of range: the {split} split holds "
+                           f"{len(data)} samples (0..{len(data) - 1}).")
+        x = data.x[index].detach().double().numpy()
+        label = data.y[index:index + 1]
+    if phase != "wake":
+        return x, None
+    if target is not None:
+        return x, _load_vector(target, n_L, "target")
+    if label is None:
+        raise DFCError("an .npy input carries no label: give the wake-phase target r* with "
+                       "--target FILE.npy.")
+    with torch.no_grad():
+        _, r_ff = net.feedforward(torch.as_tensor(x)[None])
+        y = label.double() if label.is_floating_point() else label
+        r_star, _ = output_target(r_ff[-1], y, cfg.loss, cfg.loss_reduction, cfg.target_stepsize)
+    return x, r_star[0].numpy()
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        atomic_write(Path(path), text.encode())
+    except OSError as exc:
+        raise DFCError(f"cannot write netlist '{path}': {exc.strerror or exc}.") from None
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if not (args.netlist or args.graph):
+            raise DFCError("nothing to write: give --netlist OUT.cir and/or --graph OUT.json.")
+        cfg, net = load_run(args.run_dir)
+        net = net.double()
+        x, r_star = experiment(cfg, net, args.sample, args.split, args.target, args.phase)
+        scaling = Scaling(args.time_scale, args.v_scale, args.resistance)
+        options = SpiceOptions(args.reltol, args.abstol, args.vntol, max_step=args.max_step,
+                               method=args.method, trtol=args.trtol)
+        t_end = args.t_end if args.t_end is not None else cfg.t_end
+        times = output_times(t_end, args.step if args.step is not None else t_end / 100)
+        g = build_graph(net, ControllerParams.from_config(cfg), scaling, x, r_star)
+        if args.netlist:
+            _write(args.netlist, write_netlist(g, args.phase, t_end, times, args.settle,
+                                               options))
+        if args.graph:
+            save_graph(g, args.graph)
+    except DFCError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(summary(g))
+    for what, path in (("netlist", args.netlist), ("graph", args.graph)):
+        if path:
+            print(f"wrote {what} {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

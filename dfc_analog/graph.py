@@ -1,0 +1,274 @@
+"""Run folder or network → component graph: the DFC circuit as a ``networkx.DiGraph``.
+
+The graph is the single description the netlist writer (:mod:`dfc_analog.spice.netlist`) reads.
+Every node is one circuit node or source and carries ``kind``, ``layer`` (0 = input, 1..L, or
+``None`` for the controller), ``index`` (the neuron's row in W_i, or the output m) and its
+component values in SI units; every edge is one coupling with its ``kind``, model ``weight`` and
+its ``realisation`` (element type and gain in SI units).
+
+Node names say what and where (layers 1..L as in the paper, neurons 0-based as the rows of
+``Wi`` in ``weights.npz``):
+
+    in_j            input x_j (layer 0): a current source x_j v_scale / R into R
+    l{i}_bias_k     bias b_i,k, a current source into the basal node
+    l{i}_basal_k    basal compartment v_B,i,k = Σ_j W_i,kj r_{i-1},j + b_i,k (R to ground)
+    l{i}_apical_k   apical compartment v_A,i,k = Σ_m Q_i,km u_m (R to ground)
+    l{i}_soma_k     soma v_i,k of eq. (1): R_v ‖ C_v, τ_v = R_v C_v
+    l{i}_rate_k     rate r_i,k = φ_i(v_i,k): a B-source current into R (a VCCS if linear)
+    ctl_target_m    output target r*_m of eq. (3), an ideal voltage source
+    ctl_enable      controller switch: 0 while the network settles, 1 from t = 0 on
+    ctl_error_m     control error e_m = enable · (r*_m - r_L,m)
+    ctl_int_m       integrator u_int,m of eq. (4): C_u with its leak α
+    ctl_prop_m      proportional path k_p e_m
+    ctl_u_m         control signal u_m = u_int,m + k_p e_m (the sum), fed to every apical node
+
+Physical scaling (:class:`Scaling`): one model time unit (τ_u = 1) lasts ``time_scale`` seconds,
+one model unit of any signal is ``v_scale`` volts, and every weighted sum is realised at the
+resistance level ``resistance``: a synapse of weight w is a VCCS of gain w / R into a node with R
+to ground, so that node's voltage is the weighted sum itself.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from .dynamics import ControllerParams
+from .errors import ConfigError, DFCError
+from .network import DFCNetwork
+from .runio import atomic_write, load_run
+
+GRAPH_FORMAT = "dfc_analog.component_graph/1"
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Model units → SI units: ``time_scale`` s per model time unit (τ_u), ``v_scale`` V per
+    model unit, ``resistance`` Ω for every summing node and every soma (R_v)."""
+
+    time_scale: float = 1e-6
+    v_scale: float = 1.0
+    resistance: float = 1e4
+
+    def __post_init__(self):
+        for name in ("time_scale", "v_scale", "resistance"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
+                raise ConfigError(f"scaling {name} must be a positive number, got {value!r}.")
+
+    def capacitance(self, tau: float) -> float:
+        """C such that R C = τ (model time units) seconds."""
+        return tau * self.time_scale / self.resistance
+
+
+# Names of the circuit nodes; the netlist writer and the simulator read them from here.
+def input_name(j: int) -> str:
+    return f"in_{j}"
+
+
+def neuron_name(layer: int, compartment: str, k: int) -> str:
+    """``compartment`` in soma, basal, apical, rate, bias; ``layer`` 1..L."""
+    return f"l{layer}_{compartment}_{k}"
+
+
+def controller_name(signal: str, m: int | None = None) -> str:
+    """``signal`` in target, error, int, prop, u (per output m), or enable."""
+    return f"ctl_{signal}" if m is None else f"ctl_{signal}_{m}"
+
+
+def build_graph(net: DFCNetwork, params: ControllerParams, scaling: Scaling | None = None,
+                x=None, r_star=None, constant_input: bool = True) -> nx.DiGraph:
+    """The component graph of ``net`` under the controller ``params`` (eqs. 1 and 4).
+
+    ``x`` (n_0,) sets the input sources and ``r_star`` (n_L,) the targets of eq. (3); either may
+    be ``None`` (value 0, e.g. for a graph of the structure only). With ``constant_input`` the
+    input is one DC sample, so each layer-1 synapse sees a constant presynaptic voltage and is
+    realised as a constant current source W_1,kj x_j v_scale / R (exact): this keeps the
+    n_0 n_1 synapses out of the circuit matrix, whose ordering they dominate in ngspice (784-64
+    inputs: 9.3 s → 0.16 s). ``False`` realises them as VCCS from the input nodes.
+    """
+    scaling = scaling or Scaling()
+    R, vs = scaling.resistance, scaling.v_scale
+    sizes, L = net.layer_sizes, net.num_layers
+    W = [w.detach().cpu().double().numpy() for w in net.W]
+    b = [v.detach().cpu().double().numpy() for v in net.b]
+    Q = [q.detach().cpu().double().numpy() for q in net.Q]
+    x = _vector(x, sizes[0], "input x")
+    r_star = _vector(r_star, sizes[-1], "target r_star")
+    n_L = sizes[-1]
+
+    g = nx.DiGraph(format=GRAPH_FORMAT, layer_sizes=list(sizes), activations=list(net.activations),
+                   bias=bool(net.has_bias), constant_input=bool(constant_input),
+                   tau_v=params.tau_v, tau_u=params.tau_u,
+                   alpha=params.alpha, k_p=params.k_p, leak=params.leak,
+                   scaling=asdict(scaling))
+    g.add_nodes_from((input_name(j), {"kind": "input", "layer": 0, "index": j,
+                                      "value": float(x[j]), "R": R, "I": float(x[j]) * vs / R})
+                     for j in range(sizes[0]))
+    c_v = scaling.capacitance(params.tau_v)
+    for i in range(1, L + 1):
+        phi = net.activations[i - 1]
+        for k in range(sizes[i]):
+            where = {"layer": i, "index": k}
+            g.add_node(neuron_name(i, "basal", k), kind="basal", R=R, **where)
+            g.add_node(neuron_name(i, "apical", k), kind="apical", R=R, **where)
+            g.add_node(neuron_name(i, "soma", k), kind="soma", R=R, C=c_v,
+                       tau=params.tau_v * scaling.time_scale, **where)
+            g.add_node(neuron_name(i, "rate", k), kind="rate", activation=phi, **where)
+            g.add_edge(neuron_name(i, "basal", k), neuron_name(i, "soma", k), kind="dendrite",
+                       weight=1.0, realisation="vccs", G=1.0 / R)
+            g.add_edge(neuron_name(i, "apical", k), neuron_name(i, "soma", k), kind="dendrite",
+                       weight=1.0, realisation="vccs", G=1.0 / R)
+            g.add_edge(neuron_name(i, "soma", k), neuron_name(i, "rate", k), kind="activation",
+                       weight=1.0, realisation="vccs" if phi == "linear" else "bsource")
+            if net.has_bias:
+                bias = float(b[i - 1][k])
+                g.add_node(neuron_name(i, "bias", k), kind="bias", value=bias,
+                           I=bias * vs / R, **where)
+                g.add_edge(neuron_name(i, "bias", k), neuron_name(i, "basal", k), kind="bias",
+                           weight=bias, realisation="isource", I=bias * vs / R)
+        pre = [input_name(j) for j in range(sizes[0])] if i == 1 else \
+            [neuron_name(i - 1, "rate", j) for j in range(sizes[i - 1])]
+        post = [neuron_name(i, "basal", k) for k in range(sizes[i])]
+        _add_synapses(g, pre, post, W[i - 1], "forward", R,
+                      x * vs if i == 1 and constant_input else None)
+        _add_synapses(g, [controller_name("u", m) for m in range(n_L)],
+                      [neuron_name(i, "apical", k) for k in range(sizes[i])], Q[i - 1],
+                      "feedback", R)
+
+    c_u = scaling.capacitance(params.tau_u)
+    g.add_node(controller_name("enable"), kind="enable", layer=None, index=None)
+    for m in range(n_L):
+        where = {"layer": None, "index": m}
+        nodes = {s: controller_name(s, m) for s in ("target", "error", "int", "prop", "u")}
+        g.add_node(nodes["target"], kind="target", value=float(r_star[m]),
+                   V=float(r_star[m]) * vs, **where)
+        g.add_node(nodes["error"], kind="error", **where)
+        g.add_node(nodes["int"], kind="integrator", C=c_u, tau=params.tau_u * scaling.time_scale,
+                   R_in=R, leak=params.leak, alpha=params.alpha,
+                   R_leak=(R / params.alpha if params.alpha > 0 else None), **where)
+        g.add_node(nodes["prop"], kind="proportional", gain=params.k_p, **where)
+        g.add_node(nodes["u"], kind="control", **where)
+        g.add_edge(nodes["target"], nodes["error"], kind="error", weight=1.0,
+                   realisation="bsource")
+        g.add_edge(neuron_name(L, "rate", m), nodes["error"], kind="error", weight=-1.0,
+                   realisation="bsource")
+        g.add_edge(controller_name("enable"), nodes["error"], kind="gate", weight=1.0,
+                   realisation="bsource")
+        g.add_edge(nodes["error"], nodes["int"], kind="integrate", weight=1.0,
+                   realisation="vccs", G=1.0 / R)
+        g.add_edge(nodes["error"], nodes["prop"], kind="proportional", weight=params.k_p,
+                   realisation="vcvs", gain=params.k_p)
+        g.add_edge(nodes["int"], nodes["u"], kind="sum", weight=1.0, realisation="vcvs", gain=1.0)
+        g.add_edge(nodes["prop"], nodes["u"], kind="sum", weight=1.0, realisation="vcvs",
+                   gain=1.0)
+        if params.leak == "total" and params.alpha > 0:
+            g.add_edge(nodes["u"], nodes["int"], kind="leak", weight=-params.alpha,
+                       realisation="vccs", G=-params.alpha / R)
+    return g
+
+
+def _add_synapses(g, pre, post, weights, kind, R, constant_pre=None):
+    """One edge per synapse pre[j] → post[k] of weight weights[k, j]: a VCCS of gain w / R, or,
+    for a constant presynaptic voltage ``constant_pre[j]``, a current source w V_j / R."""
+    rows, cols = np.indices(weights.shape)
+    w = weights.ravel().tolist()
+    gain = (weights / R).ravel().tolist()
+    if constant_pre is None:
+        g.add_edges_from(
+            (pre[j], post[k], {"kind": kind, "weight": wk, "realisation": "vccs", "G": gk})
+            for k, j, wk, gk in zip(rows.ravel().tolist(), cols.ravel().tolist(), w, gain))
+        return
+    current = (weights * constant_pre[None, :] / R).ravel().tolist()
+    g.add_edges_from(
+        (pre[j], post[k], {"kind": kind, "weight": wk, "realisation": "isource", "G": gk,
+                           "I": ik})
+        for k, j, wk, gk, ik in zip(rows.ravel().tolist(), cols.ravel().tolist(), w, gain,
+                                    current))
+
+
+def _vector(value, n: int, what: str) -> np.ndarray:
+    if value is None:
+        return np.zeros(n)
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().double().numpy()
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.shape != (n,):
+        raise ConfigError(f"{what} must have shape ({n},) for this network, got "
+                          f"{tuple(arr.shape)}.")
+    if not np.all(np.isfinite(arr)):
+        raise ConfigError(f"{what} holds non-finite values.")
+    return arr
+
+
+def graph_from_run(run_dir: str | Path, scaling: Scaling | None = None, x=None,
+                   r_star=None) -> nx.DiGraph:
+    """The component graph of a trained run folder (its checkpoint and config)."""
+    cfg, net = load_run(run_dir)
+    return build_graph(net.double(), ControllerParams.from_config(cfg), scaling, x, r_star)
+
+
+def synapse_matrices(g: nx.DiGraph, kind: str) -> list:
+    """W_i (``kind='forward'``) or Q_i (``'feedback'``) of each layer, read back from the edges."""
+    sizes = g.graph["layer_sizes"]
+    n_L = sizes[-1]
+    mats = [np.zeros((sizes[i], sizes[i - 1] if kind == "forward" else n_L))
+            for i in range(1, len(sizes))]
+    for pre, post, data in g.edges(data=True):
+        if data["kind"] == kind:
+            node = g.nodes[post]
+            mats[node["layer"] - 1][node["index"], g.nodes[pre]["index"]] = data["weight"]
+    return mats
+
+
+def summary(g: nx.DiGraph) -> str:
+    """One screen: network, scaling, node and edge counts by kind, element and value totals."""
+    sc = g.graph["scaling"]
+    nodes = Counter(k for _, k in g.nodes(data="kind"))
+    edges = Counter(k for _, _, k in g.edges(data="kind"))
+    real = Counter(r for _, _, r in g.edges(data="realisation"))
+    total_c = sum(c for _, c in g.nodes(data="C") if c)
+    gains = np.array([abs(G) for _, _, G in g.edges(data="G") if G is not None])
+    lines = [
+        f"component graph: {'-'.join(map(str, g.graph['layer_sizes']))} network, "
+        f"activations {', '.join(g.graph['activations'])}",
+        f"controller: k_p = {g.graph['k_p']:g}, alpha = {g.graph['alpha']:g} "
+        f"(leak '{g.graph['leak']}'), tau_v = {g.graph['tau_v']:g}, tau_u = {g.graph['tau_u']:g}",
+        f"scaling: {sc['time_scale']:g} s per tau_u, {sc['v_scale']:g} V per unit, "
+        f"R = {sc['resistance']:g} Ohm",
+        f"nodes: {g.number_of_nodes()} ("
+        + ", ".join(f"{k} {n}" for k, n in sorted(nodes.items())) + ")",
+        f"edges: {g.number_of_edges()} ("
+        + ", ".join(f"{k} {n}" for k, n in sorted(edges.items())) + ")",
+        "realised as: " + ", ".join(f"{k} {n}" for k, n in sorted(real.items())),
+        f"total capacitance {total_c:.4g} F; VCCS gains {gains.min():.3g} .. {gains.max():.3g} S"
+        if gains.size else f"total capacitance {total_c:.4g} F",
+    ]
+    return "\n".join(lines)
+
+
+def save_graph(g: nx.DiGraph, path: str | Path) -> None:
+    """Write node-link JSON (networkx's format, ``edges="edges"``), atomically."""
+    data = nx.node_link_data(g, edges="edges")
+    try:
+        atomic_write(Path(path), json.dumps(data, separators=(",", ":")).encode())
+    except OSError as exc:
+        raise DFCError(f"cannot write graph file '{path}': {exc.strerror or exc}.") from None
+
+
+def load_graph(path: str | Path) -> nx.DiGraph:
+    """Read a graph written by :func:`save_graph`."""
+    try:
+        data = json.loads(Path(path).read_text())
+        g = nx.node_link_graph(data, edges="edges")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DFCError(f"cannot read component graph '{path}': {exc}.") from None
+    if g.graph.get("format") != GRAPH_FORMAT:
+        raise DFCError(f"'{path}' is not a dfc_analog component graph ({GRAPH_FORMAT}).")
+    return g

@@ -1,0 +1,8 @@
+"""SPICE layer: component graph → ngspice netlist text (:mod:`.netlist`), and the netlist run in
+ngspice through PySpice, mapped back to a :class:`~dfc_analog.solve.Trajectory`
+(:mod:`.simulate`)."""
+from .netlist import PHASES, SpiceOptions, output_times, write_netlist
+from .simulate import NgspiceError, operating_point, run_netlist, simulate_circuit
+
+__all__ = ["PHASES", "NgspiceError", "SpiceOptions", "operating_point", "output_times",
+           "run_netlist", "simulate_circuit", "write_netlist"]

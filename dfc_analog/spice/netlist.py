@@ -1,0 +1,303 @@
+"""Component graph → ngspice netlist text (standalone SPICE: ``ngspice -b FILE`` runs it).
+
+Realisation of the graph (:mod:`dfc_analog.graph`), all elements ideal:
+
+    synapse w (forward W_i, feedback Q_i)   G element (VCCS) of gain w / R into the summing node;
+                                            one per synapse: B-source sums are 4-12x slower.
+                                            Layer-1 synapses on a constant input: I element
+                                            w x_j v_scale / R (see graph.build_graph)
+    basal / apical node                     R to ground, so V = Σ_j w_j V_j (+ b v_scale)
+    bias b                                  I source b v_scale / R into the basal node
+    soma, eq. (1)                           subcircuit dfc_neuron_<φ>: R_v ‖ C_v fed by two
+                                            VCCS of gain 1/R_v from basal and apical, and the
+                                            rate r = φ(v) as a B-source (an E element if linear)
+    controller, eq. (4)                     subcircuit dfc_controller per output: error B-source
+                                            e = enable (r* - r_L), integrator C_u fed by a VCCS
+                                            1/R with leak α (R/α, or a VCCS α/R from u for
+                                            leak 'total'), proportional E element k_p, sum u
+                                            as a VCVS in series
+
+A wake-phase experiment has two phases: the transient starts at the DC operating point with the
+controller switch ``ctl_enable`` at 0 (the feed-forward equilibrium of eq. (2), e = u = u_int = 0)
+and lets the network settle for ``settle`` τ_u; at t_on = settle the switch steps to 1 (a PWL
+edge of 1e-9 τ_u that ends exactly at t_on) and the controller drives the output to r* of
+eq. (3). The PWL corners also sit at every output time, so the simulator lands on them exactly
+instead of interpolating. Synapses that carry no current (weight or constant input exactly 0)
+are not written.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from ..errors import ConfigError
+from ..graph import controller_name, neuron_name
+
+PHASES = ("op", "feedforward", "wake")
+# The controller switch rises over this fraction of a τ_u, ending exactly at t_on.
+SWITCH_RISE = 1e-9
+
+
+@dataclass(frozen=True)
+class SpiceOptions:
+    """Simulator settings. ``reltol``, ``abstol`` (A) and ``vntol`` (V) are ngspice's own, with
+    its defaults. ``chgtol`` (C; ``None``: ngspice's 1e-14 scaled by reltol / 1e-3) bounds the
+    capacitor charge error. ``trtol`` is the factor by which ngspice lets the local truncation
+    error exceed reltol: 0.25 here (ngspice's 7 leaves 3-8x the error after the switch-on); the
+    worst error relative to a signal's range is then ~0.5 reltol at reltol 1e-3 and 3-12 reltol
+    at 1e-6 (measured on 1-1, 15-10-10-5 and 50-40-40-10 nets). ``max_step`` (τ_u; ``None``: 10 √reltol τ_v, at most τ_v / 2) caps the step the
+    local error control picks; ``method`` is ``trap`` or ``gear``. ``isolate`` runs ngspice in
+    a fresh worker process (PySpice leaks ~13 MiB per run and ngspice keeps global state)."""
+
+    reltol: float = 1e-3
+    abstol: float = 1e-12
+    vntol: float = 1e-6
+    chgtol: float | None = None
+    max_step: float | None = None
+    method: str = "trap"
+    trtol: float = 0.25
+    isolate: bool = True
+
+    def __post_init__(self):
+        for name in ("reltol", "abstol", "vntol", "chgtol", "max_step", "trtol"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"SPICE option {name} must be a positive number, got {value}.")
+        if self.method not in ("trap", "gear"):
+            raise ConfigError(f"SPICE integration method must be 'trap' or 'gear', got "
+                              f"'{self.method}'.")
+
+    def charge_tolerance(self) -> float:
+        return self.chgtol if self.chgtol is not None else 1e-14 * self.reltol / 1e-3
+
+    def step_limit(self, tau_v: float) -> float:
+        """Largest time step in τ_u."""
+        return self.max_step if self.max_step is not None else \
+            min(0.5, 10.0 * math.sqrt(self.reltol)) * tau_v
+
+
+def output_times(t_end: float, step: float) -> np.ndarray:
+    """0, step, 2 step, ..., t_end (τ_u from the switch-on)."""
+    if not (t_end > 0 and step > 0):
+        raise ConfigError(f"simulation time and step must be positive, got {t_end} and {step}.")
+    n = max(1, int(round(t_end / step)))
+    return np.linspace(0.0, t_end, n + 1)
+
+
+def _fmt(value: float) -> str:
+    """Shortest text that reads back as the same float64."""
+    return repr(float(value))
+
+
+def _uniform(g: nx.DiGraph, kind: str, attr: str) -> float:
+    values = {d[attr] for _, d in g.nodes(data=True) if d["kind"] == kind}
+    if len(values) != 1:
+        raise ConfigError(f"every {kind} node must share one {attr}, found {sorted(values)}.")
+    return values.pop()
+
+
+def _rate_element(phi: str, vs: float, R: float) -> list:
+    """r = φ(v) as a current R⁻¹ v_scale φ(V/v_scale) into R (a node, not a branch equation)."""
+    v = f"V(soma)/{_fmt(vs)}"
+    expr = {"tanh": f"tanh({v})", "sigmoid": f"1/(1+exp(-{v}))", "relu": f"max({v},0)"}
+    if phi == "linear":
+        source = f"Grate 0 rate soma 0 {_fmt(1.0 / R)}"
+    elif phi in expr:
+        source = f"Brate 0 rate I = {_fmt(vs / R)}*{expr[phi]}"
+    else:
+        raise ConfigError(f"no circuit realisation of the activation '{phi}'.")
+    return [source, f"Rrate rate 0 {_fmt(R)}"]
+
+
+def _subcircuits(g: nx.DiGraph) -> list:
+    R = _uniform(g, "soma", "R")
+    C = _uniform(g, "soma", "C")
+    vs = g.graph["scaling"]["v_scale"]
+    lines = []
+    for phi in dict.fromkeys(g.graph["activations"]):
+        lines += [f".subckt dfc_neuron_{phi} basal apical soma rate",
+                  f"* soma of eq. (1): R_v C_v dV/dt = V(basal) + V(apical) - V(soma), "
+                  f"R_v C_v = tau_v; rate r = {phi}(v)",
+                  f"Gbasal 0 soma basal 0 {_fmt(1.0 / R)}",
+                  f"Gapical 0 soma apical 0 {_fmt(1.0 / R)}",
+                  f"Rsoma soma 0 {_fmt(R)}",
+                  f"Csoma soma 0 {_fmt(C)}",
+                  *_rate_element(phi, vs, R),
+                  ".ends", ""]
+    R_in = _uniform(g, "integrator", "R_in")
+    C_u = _uniform(g, "integrator", "C")
+    k_p, alpha, leak = g.graph["k_p"], g.graph["alpha"], g.graph["leak"]
+    if alpha == 0:
+        leak_line = "* no leak: alpha = 0"
+    elif leak == "integral":
+        leak_line = f"Rleak integ 0 {_fmt(R_in / alpha)}"
+    else:
+        leak_line = f"Gleak integ 0 u 0 {_fmt(alpha / R_in)}"
+    law = "e - alpha u_int" if leak == "integral" else "e - alpha u"
+    lines += [".subckt dfc_controller target rate enable error integ prop u",
+              f"* eq. (4): e = enable (r* - r_L); tau_u du_int/dt = {law}; u = u_int + k_p e",
+              "Berror error 0 V = V(enable)*(V(target)-V(rate))",
+              f"Gint 0 integ error 0 {_fmt(1.0 / R_in)}",
+              f"Cint integ 0 {_fmt(C_u)}",
+              leak_line,
+              f"Eprop prop 0 error 0 {_fmt(k_p)}",
+              "Eu u prop integ 0 1",
+              ".ends", ""]
+    return lines
+
+
+def _synapse_lines(g: nx.DiGraph) -> dict:
+    """Element lines per (kind, layer), one per synapse that carries current, in the graph's
+    edge order: a G element (VCCS) or, for a constant input, an I element."""
+    out = {}
+    nodes = g.nodes
+    for pre, post, d in g.edges(data=True):
+        kind = d["kind"]
+        if kind not in ("forward", "feedback"):
+            continue
+        p = nodes[post]
+        name = f"{'w' if kind == 'forward' else 'q'}{p['layer']}_{p['index']}_{nodes[pre]['index']}"
+        if d["realisation"] == "isource":
+            if d["I"] != 0:
+                out.setdefault((kind, p["layer"]), []).append(
+                    f"I{name} 0 {post} DC {_fmt(d['I'])}")
+        elif d["G"] != 0:
+            out.setdefault((kind, p["layer"]), []).append(
+                f"G{name} 0 {post} {pre} 0 {_fmt(d['G'])}")
+    return out
+
+
+def _wrap(prefix: str, items: list, per_line: int = 8) -> list:
+    """``prefix items...`` over several lines (SPICE continuation lines start with '+')."""
+    chunks = [" ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
+    return [f"{prefix} {chunks[0]}"] + [f"+ {c}" for c in chunks[1:]] if chunks else [prefix]
+
+
+def _header(g: nx.DiGraph, phase: str, settle: float, t_end: float) -> list:
+    sc = g.graph["scaling"]
+    sizes = g.graph["layer_sizes"]
+    L = len(sizes) - 1
+    what = {"op": "DC operating point: the feed-forward equilibrium of eq. (2)",
+            "feedforward": f"transient of {t_end:g} tau_u with the controller off throughout",
+            "wake": f"wake phase: {settle:g} tau_u settling with the controller off, then "
+                    f"{t_end:g} tau_u with the controller on (target r* of eq. (3))"}[phase]
+    return [
+        f"* DFC network {'-'.join(map(str, sizes))} (Meulemans et al., NeurIPS 2021) -- "
+        "written by dfc_analog.spice.netlist",
+        f"* analysis: {what}",
+        f"* scaling: 1 tau_u = {sc['time_scale']:g} s, 1 model unit = {sc['v_scale']:g} V, "
+        f"R = {sc['resistance']:g} Ohm; tau_v = {g.graph['tau_v']:g}, k_p = {g.graph['k_p']:g}, "
+        f"alpha = {g.graph['alpha']:g} (leak '{g.graph['leak']}')",
+        "* t = 0 of the model is the controller switch-on, at t_on = settle in this netlist",
+        "* node names (layers i = 1..L, neurons k 0-based = row of W_i in weights.npz):",
+        "*   in_j          input x_j",
+        "*   l<i>_basal_k  basal compartment v_B = sum_j W_i[k,j] r_{i-1,j} + b_i[k]",
+        "*   l<i>_apical_k apical compartment v_A = sum_m Q_i[k,m] u_m",
+        "*   l<i>_soma_k   soma v of eq. (1)      l<i>_rate_k  rate r = phi(v)",
+        f"*   ctl_target_m  target r*_m            ctl_error_m  e_m = enable (r*_m - "
+        f"l{L}_rate_m)",
+        "*   ctl_int_m     integrator u_int,m     ctl_prop_m   k_p e_m",
+        "*   ctl_u_m       control u_m            ctl_enable   controller switch (0 / 1)",
+        "* elements: Gw<i>_k_j = synapse W_i[k,j], Gq<i>_k_m = feedback Q_i[k,m] (gain w/R),",
+        "*   Iw1_k_j = synapse W_1[k,j] on the constant input (current W x_j v_scale/R),",
+        "*   Ib<i>_k = bias, X<i>_k = neuron k of layer i, Xctl_m = controller of output m",
+        "",
+    ]
+
+
+def write_netlist(g: nx.DiGraph, phase: str = "wake", t_end: float = 5.0, times=None,
+                  settle: float = 1.0, options: SpiceOptions | None = None) -> str:
+    """The netlist text of the graph for one analysis.
+
+    ``phase``: ``'op'`` (``.op`` only), ``'feedforward'`` (transient, controller off) or
+    ``'wake'`` (settle, then the controller on). ``t_end`` and ``times`` (output times, τ_u after
+    the switch-on; default 100 steps) describe the transient after the ``settle`` period.
+    """
+    if phase not in PHASES:
+        raise ConfigError(f"unknown phase '{phase}': choose one of {', '.join(PHASES)}.")
+    options = options or SpiceOptions()
+    sc = g.graph["scaling"]
+    ts, vs = sc["time_scale"], sc["v_scale"]
+    sizes = g.graph["layer_sizes"]
+    L = len(sizes) - 1
+    if phase != "op":
+        if not (t_end > 0 and (settle > 0 if phase == "wake" else settle >= 0)):
+            raise ConfigError(f"simulation time and settling time must be positive, got "
+                              f"{t_end} and {settle} tau_u.")
+        times = output_times(t_end, t_end / 100) if times is None else \
+            np.asarray(times, dtype=np.float64).reshape(-1)
+        if times.size == 0 or np.any(np.diff(times) <= 0) or times[0] < 0 or \
+                times[-1] > t_end * (1 + 1e-12):
+            raise ConfigError(f"output times must increase within [0, {t_end}] tau_u.")
+
+    lines = _header(g, phase, settle, t_end) + _subcircuits(g)
+    lines.append("* inputs x (layer 0)")
+    for name, d in g.nodes(data=True):
+        if d["kind"] == "input":
+            lines += [f"I{name} 0 {name} DC {_fmt(d['I'])}", f"R{name} {name} 0 {_fmt(d['R'])}"]
+    synapses = _synapse_lines(g)
+    by_layer = {}
+    for name, d in g.nodes(data=True):
+        if d["layer"]:
+            by_layer.setdefault((d["kind"], d["layer"]), []).append((name, d))
+    for i in range(1, L + 1):
+        lines += ["", f"* layer {i}: basal sums (W_{i}, b_{i}), apical sums (Q_{i}), neurons"]
+        lines += [f"R{n} {n} 0 {_fmt(d['R'])}" for n, d in by_layer[("basal", i)]]
+        lines += [f"Ib{i}_{d['index']} 0 {neuron_name(i, 'basal', d['index'])} DC {_fmt(d['I'])}"
+                  for _, d in by_layer.get(("bias", i), [])]
+        lines += synapses.get(("forward", i), [])
+        lines += [f"R{n} {n} 0 {_fmt(d['R'])}" for n, d in by_layer[("apical", i)]]
+        lines += synapses.get(("feedback", i), [])
+        phi = g.graph["activations"][i - 1]
+        lines += [f"X{i}_{k} {neuron_name(i, 'basal', k)} {neuron_name(i, 'apical', k)} "
+                  f"{neuron_name(i, 'soma', k)} {neuron_name(i, 'rate', k)} dfc_neuron_{phi}"
+                  for k in range(sizes[i])]
+
+    lines += ["", "* controller (eq. 4) per output m, its target r* (eq. 3) and the switch"]
+    t_on = settle * ts
+    if phase == "op":
+        lines.append(f"V{controller_name('enable')} {controller_name('enable')} 0 DC 0")
+    else:
+        corners = [(0.0, 0.0)]
+        if phase == "wake":
+            corners += [(t_on - SWITCH_RISE * ts, 0.0), (t_on, 1.0)]
+        level = 1.0 if phase == "wake" else 0.0
+        corners += [(t_on + t * ts, level) for t in times if t > 0]
+        if phase == "feedforward" and settle > 0:
+            corners.insert(1, (t_on, 0.0))
+        lines += _wrap(f"V{controller_name('enable')} {controller_name('enable')} 0 PWL(",
+                       [f"{_fmt(t)} {_fmt(v)}" for t, v in corners], 4)
+        lines[-1] += " )"
+    for name, d in g.nodes(data=True):
+        if d["kind"] == "target":
+            lines.append(f"V{name} {name} 0 DC {_fmt(d['V'])}")
+    for m in range(sizes[-1]):
+        ports = [controller_name("target", m), neuron_name(L, "rate", m),
+                 controller_name("enable")] + [controller_name(s, m)
+                                               for s in ("error", "int", "prop", "u")]
+        lines.append(f"Xctl_{m} {' '.join(ports)} dfc_controller")
+
+    lines += ["", f".options reltol={_fmt(options.reltol)} abstol={_fmt(options.abstol)} "
+                  f"vntol={_fmt(options.vntol)} chgtol={_fmt(options.charge_tolerance())} "
+                  f"trtol={_fmt(options.trtol)} method={options.method}"]
+    lines += _wrap(".save", saved_nodes(g), 8)
+    if phase == "op":
+        lines.append(".op")
+    else:
+        step = float(np.min(np.diff(times))) if times.size > 1 else t_end
+        lines.append(f".tran {_fmt(step * ts)} {_fmt(t_on + t_end * ts)} 0 "
+                     f"{_fmt(options.step_limit(g.graph['tau_v']) * ts)}")
+        # what `ngspice -b` prints: the output rates and the control signals
+        lines += _wrap(".print tran", [f"V({neuron_name(L, 'rate', m)})" for m in range(sizes[-1])]
+                       + [f"V({controller_name('u', m)})" for m in range(sizes[-1])], 8)
+    lines.append(".end")
+    return "\n".join(lines) + "\n"
+
+
+def saved_nodes(g: nx.DiGraph) -> list:
+    """The node voltages a simulation keeps: every compartment, rate and controller signal."""
+    keep = ("soma", "basal", "apical", "rate", "error", "integrator", "control")
+    return [name for name, kind in g.nodes(data="kind") if kind in keep]
