@@ -26,7 +26,12 @@ ADAPTIVE_SOLVERS = ("rosenbrock", "dopri5", "torchdiffeq-dopri5", "dopri8", "bos
                     "adaptive_heun")
 FIXED_SOLVERS = ("euler", "midpoint", "rk4")
 SOLVERS = ADAPTIVE_SOLVERS + FIXED_SOLVERS + ("authors-euler",)
-DATASETS = ("student-teacher",)
+DATASETS = ("student-teacher", "mnist", "fashion-mnist", "mnist-autoencoder")
+# (inputs, outputs) the image datasets fix, and the loss each needs.
+DATASET_SHAPES = {"mnist": (784, 10), "fashion-mnist": (784, 10), "mnist-autoencoder": (784, 784)}
+DATASET_LOSS = {"mnist": "cross_entropy", "fashion-mnist": "cross_entropy",
+                "mnist-autoencoder": "mse", "student-teacher": "mse"}
+REPORTS = ("test-at-best-val", "final-train-loss")
 
 
 def _f(default, help: str, symbol: str = "", choices=None, group: str = "run"):
@@ -58,11 +63,30 @@ class Config:
                             ("auto", "weight_product", "xavier"), group="network")
     # --- task ---------------------------------------------------------------------------------
     dataset: str = _f("student-teacher",
-                      "Built-in nonlinear regression: a random ReLU teacher n_0-1000x4-n_L labels "
-                      "inputs x ~ U[-1,1] (the paper's Fig. 3 task).", "", DATASETS, group="task")
-    train_samples: int = _f(5000, "Number of training samples.", group="task")
-    val_samples: int = _f(1000, "Number of validation samples.", group="task")
-    test_samples: int = _f(1000, "Number of test samples.", group="task")
+                      "Task. 'student-teacher': built-in nonlinear regression, a random ReLU "
+                      "teacher n_0-1000x4-n_L labels inputs x ~ U[-1,1] (the paper's Fig. 3 "
+                      "task); 'mnist', 'fashion-mnist': 10-class classification of 28x28 images "
+                      "(784 inputs, cross-entropy); 'mnist-autoencoder': reconstruct the "
+                      "standardised MNIST input (MSE), Table 1.", "", DATASETS, group="task")
+    data_dir: str = _f("data", "Folder with the four standard IDX files of the image datasets "
+                       "(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+                       "t10k-labels-idx1-ubyte; gzip or raw); missing files are downloaded there "
+                       "when the network allows.", group="task")
+    train_samples: int = _f(0, "Number of training samples; 0: automatic (5000 for "
+                            "student-teacher; for image datasets all of the training file that "
+                            "the validation split leaves).", group="task")
+    val_samples: int = _f(0, "Number of validation samples; 0: automatic (1000 for "
+                          "student-teacher; for image datasets carved out of the training file "
+                          "with a fixed, seed-independent permutation: 5000 as in the paper for "
+                          "files of 50,000 samples or more, a tenth of smaller ones).",
+                          group="task")
+    test_samples: int = _f(0, "Number of test samples; 0: automatic (1000 for student-teacher, "
+                           "the whole test file for image datasets).", group="task")
+    report: str = _f("test-at-best-val",
+                     "What a run reports (summary line, --seeds table): 'test-at-best-val' is the "
+                     "test error (classification) or loss at the epoch of best validation, as in "
+                     "Table 1; 'final-train-loss' is the training loss of the last epoch (Table "
+                     "1's 'MNIST (train loss)' column).", "", REPORTS, group="task")
     loss: str = _f("mse", "Task loss L(r_L, y).", "L", LOSSES, group="task")
     loss_reduction: str = _f("mean",
                              "How δ_L = -λ ∂L/∂r_L of eq. (3) is taken: 'mean' differentiates the "
@@ -142,6 +166,7 @@ class Config:
                            group="sleep")
     fb_optimizer: str = _f("sgd", "Optimizer of the feedback weights.", "", OPTIMIZERS,
                            group="sleep")
+    fb_adam_eps: float = _f(1e-8, "Adam ε of the feedback optimizer.", "ε_fb", group="sleep")
     fb_lr: float = _f(0.002, "Learning rate of Q_i during training.", "", group="sleep")
     fb_lr_init: float = _f(0.1, "Learning rate of Q_i during pre-training.", "", group="sleep")
     fb_weight_decay: float = _f(0.025, "Weight decay β of eq. (13).", "β", group="sleep")
@@ -227,6 +252,15 @@ class Config:
                               "activation to 'linear'.")
         if self.dataset == "student-teacher" and self.loss != "mse":
             raise ConfigError("the student-teacher task is a regression: use loss 'mse'.")
+        if self.dataset in DATASET_SHAPES:
+            n_in, n_out = DATASET_SHAPES[self.dataset]
+            if (self.layer_sizes[0], self.layer_sizes[-1]) != (n_in, n_out):
+                raise ConfigError(f"dataset '{self.dataset}' has {n_in} inputs and {n_out} "
+                                  f"outputs: layer_sizes must start with {n_in} and end with "
+                                  f"{n_out}, got {self.layer_sizes} (see --list-presets).")
+            if self.loss != DATASET_LOSS[self.dataset]:
+                raise ConfigError(f"dataset '{self.dataset}' needs loss "
+                                  f"'{DATASET_LOSS[self.dataset]}', got '{self.loss}'.")
         for name in ("tau_v", "tau_u", "t_end", "step_size", "rtol", "atol"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -240,9 +274,9 @@ class Config:
         if self.train_feedback and self.method in ("dfa", "bp"):
             raise ConfigError(f"train_feedback applies to the DFC methods; '{self.method}' has no "
                               "feedback weights to learn.")
-        for name in ("alpha", "k_p", "target_stepsize", "adam_eps", "clip_grad_norm",
-                     "fb_weight_decay", "fb_clip_grad_norm", "sigma_fb", "sigma_fb_output",
-                     "alpha_fb", "k_p_fb"):
+        for name in ("alpha", "k_p", "target_stepsize", "adam_eps", "fb_adam_eps",
+                     "clip_grad_norm", "fb_weight_decay", "fb_clip_grad_norm", "sigma_fb",
+                     "sigma_fb_output", "alpha_fb", "k_p_fb"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} must be zero or positive, got {value}.")
@@ -255,11 +289,11 @@ class Config:
             raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}.")
         if self.solver not in ADAPTIVE_SOLVERS and self.step_size > self.t_end:
             raise ConfigError(f"step_size {self.step_size} is longer than t_end {self.t_end}.")
-        for name in ("epochs", "batch_size", "train_samples", "val_samples", "test_samples",
-                     "max_steps"):
+        for name in ("epochs", "batch_size", "max_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        for name in ("sleep_epochs_init", "sleep_epochs"):
+        for name in ("sleep_epochs_init", "sleep_epochs", "train_samples", "val_samples",
+                     "test_samples"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be zero or more, got {getattr(self, name)}.")
         if not (self.device == "cpu" or self.device.startswith("cuda")):

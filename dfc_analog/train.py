@@ -1,7 +1,10 @@
-"""``python -m dfc_analog.train``: train a DFC network from options and/or a config file.
+"""``python -m dfc_analog.train``: train a DFC network from a preset, a config file and options.
 
 Every field of :class:`dfc_analog.config.Config` is an option (``tau_v`` → ``--tau-v``) and a
-config-file key; the command line wins over the file. Errors are one sentence and exit status 2.
+config-file key. Settings stack: a preset (``--preset mnist-dfc-ssa``, the paper's Table 1 and 2
+configurations, :mod:`dfc_analog.presets`), then a config file, then the command line. ``--seeds N``
+trains seeds s, s+1, ... into sub-folders and writes a Table-1-style mean ± std table. Errors are
+one sentence and exit status 2.
 """
 from __future__ import annotations
 
@@ -13,9 +16,12 @@ from pathlib import Path
 from . import runio
 from .config import Config, load_config_file
 from .errors import ConfigError, DFCError
-from .training import run_training
+from .presets import describe_presets, load_preset
+from .training import metric_name, reported, run_training, schedule, summary_table
 
-EXTRA_OPTIONS = ("config", "out", "resume", "overwrite", "progress")
+EXTRA_OPTIONS = ("config", "preset", "list_presets", "seeds", "out", "resume", "overwrite",
+                 "progress")
+TABLE_MD, TABLE_CSV = "table.md", "table.csv"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,11 +33,24 @@ def build_parser() -> argparse.ArgumentParser:
                     "units of the controller time constant τ_u.",
         epilog="example: python -m dfc_analog.train --method dfc-ssa --epochs 10 --out runs/ssa",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter, argument_default=argparse.SUPPRESS)
+    parser.add_argument("--preset", metavar="NAME",
+                        help="start from a named configuration of the paper (Table 1: "
+                             "mnist-dfc-ssa, fashion-mnist-bp, mnist-autoencoder-dfc, "
+                             "mnist-train-loss-dfa, ...; Table 2: mnist-dfc-lambda-0.01, ...); "
+                             "a config file and options override it")
+    parser.add_argument("--list-presets", action="store_true",
+                        help="list the presets with a line each and exit")
     parser.add_argument("--config", metavar="FILE",
                         help="TOML or JSON file whose keys are the option names below "
                              "(underscores, e.g. tau_v = 0.2)")
+    parser.add_argument("--seeds", type=int, metavar="N",
+                        help="train N seeds (--seed, --seed+1, ...) into OUT/seed<k>/, then write "
+                             "OUT/table.md and OUT/table.csv with the mean ± std of the reported "
+                             "metric (Table 1's rule); running the same command again continues "
+                             "unfinished seeds")
     parser.add_argument("--out", metavar="DIR",
-                        help="run folder to write (default runs/<dataset>-<method>-seed<seed>)")
+                        help="run folder to write (default runs/<preset or dataset-method>-"
+                             "seed<seed>, or runs/<preset or dataset-method>-seeds with --seeds)")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue an interrupted or finished run with its own settings; "
                              "only --epochs and --device may change")
@@ -66,21 +85,83 @@ def _show(value) -> str:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
+    """Preset, then config file, then command-line options."""
     given = {k: v for k, v in vars(args).items() if k not in EXTRA_OPTIONS}
-    data = load_config_file(args.config) if "config" in args else {}
+    data = load_preset(args.preset) if "preset" in args else {}
+    if "config" in args:
+        data.update(load_config_file(args.config))
     data.update(given)
-    return Config.from_dict(data, source=getattr(args, "config", "options"))
+    source = getattr(args, "config", None) or (f"preset '{args.preset}'" if "preset" in args
+                                               else "options")
+    return Config.from_dict(data, source=source)
+
+
+def run_name(args: argparse.Namespace, cfg: Config) -> str:
+    """The default run folder's name: the preset's, or <dataset>-<method>."""
+    return getattr(args, "preset", None) or f"{cfg.dataset}-{cfg.method}"
+
+
+def list_presets() -> None:
+    names = describe_presets()
+    width = max(len(n) for n, _ in names)
+    for name, description in names:
+        print(f"{name:{width}s}  {description}")
+
+
+def run_seeds(cfg: Config, out: Path, n: int, overwrite: bool, progress: bool) -> str:
+    """Train seeds cfg.seed .. cfg.seed+n-1 into ``out/seed<k>``, continuing any unfinished one,
+    and write the mean ± std table; returns its Markdown text."""
+    values = []
+    for seed in range(cfg.seed, cfg.seed + n):
+        run_cfg = cfg.replace(seed=seed)
+        run = out / f"seed{seed}"
+        resume = (run / runio.CHECKPOINT).exists() and not overwrite
+        if resume:
+            stored = runio.load_checkpoint(run)["config"]
+            if {**stored, "epochs": run_cfg.epochs} != run_cfg.to_dict():
+                raise ConfigError(f"'{run}' holds a run with other settings; use another --out "
+                                  "or --overwrite.")
+            if stored["epochs"] != run_cfg.epochs:
+                runio.save_config(run / runio.CONFIG, run_cfg)
+            done = runio.load_checkpoint(run)["pass"] >= len(schedule(run_cfg))
+            print(f"seed {seed}: {'finished' if done else 'continuing'} run in {run}")
+        else:
+            print(f"seed {seed}: training into {run}")
+        rows = run_training(run_cfg, run, resume=resume, progress=progress)
+        value, epoch = reported(run_cfg, rows)
+        print(f"seed {seed}: {metric_name(run_cfg)} {value:.5g} (epoch {epoch})")
+        values.append(value)
+    label = f"{cfg.dataset} {cfg.method}" + (" (trained feedback)" if cfg.train_feedback else "")
+    md, csv_text = summary_table({label: (metric_name(cfg), values)})
+    runio.atomic_write(out / TABLE_MD, md.encode())
+    runio.atomic_write(out / TABLE_CSV, csv_text.encode())
+    return md
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     progress = getattr(args, "progress", True) and sys.stderr.isatty()
+    if getattr(args, "list_presets", False):
+        list_presets()
+        return 0
     try:
+        if "seeds" in args:
+            if "resume" in args:
+                raise ConfigError("--seeds continues its unfinished seeds by itself: run the same "
+                                  "command again instead of --resume.")
+            if args.seeds < 1:
+                raise ConfigError(f"--seeds must be at least 1, got {args.seeds}.")
+            cfg = config_from_args(args)
+            out = runio.prepare_run_dir(
+                Path(getattr(args, "out", f"runs/{run_name(args, cfg)}-seeds")))
+            md = run_seeds(cfg, out, args.seeds, getattr(args, "overwrite", False), progress)
+            print(md + f"written: {out / TABLE_MD}, {out / TABLE_CSV}")
+            return 0
         if "resume" in args:
             out = Path(args.resume)
             state = runio.load_checkpoint(out)
             changes = {k: v for k, v in vars(args).items() if k not in EXTRA_OPTIONS}
-            if "config" in args or set(changes) - {"epochs", "device"}:
+            if "config" in args or "preset" in args or set(changes) - {"epochs", "device"}:
                 raise ConfigError("--resume continues a run with its own settings; only "
                                   "--epochs and --device may change.")
             cfg = Config.from_dict({**state["config"], **changes}, source=f"{out}/config.json")
@@ -88,7 +169,7 @@ def main(argv=None) -> int:
                 runio.save_config(out / runio.CONFIG, cfg)
         else:
             cfg = config_from_args(args)
-            out = Path(getattr(args, "out", f"runs/{cfg.dataset}-{cfg.method}-seed{cfg.seed}"))
+            out = Path(getattr(args, "out", f"runs/{run_name(args, cfg)}-seed{cfg.seed}"))
             if (out / runio.CHECKPOINT).exists() and not getattr(args, "overwrite", False):
                 raise ConfigError(f"'{out}' already holds a run; continue it with --resume {out} "
                                   "or start afresh with --overwrite.")
@@ -99,10 +180,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         return 130
     first, last = rows[0], rows[-1]
-    best = min(rows[1:] or rows, key=lambda r: r["val_loss"])
+    value, epoch = reported(cfg, rows)
+    rule = "last epoch" if cfg.report == "final-train-loss" else "best validation"
     print(f"test loss {first['test_loss']:.5g} before training -> {last['test_loss']:.5g} after "
-          f"{last['epoch']} epochs (best validation at epoch {best['epoch']}: test "
-          f"{best['test_loss']:.5g}); run folder: {out}")
+          f"{last['epoch']} epochs ({rule} at epoch {epoch}: {metric_name(cfg)} {value:.5g}); "
+          f"run folder: {out}")
     return 0
 
 

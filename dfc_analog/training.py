@@ -41,11 +41,61 @@ def make_optimizer(cfg: Config, net: DFCNetwork) -> torch.optim.Optimizer:
 def evaluate(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, loss: str,
              batch: int = 4096) -> float:
     """Minibatch-mean task loss of the feed-forward network over a whole split."""
-    total = 0.0
+    return evaluate_split(net, x, y, loss, batch)[0]
+
+
+@torch.no_grad()
+def evaluate_split(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, loss: str,
+                   batch: int = 4096):
+    """(mean task loss, error in % or None, output r_L) of the feed-forward network (eq. 2) over
+    a whole split; the error is the share of misclassified samples for class labels ``y``."""
+    total, wrong, outputs = 0.0, 0, []
     for s in range(0, x.shape[0], batch):
         _, rs = net.feedforward(x[s:s + batch])
         total += float(task_loss(rs[-1], y[s:s + batch], loss)) * min(batch, x.shape[0] - s)
-    return total / x.shape[0]
+        if not torch.is_floating_point(y):
+            wrong += int((rs[-1].argmax(1) != y[s:s + batch]).sum())
+        outputs.append(rs[-1])
+    error = None if torch.is_floating_point(y) else 100.0 * wrong / x.shape[0]
+    return total / x.shape[0], error, torch.cat(outputs)
+
+
+def metric_name(cfg: Config) -> str:
+    """The quantity a run reports (``cfg.report``): 'test error %', 'test loss' or 'train loss'."""
+    if cfg.report == "final-train-loss":
+        return "train loss"
+    return "test error %" if cfg.loss == "cross_entropy" else "test loss"
+
+
+def reported(cfg: Config, rows: list) -> tuple:
+    """(value, epoch) that a run reports, as Table 1 does: the test error (classification) or
+    test loss at the epoch of best validation error / loss, or the last epoch's training loss."""
+    trained = rows[1:] or rows
+    if cfg.report == "final-train-loss":
+        return trained[-1]["train_loss"], trained[-1]["epoch"]
+    key = "val_error" if cfg.loss == "cross_entropy" else "val_loss"
+    best = min(trained, key=lambda r: (r[key], r["epoch"]))
+    return best["test_error" if cfg.loss == "cross_entropy" else "test_loss"], best["epoch"]
+
+
+def summary_table(results: dict) -> tuple:
+    """Table-1-style mean ± std over seeds. ``results`` maps a row label to (metric name,
+    [values per seed]); returns (markdown text, csv text)."""
+    import io
+    import csv
+    import statistics
+
+    md = ["| run | metric | mean ± std | seeds | values |", "| --- | --- | --- | --- | --- |"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["run", "metric", "mean", "std", "seeds", "values"])
+    for label, (metric, values) in results.items():
+        mean = statistics.fmean(values)
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        shown = " ".join(f"{v:.4g}" for v in values)
+        md.append(f"| {label} | {metric} | {mean:.4g} ± {std:.2g} | {len(values)} | {shown} |")
+        writer.writerow([label, metric, repr(mean), repr(std), len(values), shown])
+    return "\n".join(md) + "\n", buf.getvalue()
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -100,7 +150,7 @@ def make_feedback_optimizer(cfg: Config, net: DFCNetwork, lr: float) -> torch.op
     if cfg.fb_optimizer == "sgd":
         return torch.optim.SGD(list(net.Q), lr=lr, weight_decay=cfg.fb_weight_decay)
     return torch.optim.Adam(list(net.Q), lr=lr, betas=tuple(cfg.adam_betas),
-                            weight_decay=cfg.fb_weight_decay)
+                            eps=cfg.fb_adam_eps, weight_decay=cfg.fb_weight_decay)
 
 
 def apply_feedback_update(cfg: Config, net: DFCNetwork, opt, g_Q) -> None:
@@ -143,9 +193,10 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
             opt.load_state_dict(state["optimizers"][name])
         rows, index, start_batch = state["metrics"], state["pass"], state["batch"]
         loss_sum, nfe_sum = state["loss_sum"], state["nfe_sum"]
+        sleep_seconds = state.get("sleep_seconds", 0.0)
     else:
         rows = [_metrics_row(0, float("nan"), net, data, cfg, 0.0, 0)]
-        index, start_batch, loss_sum, nfe_sum = 0, 0, 0.0, 0
+        index, start_batch, loss_sum, nfe_sum, sleep_seconds = 0, 0, 0.0, 0, 0.0
         runio.save_config(out / runio.CONFIG, cfg)
 
     def save(next_pass, next_batch, loss_sum_, nfe_sum_, everything=True):
@@ -153,7 +204,7 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
             "config": cfg.to_dict(), "network": net.state_dict(),
             "optimizers": {name: opt.state_dict() for name, opt in opts.items()},
             "metrics": rows, "pass": next_pass, "batch": next_batch, "loss_sum": loss_sum_,
-            "nfe_sum": nfe_sum_})
+            "nfe_sum": nfe_sum_, "sleep_seconds": sleep_seconds})
         if everything:
             runio.save_weights(out / runio.WEIGHTS, net)
             runio.save_metrics(out / runio.METRICS, rows)
@@ -172,6 +223,7 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
         bar = tqdm(total=n_batches, initial=start_batch, desc=phase.label(cfg), unit="batch",
                    leave=False, disable=not progress, dynamic_ncols=True)
         b = start_batch  # the next batch to apply
+        seen = 0         # samples of this pass processed since (re)starting it
         try:
             while b < n_batches:
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
@@ -183,13 +235,18 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
                     apply_update(cfg, net, opts["forward"], upd)
                     loss_sum += upd.loss * len(idx)
                     nfe_sum += upd.wake.nfe if upd.wake is not None else 0
-                    bar.set_postfix(loss=f"{upd.loss:.4g}")
                 else:
                     noise = torch.Generator(device=x.device).manual_seed(
                         cfg.seed * 1000003 + index * 10007 + b)
                     g_Q = feedback_update(net, x, sleep_params, noise)
                     apply_feedback_update(cfg, net, opts[phase.kind], g_Q)
                 b += 1
+                seen += len(idx)
+                if progress:  # running loss of the pass and throughput
+                    postfix = {"samples": f"{seen / (time.perf_counter() - t0):.0f}/s"}
+                    if phase.kind == "wake":
+                        postfix["loss"] = f"{loss_sum / min(b * cfg.batch_size, n_train):.4g}"
+                    bar.set_postfix(postfix)
                 bar.update(1)
         except KeyboardInterrupt:
             bar.close()
@@ -203,6 +260,8 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
                                   f"keeps the last good epoch.") from None
         bar.close()
         index, start_batch = index + 1, 0
+        if phase.kind == "sleep":
+            sleep_seconds += time.perf_counter() - t0
         if phase.kind != "wake":
             if phase.kind == "pretrain" and phase.epoch == cfg.sleep_epochs_init:
                 ratio = float(condition2_ratio(net, data.val.x[:256]).mean())
@@ -211,28 +270,36 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
             save(index, 0, loss_sum, nfe_sum, everything=False)
             continue
         rows.append(_metrics_row(phase.epoch, loss_sum / n_train, net, data, cfg,
-                                 time.perf_counter() - t0, nfe_sum / n_batches))
+                                 time.perf_counter() - t0, nfe_sum / n_batches, sleep_seconds))
         if not all(math.isfinite(rows[-1][k]) for k in ("val_loss", "test_loss")):
             raise DivergenceError(f"epoch {phase.epoch}: the network's loss is not finite; "
                                   "lower lr.")
-        loss_sum, nfe_sum = 0.0, 0
+        loss_sum, nfe_sum, sleep_seconds = 0.0, 0, 0.0
         save(index, 0, 0.0, 0)
         r = rows[-1]
         cost = f", {r['nfe_per_batch']:.0f} solver evaluations per batch" \
             if cfg.method in ("dfc", "dfc-ss") else ""
         theory = f"  Condition 2 {r['condition2']:.3f}, angle to MN {r['angle_mn']:.1f}°" \
             if cfg.diagnostics and cfg.method != "bp" else ""
+        errors = f"  val error {r['val_error']:.2f}%  test error {r['test_error']:.2f}%" \
+            if "val_error" in r else ""
+        sleep = f" + {r['sleep_seconds']:.1f} s sleep" if cfg.train_feedback else ""
         say(f"epoch {phase.epoch:3d}/{cfg.epochs}  train {r['train_loss']:.5g}  val "
-            f"{r['val_loss']:.5g}  test {r['test_loss']:.5g}{theory}  "
-            f"({r['seconds']:.1f} s{cost})")
+            f"{r['val_loss']:.5g}  test {r['test_loss']:.5g}{errors}{theory}  "
+            f"({r['seconds']:.1f} s{sleep}{cost})")
     return rows
 
 
-def _metrics_row(epoch, train_loss, net, data, cfg, seconds, nfe):
-    row = {"epoch": epoch, "train_loss": train_loss,
-           "val_loss": evaluate(net, data.val.x, data.val.y, cfg.loss),
-           "test_loss": evaluate(net, data.test.x, data.test.y, cfg.loss),
-           "seconds": round(seconds, 3), "nfe_per_batch": nfe}
+def _metrics_row(epoch, train_loss, net, data, cfg, seconds, nfe, sleep_seconds=0.0):
+    """One row of metrics.csv: losses (and errors in % for classification) on the feed-forward
+    network, the wake pass's seconds, its sleep passes' seconds, and the diagnostics."""
+    val_loss, val_error, _ = evaluate_split(net, data.val.x, data.val.y, cfg.loss)
+    test_loss, test_error, _ = evaluate_split(net, data.test.x, data.test.y, cfg.loss)
+    row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "test_loss": test_loss}
+    if data.is_classification:
+        row.update(val_error=val_error, test_error=test_error)
+    row.update(seconds=round(seconds, 3), sleep_seconds=round(sleep_seconds, 3),
+               nfe_per_batch=nfe)
     if cfg.diagnostics:
         x, y = data.val.x[:cfg.batch_size], data.val.y[:cfg.batch_size]
         try:

@@ -1,0 +1,151 @@
+"""Table 1 side by side on real MNIST digits: BP, DFA, DFC-SSA, DFC-SS and DFC from their presets.
+
+    python bench/mnist_table.py --data-dir ../shared/data/mnist-10k
+    python bench/mnist_table.py --autoencoder --data-dir ../shared/data/mnist-10k
+
+Every method trains from its MNIST preset (``presets/mnist-<method>.toml``, the authors'
+hyper-parameters) on the same split of the data folder (mnist-10k: 7,200 train + 800 validation
+carved out of its 8,000 training digits, 2,000 test), with the same seed and the same number of
+epochs (cut for time: ``--epochs``; feedback pre-training cut to ``--pretrain-epochs``). Diagnostics
+are off. Reported per method: the test error at the epoch of best validation error (Table 1's
+rule), the seconds of one wake epoch (forward-weight training only), of its sleep epochs (the
+trained-feedback methods' X = 3 feedback passes), and of the whole epoch, each relative to BP.
+Evaluation after each epoch is excluded from every timing. The last line is
+
+    RESULT bp=<err%> dfc_ssa=<err%> dfc=<err%> dfa=<err%> ssa_time_ratio=<x> dfc_time_ratio=<y>
+
+with the time ratios of whole epochs (wake + sleep) to BP's epoch. ``--autoencoder`` runs the
+MNIST-autoencoder presets of DFC (trained feedback) and DFA instead and reports test losses.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dfc_analog import Config, runio  # noqa: E402
+from dfc_analog.errors import DFCError  # noqa: E402
+from dfc_analog.presets import preset_config  # noqa: E402
+from dfc_analog.training import metric_name, reported, run_training, schedule  # noqa: E402
+
+CLASSIFIERS = ("bp", "dfa", "dfc-ssa", "dfc", "dfc-ss")
+AUTOENCODERS = ("bp", "dfa", "dfc")
+
+
+def finished_rows(run: Path, cfg) -> list | None:
+    """The metrics of a finished run in ``run`` with exactly these settings, else None."""
+    if not (run / runio.CHECKPOINT).exists():
+        return None
+    state = runio.load_checkpoint(run)
+    stored = Config.from_dict(state["config"])   # fields added since take their defaults
+    if stored != cfg or state["pass"] < len(schedule(cfg)):
+        return None
+    return state["metrics"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared/data/mnist-10k"),
+                        help="folder with the four MNIST IDX files")
+    parser.add_argument("--epochs", type=int, default=2, help="wake epochs of every method")
+    parser.add_argument("--pretrain-epochs", type=int, default=1,
+                        help="feedback pre-training epochs (the presets' sleep_epochs_init; "
+                             "10-15 in the paper)")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help=f"methods to run (default: {' '.join(CLASSIFIERS)}; with "
+                             f"--autoencoder: {' '.join(AUTOENCODERS)})")
+    parser.add_argument("--autoencoder", action="store_true",
+                        help="run the MNIST-autoencoder presets and compare test losses")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default=None,
+                        help="override the presets' float64")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "bench-mnist-table"),
+                        help="folder for the runs (one sub-folder per method, overwritten)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--reuse", action="store_true",
+                        help="take the numbers of a method whose run folder already holds a "
+                             "finished run with the same settings instead of training it again "
+                             "(to split the bench over several processes, then tabulate)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice); 1 is faster on a machine "
+                             "whose cores are busy with other work")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    task = "mnist-autoencoder" if args.autoencoder else "mnist"
+    methods = args.methods or (AUTOENCODERS if args.autoencoder else CLASSIFIERS)
+    threads = torch.get_num_threads()
+    print(f"{task} presets on {args.data_dir}: {args.epochs} epochs each, feedback pre-training "
+          f"{args.pretrain_epochs} epochs, seed {args.seed}, {threads} threads, diagnostics off",
+          flush=True)
+
+    results = {}
+    try:
+        for method in methods:
+            overrides = dict(data_dir=args.data_dir, epochs=args.epochs, diagnostics=False,
+                             seed=args.seed)
+            cfg = preset_config(f"{task}-{method}", **overrides)
+            if cfg.train_feedback:
+                cfg = cfg.replace(sleep_epochs_init=args.pretrain_epochs)
+            if args.dtype:
+                cfg = cfg.replace(dtype=args.dtype)
+            run = Path(args.out) / f"{task}-{method}"
+            rows = finished_rows(run, cfg) if args.reuse else None
+            t0 = time.perf_counter()
+            if rows is None:
+                if (run / runio.CHECKPOINT).exists():
+                    (run / runio.CHECKPOINT).unlink()
+                rows = run_training(cfg, run, progress=sys.stderr.isatty())
+            wall = time.perf_counter() - t0
+            value, epoch = reported(cfg, rows)
+            trained = rows[1:]
+            results[method] = dict(
+                value=value, epoch=epoch, metric=metric_name(cfg), wall=wall,
+                wake=statistics.fmean(r["seconds"] for r in trained),
+                sleep=statistics.fmean(r["sleep_seconds"] for r in trained),
+                nfe=statistics.fmean(r["nfe_per_batch"] for r in trained))
+            r = results[method]
+            print(f"  {method:8s} {r['metric']} {value:.4g} (epoch {epoch}), wake epoch "
+                  f"{r['wake']:.2f} s, sleep {r['sleep']:.2f} s, wall {wall:.0f} s"
+                  f"{' (finished run reused)' if wall < 1 else ''}", flush=True)
+    except DFCError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    base = results.get("bp")
+    print()
+    print(f"{'method':9s} {'metric':>12s} {'best ep':>7s} {'epochs':>6s} {'wake s/ep':>9s} "
+          f"{'sleep s/ep':>10s} {'total s/ep':>10s} {'wake/BP':>8s} {'total/BP':>8s} "
+          f"{'nfe/batch':>9s}")
+    for method, r in results.items():
+        total = r["wake"] + r["sleep"]
+        rel = (f"{r['wake'] / base['wake']:8.1f} {total / (base['wake'] + base['sleep']):8.1f}"
+               if base else f"{'-':>8s} {'-':>8s}")
+        shown = f"{r['value']:.2f}%" if "error" in r["metric"] else f"{r['value']:.4f}"
+        print(f"{method:9s} {shown:>12s} {r['epoch']:7d} {args.epochs:6d} {r['wake']:9.2f} "
+              f"{r['sleep']:10.2f} {total:10.2f} {rel} {r['nfe']:9.0f}")
+    print(f"metric: {next(iter(results.values()))['metric']} at the epoch of best validation")
+    if args.autoencoder or not base:
+        return 0
+    need = {"dfc-ssa", "dfc", "dfa"}
+    if need <= set(results):
+        def ratio(m):
+            return (results[m]["wake"] + results[m]["sleep"]) / (base["wake"] + base["sleep"])
+        print(f"wake epochs only (sleep passes excluded), relative to BP: dfc_ssa="
+              f"{results['dfc-ssa']['wake'] / base['wake']:.2f} dfc="
+              f"{results['dfc']['wake'] / base['wake']:.2f}")
+        print(f"RESULT bp={base['value']:.2f} dfc_ssa={results['dfc-ssa']['value']:.2f} "
+              f"dfc={results['dfc']['value']:.2f} dfa={results['dfa']['value']:.2f} "
+              f"ssa_time_ratio={ratio('dfc-ssa'):.2f} dfc_time_ratio={ratio('dfc'):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
