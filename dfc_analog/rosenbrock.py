@@ -33,15 +33,42 @@ _B_EMBEDDED = (0.37810903145819369, -0.096042292212423178, 0.5, 0.21793326075422
 ORDER = 3           # of the embedded pair's lower member + 1: step-size exponent 1/ORDER
 
 
+def _transformed():
+    """The tableau in the variables u_i = Σ_j Γ_ij k_j (Hairer & Wanner IV.7.25), where no
+    product with A is needed: (I/(hγ) - A) u_i = f(y + Σ a_ij u_j) + Σ (c_ij/h) u_j,
+    y1 = y + Σ m_i u_i, error Σ e_i u_i. Returns a (4x4), c (4x4), m, e as float64 tensors."""
+    G = torch.zeros(4, 4, dtype=torch.float64)
+    A = torch.zeros(4, 4, dtype=torch.float64)
+    for i in range(4):
+        G[i, i] = GAMMA
+        G[i, :i] = torch.tensor(_GAMMA[i], dtype=torch.float64)
+        A[i, :i] = torch.tensor(_ALPHA[i], dtype=torch.float64)
+    G_inv = torch.linalg.inv(G)
+    b = torch.tensor(_B, dtype=torch.float64)
+    error = b - torch.tensor(_B_EMBEDDED, dtype=torch.float64)
+    return A @ G_inv, torch.diag(1.0 / torch.diagonal(G)) - G_inv, b @ G_inv, error @ G_inv
+
+
+_A_T, _C_T, _M_T, _E_T = _transformed()
+
+
 def rosenbrock_w(f, stiff, y0: torch.Tensor, times, rtol: float, atol: float, max_steps: int,
                  on_step=None):
     """Integrate the autonomous dy/dt = f(t, y) from t = 0; return the states at ``times``.
 
-    ``stiff(y, c)`` returns ``(solve, apply)`` for the approximate Jacobian A at ``y``:
-    ``solve(b)`` gives (I - cA)⁻¹ b and ``apply(w)`` gives A w. ``on_step(t0, dt, y1)`` is called
-    after every accepted step [t0, t0 + dt], right after f was evaluated at its end state ``y1``;
-    steps never pass ``times[-1]``.
+    ``stiff(y, c)`` returns ``solve``, with solve(b) = (I - cA)⁻¹ b for the approximate Jacobian
+    A at ``y``. ``on_step(t0, dt, y1)`` is called after every accepted step [t0, t0 + dt], right
+    after f was evaluated at its end state ``y1``; steps never pass ``times[-1]``.
     """
+    dtype, device = y0.dtype, y0.device
+    a, c = _A_T.to(dtype=dtype, device=device), _C_T.to(dtype=dtype, device=device)
+    m, e = _M_T.to(dtype=dtype, device=device), _E_T.to(dtype=dtype, device=device)
+    u = torch.empty((4,) + tuple(y0.shape), dtype=dtype, device=device)
+    flat = u.view(4, -1)
+
+    def combine(base, weights, n):     # base + Σ_j weights_j u_j over the first n stages
+        return torch.addmm(base.reshape(1, -1), weights[:n].reshape(1, n), flat[:n]).view_as(y0)
+
     t_end = float(times[-1])
     t, y = 0.0, y0
     f0 = f(t, y)
@@ -59,17 +86,13 @@ def rosenbrock_w(f, stiff, y0: torch.Tensor, times, rtol: float, atol: float, ma
         if not t + h > t:
             raise DivergenceError(f"the rosenbrock step size underflowed at t = {t:.4g}: the "
                                   "dynamics diverge; lower k_p or target_stepsize, or raise alpha.")
-        solve, apply = stiff(y, GAMMA * h)
-        k = [solve(h * f0)]
+        solve = stiff(y, GAMMA * h)
+        u[0] = solve(GAMMA * h * f0)
         for i in range(1, 4):
-            y_stage = y
-            for a, k_j in zip(_ALPHA[i], k):
-                if a:
-                    y_stage = y_stage + a * k_j
-            coupling = sum(g * k_j for g, k_j in zip(_GAMMA[i], k))
-            k.append(solve(h * (f(t + h, y_stage) + apply(coupling))))
-        y1 = y + sum(b * k_i for b, k_i in zip(_B, k))
-        error = sum((b - e) * k_i for b, e, k_i in zip(_B, _B_EMBEDDED, k))
+            rhs = combine(f(t + h, combine(y, a[i], i)), c[i] / h, i)
+            u[i] = solve(GAMMA * h * rhs)
+        y1 = combine(y, m, 4)
+        error = (e @ flat).view_as(y0)
         ratio = rms(error / (atol + rtol * torch.maximum(y.abs(), y1.abs())))
         if not math.isfinite(ratio):
             h *= SHRINK
