@@ -14,20 +14,34 @@ The public API, in the order data flows through it:
     diagnostics                  Conditions 1-3, GN / MN / SSA / BP angles (module theory)
     run_training                 a whole training run into a run folder
     load_run                     (config, network) of a run folder
+    load_dataset                 the task data: student-teacher, MNIST, Fashion-MNIST, autoencoder
+    preset_config, preset_names  the Table-1/2 presets of presets/*.toml
+    Scaling, build_graph         the component graph of a network (module graph)
+    SpiceOptions, write_netlist, simulate_circuit
+                                 ngspice netlist text and its simulation -> Trajectory (spice)
+    validate_run                 circuit against model, per signal (module validate)
     DFCError                     the one exception type of bad input or diverging dynamics
 """
 from .config import Config
 from .dynamics import ControllerParams
+from .data import load_dataset
 from .errors import ConfigError, DFCError, DivergenceError
+from .graph import Scaling, build_graph, graph_from_run, load_graph, save_graph
 from .learning import ForwardUpdate, forward_update, lemma1_control, output_target
 from .network import DFCNetwork
+from .presets import preset_config, preset_names
 from .runio import load_run
 from .sleep import SleepParams, feedback_update
 from .theory import diagnostics
 from .solve import SolverSettings, Trajectory, WakeResult, simulate_wake
+from .spice import NgspiceError, SpiceOptions, simulate_circuit, write_netlist
 from .training import run_training
+from .validate import validate_run
 
 __all__ = ["Config", "ConfigError", "ControllerParams", "DFCError", "DFCNetwork",
-           "DivergenceError", "ForwardUpdate", "SleepParams", "SolverSettings", "Trajectory",
-           "WakeResult", "diagnostics", "feedback_update", "forward_update", "lemma1_control",
-           "load_run", "output_target", "run_training", "simulate_wake"]
+           "DivergenceError", "ForwardUpdate", "NgspiceError", "Scaling", "SleepParams",
+           "SolverSettings", "SpiceOptions", "Trajectory", "WakeResult", "build_graph",
+           "diagnostics", "feedback_update", "forward_update", "graph_from_run", "lemma1_control",
+           "load_dataset", "load_graph", "load_run", "output_target", "preset_config",
+           "preset_names", "run_training", "save_graph", "simulate_circuit", "simulate_wake",
+           "validate_run", "write_netlist"]

@@ -133,7 +133,8 @@ def test_identical_circuit_passes(run_dir):
                                progress=False, circuit=model_circuit)
     assert outcome.passed
     for r in outcome.results:
-        assert r.max_error < 1e-12 and r.angle_deg < 1e-6 and r.diverged is None
+        # arccos near 1 resolves no better than sqrt(2 eps) rad, about 1e-6°
+        assert r.max_error < 1e-12 and r.angle_deg < 1e-4 and r.diverged is None
 
 
 def test_wrong_weight_fails_and_is_named(run_dir):
