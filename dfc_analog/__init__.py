@@ -19,7 +19,6 @@ The public API, in the order data flows through it:
     Scaling, build_graph         the component graph of a network (module graph)
     SpiceOptions, write_netlist, simulate_circuit
                                  ngspice netlist text and its simulation -> Trajectory (spice)
-    validate_run                 circuit against model, per signal (module validate)
     DFCError                     the one exception type of bad input or diverging dynamics
 """
 from .config import Config
@@ -36,7 +35,6 @@ from .theory import diagnostics
 from .solve import SolverSettings, Trajectory, WakeResult, simulate_wake
 from .spice import NgspiceError, SpiceOptions, simulate_circuit, write_netlist
 from .training import run_training
-from .validate import validate_run
 
 __all__ = ["Config", "ConfigError", "ControllerParams", "DFCError", "DFCNetwork",
            "DivergenceError", "ForwardUpdate", "NgspiceError", "Scaling", "SleepParams",
@@ -44,4 +42,4 @@ __all__ = ["Config", "ConfigError", "ControllerParams", "DFCError", "DFCNetwork"
            "diagnostics", "feedback_update", "forward_update", "graph_from_run", "lemma1_control",
            "load_dataset", "load_graph", "load_run", "output_target", "preset_config",
            "preset_names", "run_training", "save_graph", "simulate_circuit", "simulate_wake",
-           "validate_run", "write_netlist"]
+           "write_netlist"]
