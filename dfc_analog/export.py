@@ -81,13 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--vntol", type=float, default=SpiceOptions.vntol,
                      help="ngspice absolute voltage tolerance in V (default: 1e-6)")
     sim.add_argument("--max-step", type=float, metavar="DT",
-                     help="largest time step in τ_u (default: 10·sqrt(reltol)·τ_v, at most "
-                          "τ_v / 2)")
+                     help="largest time step in τ_u (default: 100·sqrt(reltol)·τ_v; ngspice also "
+                          "caps it at the output step)")
     sim.add_argument("--trtol", type=float, default=SpiceOptions.trtol,
                      help="factor by which the local truncation error may exceed reltol "
                           "(default: 0.25; ngspice's own default 7 leaves 3-8x the error)")
     sim.add_argument("--method", default="trap", choices=("trap", "gear"),
                      help="integration method (default: trap)")
+    sim.add_argument("--each-input-synapse", action="store_true",
+                     help="write one current source per layer-1 synapse on the constant input "
+                          "(default: one summed source per layer-1 neuron, exact and faster)")
     return p
 
 
@@ -151,7 +154,8 @@ def main(argv=None) -> int:
         x, r_star = experiment(cfg, net, args.sample, args.split, args.target, args.phase)
         scaling = Scaling(args.time_scale, args.v_scale, args.resistance)
         options = SpiceOptions(args.reltol, args.abstol, args.vntol, max_step=args.max_step,
-                               method=args.method, trtol=args.trtol)
+                               method=args.method, trtol=args.trtol,
+                               sum_inputs=not args.each_input_synapse)
         t_end = args.t_end if args.t_end is not None else cfg.t_end
         times = output_times(t_end, args.step if args.step is not None else t_end / 100)
         g = build_graph(net, ControllerParams.from_config(cfg), scaling, x, r_star)

@@ -68,7 +68,15 @@ def test_elements_and_breakpoints(make_net):
     text = write_netlist(g, "wake", 5.0, times, settle=1.0)
     nonzero = sum(int((w != 0).sum()) for w in list(net.W[1:]) + list(net.Q))
     assert len(re.findall(r"^G[wq]\d", text, flags=re.M)) == nonzero
-    assert len(re.findall(r"^Iw1_\d+_\d+ 0 l1_basal_\d+ DC ", text, flags=re.M)) == 10 * 14
+    # the constant-input synapses: one summed source per layer-1 neuron, or one per synapse
+    sums = dict(re.findall(r"^Iw1_(\d+) 0 l1_basal_\d+ DC (\S+)$", text, flags=re.M))
+    assert len(sums) == 10
+    each = write_netlist(g, "wake", 5.0, times, settle=1.0, options=SpiceOptions(sum_inputs=False))
+    currents = re.findall(r"^Iw1_(\d+)_\d+ 0 l1_basal_\d+ DC (\S+)$", each, flags=re.M)
+    assert len(currents) == 10 * 14
+    for k, total in sums.items():
+        assert float(total) == pytest.approx(sum(float(i) for n, i in currents if n == k),
+                                             rel=1e-12)
     g_vccs = build_graph(net, PARAMS, x=x, constant_input=False)
     text_vccs = write_netlist(g_vccs, "wake", 5.0, times, settle=1.0)
     assert len(re.findall(r"^Gw1_\d+_\d+ 0 l1_basal_\d+ in_\d+ 0 ", text_vccs, flags=re.M)) == 150
@@ -82,7 +90,9 @@ def test_elements_and_breakpoints(make_net):
     np.testing.assert_allclose(corners[3:, 0], 1e-6 + times[1:] * 1e-6, rtol=1e-15)
     tran = re.search(r"^\.tran (\S+) (\S+) 0 (\S+)$", text, flags=re.M).groups()
     assert float(tran[0]) == 2.5e-7 and float(tran[1]) == pytest.approx(6e-6, rel=1e-15)
-    assert float(tran[2]) == pytest.approx(10 * 0.001 ** 0.5 * 0.2e-6)   # max step from reltol
+    assert float(tran[2]) == pytest.approx(100 * 0.001 ** 0.5 * 0.2e-6)   # max step from reltol
+    capped = write_netlist(g, "wake", 5.0, times, settle=1.0, options=SpiceOptions(max_step=0.05))
+    assert re.search(r"^\.tran \S+ \S+ 0 5e-08$", capped, flags=re.M)
     assert text.endswith(".end\n")
 
 

@@ -5,7 +5,8 @@ Realisation of the graph (:mod:`dfc_analog.graph`), all elements ideal:
     synapse w (forward W_i, feedback Q_i)   G element (VCCS) of gain w / R into the summing node;
                                             one per synapse: B-source sums are 4-12x slower.
                                             Layer-1 synapses on a constant input: I element
-                                            w x_j v_scale / R (see graph.build_graph)
+                                            w x_j v_scale / R (see graph.build_graph), by
+                                            default summed into one source per neuron
     basal / apical node                     R to ground, so V = Σ_j w_j V_j (+ b v_scale)
     bias b                                  I source b v_scale / R into the basal node
     soma, eq. (1)                           subcircuit dfc_neuron_<φ>: R_v ‖ C_v fed by two
@@ -48,9 +49,15 @@ class SpiceOptions:
     capacitor charge error. ``trtol`` is the factor by which ngspice lets the local truncation
     error exceed reltol: 0.25 here (ngspice's 7 leaves 3-8x the error after the switch-on); the
     worst error relative to a signal's range is then ~0.5 reltol at reltol 1e-3 and 3-12 reltol
-    at 1e-6 (measured on 1-1, 15-10-10-5 and 50-40-40-10 nets). ``max_step`` (τ_u; ``None``: 10 √reltol τ_v, at most τ_v / 2) caps the step the
-    local error control picks; ``method`` is ``trap`` or ``gear``. ``isolate`` runs ngspice in
-    a fresh worker process (PySpice leaks ~13 MiB per run and ngspice keeps global state)."""
+    at 1e-6 (measured on 1-1, 15-10-10-5 and 50-40-40-10 nets). ``max_step`` (τ_u; ``None``:
+    100 √reltol τ_v) caps the step the local error control picks (ngspice caps it at the output
+    step as well): the integrator's error grows as the square of that cap and stays below reltol
+    with it; at reltol 1e-3 the worst error is the same as with a 10x smaller cap, at 45 % of the
+    time points on a 784-256-256-256-10 net. ``method`` is ``trap`` or ``gear``. ``sum_inputs`` writes the
+    layer-1 synapses on a constant input as one summed current source per neuron (exact: the
+    currents are constant; 200,704 sources of the 784-input net made 40 % of ngspice's load
+    time) instead of one source per synapse. ``isolate`` runs ngspice in a fresh worker process
+    (PySpice leaks ~13 MiB per run and ngspice keeps global state)."""
 
     reltol: float = 1e-3
     abstol: float = 1e-12
@@ -59,6 +66,7 @@ class SpiceOptions:
     max_step: float | None = None
     method: str = "trap"
     trtol: float = 0.25
+    sum_inputs: bool = True
     isolate: bool = True
 
     def __post_init__(self):
@@ -75,8 +83,7 @@ class SpiceOptions:
 
     def step_limit(self, tau_v: float) -> float:
         """Largest time step in τ_u."""
-        return self.max_step if self.max_step is not None else \
-            min(0.5, 10.0 * math.sqrt(self.reltol)) * tau_v
+        return self.max_step if self.max_step is not None else 100.0 * math.sqrt(self.reltol) * tau_v
 
 
 def output_times(t_end: float, step: float) -> np.ndarray:
@@ -149,10 +156,11 @@ def _subcircuits(g: nx.DiGraph) -> list:
     return lines
 
 
-def _synapse_lines(g: nx.DiGraph) -> dict:
+def _synapse_lines(g: nx.DiGraph, sum_inputs: bool) -> dict:
     """Element lines per (kind, layer), one per synapse that carries current, in the graph's
-    edge order: a G element (VCCS) or, for a constant input, an I element."""
-    out = {}
+    edge order: a G element (VCCS) or, for a constant input, an I element; with ``sum_inputs``
+    the I elements into one node are one source ``Iw1_k`` carrying their sum."""
+    out, summed = {}, {}
     nodes = g.nodes
     for pre, post, d in g.edges(data=True):
         kind = d["kind"]
@@ -161,12 +169,20 @@ def _synapse_lines(g: nx.DiGraph) -> dict:
         p = nodes[post]
         name = f"{'w' if kind == 'forward' else 'q'}{p['layer']}_{p['index']}_{nodes[pre]['index']}"
         if d["realisation"] == "isource":
-            if d["I"] != 0:
+            if sum_inputs:
+                summed.setdefault((kind, p["layer"], post), []).append(d["I"])
+            elif d["I"] != 0:
                 out.setdefault((kind, p["layer"]), []).append(
                     f"I{name} 0 {post} DC {_fmt(d['I'])}")
         elif d["G"] != 0:
             out.setdefault((kind, p["layer"]), []).append(
                 f"G{name} 0 {post} {pre} 0 {_fmt(d['G'])}")
+    for (kind, layer, post), currents in summed.items():
+        total = math.fsum(currents)
+        if total != 0:
+            out.setdefault((kind, layer), []).append(
+                f"I{'w' if kind == 'forward' else 'q'}{layer}_{nodes[post]['index']} 0 {post} DC "
+                f"{_fmt(total)}")
     return out
 
 
@@ -176,7 +192,7 @@ def _wrap(prefix: str, items: list, per_line: int = 8) -> list:
     return [f"{prefix} {chunks[0]}"] + [f"+ {c}" for c in chunks[1:]] if chunks else [prefix]
 
 
-def _header(g: nx.DiGraph, phase: str, settle: float, t_end: float) -> list:
+def _header(g: nx.DiGraph, phase: str, settle: float, t_end: float, sum_inputs: bool) -> list:
     sc = g.graph["scaling"]
     sizes = g.graph["layer_sizes"]
     L = len(sizes) - 1
@@ -202,6 +218,8 @@ def _header(g: nx.DiGraph, phase: str, settle: float, t_end: float) -> list:
         "*   ctl_int_m     integrator u_int,m     ctl_prop_m   k_p e_m",
         "*   ctl_u_m       control u_m            ctl_enable   controller switch (0 / 1)",
         "* elements: Gw<i>_k_j = synapse W_i[k,j], Gq<i>_k_m = feedback Q_i[k,m] (gain w/R),",
+        "*   Iw1_k = the layer-1 synapses of neuron k on the constant input (current "
+        "sum_j W_1[k,j] x_j v_scale/R)," if sum_inputs else
         "*   Iw1_k_j = synapse W_1[k,j] on the constant input (current W x_j v_scale/R),",
         "*   Ib<i>_k = bias, X<i>_k = neuron k of layer i, Xctl_m = controller of output m",
         "",
@@ -233,12 +251,12 @@ def write_netlist(g: nx.DiGraph, phase: str = "wake", t_end: float = 5.0, times=
                 times[-1] > t_end * (1 + 1e-12):
             raise ConfigError(f"output times must increase within [0, {t_end}] tau_u.")
 
-    lines = _header(g, phase, settle, t_end) + _subcircuits(g)
+    lines = _header(g, phase, settle, t_end, options.sum_inputs) + _subcircuits(g)
     lines.append("* inputs x (layer 0)")
     for name, d in g.nodes(data=True):
         if d["kind"] == "input":
             lines += [f"I{name} 0 {name} DC {_fmt(d['I'])}", f"R{name} {name} 0 {_fmt(d['R'])}"]
-    synapses = _synapse_lines(g)
+    synapses = _synapse_lines(g, options.sum_inputs)
     by_layer = {}
     for name, d in g.nodes(data=True):
         if d["layer"]:
