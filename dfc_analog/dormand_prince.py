@@ -100,8 +100,13 @@ def dormand_prince(f, y0: torch.Tensor, times, rtol: float, atol: float, max_ste
     return torch.stack(out)
 
 
-def initial_step(f, y0, f0, rtol, atol, order: int) -> float:
-    """Hairer, Nørsett & Wanner II.4, as torchdiffeq; ``order`` sets the exponent 1/order."""
+def initial_step(f, y0, f0, rtol, atol, order: int, cap_at_rest: bool = True) -> float:
+    """Hairer, Nørsett & Wanner II.4, as torchdiffeq; ``order`` sets the exponent 1/order.
+
+    From a state at rest (y0 = 0, as the wake phase's departure from eq. 2) the first guess
+    h0 = 1e-6 says nothing of the problem's scale; ``cap_at_rest=False`` drops its cap 100 h0
+    there, so that the step is set by the second-derivative estimate alone (torchdiffeq keeps
+    it, and so does the fused dopri5, which takes torchdiffeq's steps)."""
     scale = atol + y0.abs() * rtol
     d0, d1 = rms(y0 / scale), rms(f0 / scale)
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
@@ -111,7 +116,7 @@ def initial_step(f, y0, f0, rtol, atol, order: int) -> float:
         h1 = max(1e-6, h0 * 1e-3)
     else:
         h1 = (0.01 / max(d1, d2)) ** (1.0 / order)
-    return min(100 * h0, h1)
+    return h1 if d0 < 1e-5 <= d1 and not cap_at_rest else min(100 * h0, h1)
 
 
 def _fit(y0, y1, y_mid, f0, f1, dt):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .network import DFCNetwork
+from .network import DFCNetwork, phi_departure
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,42 @@ class WakeDynamics(nn.Module):
         self.offsets = [0]
         for size in self.sizes[:-1]:          # column where each layer's block starts
             self.offsets.append(self.offsets[-1] + size)
-        # b_i - v_i^- for i ≥ 2, so that W_i r_{i-1} + this is v_B,i - v_i^- in one addmm
-        self.basal_offset = [None] + [net.b[i] - v_ff[i] for i in range(1, net.num_layers)]
+        L, N = net.num_layers, self.offsets[-1]
+        # Everything below is in departures from the feed-forward state, in units of s, so that
+        # float32 keeps the digits of the (small) feedback response: the rates' departure
+        # (φ(v^- + s y) - φ(v^-)) / s is formed without cancellation (network.phi_departure),
+        # the basal departure of layer i ≥ 2 is W_i times the rate departure below (b_i and
+        # v_i^- cancel exactly; zero for layer 1, whose input is constant), and e / s =
+        # δ / s - Δr_L / s with the nudge δ = r* - r_L^- of eq. (3).
+        self.r_ff = torch.cat([net.phi(i, v) for i, v in enumerate(v_ff)], dim=1)
+        self.nudge = (r_star - r_L) / self.scale
+        self.QT_tau = self.QT / params.tau_v
+        self.WT_tau = [None] + [(net.W[i].T / params.tau_v).contiguous() for i in range(1, L)]
+        # One tanh over all layers when the hidden layers are tanh (the linear output layer's
+        # departure is then written over); else one φ per layer.
+        self.linear_output = net.activations[-1] == "linear"
+        self.all_tanh = set(net.activations[:-1]) == {"tanh"} and \
+            net.activations[-1] in ("tanh", "linear")
+        if self.all_tanh:
+            self.tanh_gain = (1.0 - self.r_ff * self.r_ff) / self.scale
+            self.ones = torch.ones_like(self.r_ff)
         self.nfe = 0
-        self.memo = None   # (y, rates r_i, basal departures v_B,i - v_i^-) of the last evaluation
+        self.memo = None   # (y, rate departure, control u / s, dy/dt) of the last evaluation
+
+    def rate_departure(self, z: torch.Tensor) -> torch.Tensor:
+        """(φ(v^- + s z) - φ(v^-)) / s for a scaled voltage departure z of all layers (B, Σ n_i)."""
+        net, s, n, L = self.net, self.scale, self.offsets, self.net.num_layers
+        if self.all_tanh:     # tanh(a + d) - tanh(a) = tanh(d) (1 - tanh²a) / (1 + tanh a tanh d)
+            t = torch.mul(z, s).tanh_()
+            denominator = torch.addcmul(self.ones, self.r_ff, t)
+            dr = t.mul_(self.tanh_gain).div_(denominator)
+            if self.linear_output:
+                dr[:, n[L - 1]:] = z[:, n[L - 1]:]
+            return dr
+        v_ff = self.origin
+        return torch.cat([phi_departure(net.activations[i], v_ff[:, n[i]:n[i + 1]],
+                                        self.r_ff[:, n[i]:n[i + 1]], s * z[:, n[i]:n[i + 1]])
+                          for i in range(L)], dim=1).div_(s)
 
     def initial_state(self) -> torch.Tensor:
         """The feed-forward equilibrium of eq. (2), controller at rest: y = 0."""
@@ -96,27 +128,28 @@ class WakeDynamics(nn.Module):
         *vs, u_int = torch.split(self.absolute(y), self.sizes, dim=-1)
         return vs, u_int
 
-    def forward(self, t, y):
-        """dy/dt. Written for the hot path: the apical input minus the leak in one product,
-        u Qᵀ - (v - v^-), and v_B,i - v_i^- = W_i r_{i-1} + (b_i - v_i^-) in one fused product
-        per layer (zero for i = 1)."""
-        self.nfe += 1
-        net, p, s, L = self.net, self.p, self.scale, self.net.num_layers
-        n = self.offsets                      # layer i: columns n[i-1]:n[i]; u_int: n[L]:
-        y_v, y_u = y[:, :n[L]], y[:, n[L]:]
-        v = torch.add(self.origin, y, alpha=s)
-        rates = [net.phi(i - 1, v[:, n[i - 1]:n[i]]) for i in range(1, L + 1)]
-        e = self.r_star - rates[-1]
-        u = torch.add(p.k_p * e, y_u, alpha=s)
-        dv = torch.addmm(y_v, u, self.QT, beta=-s)           # apical - (v - v^-)
-        basal = [None]
+    def forward(self, t, y, out: torch.Tensor | None = None):
+        """dy/dt, written into ``out`` when given. In the scaled departures (module docstring),
+        with Δr the rate departure / s, e / s = δ / s - Δr_L and u / s = y_u + k_p e / s:
+
+            τ_v dy_i/dt = Q_i u / s + W_i Δr_{i-1} - y_i          (eq. 1; no W_1 term)
+            τ_u dy_u/dt = e / s - α (y_u or u / s)                (eq. 4)
+        """
+        self.__dict__["nfe"] += 1     # (plain attributes: nn.Module's __setattr__ is slow)
+        p, L, n = self.p, self.net.num_layers, self.offsets
+        N = n[L]                              # layer i: columns n[i-1]:n[i]; u_int: N:
+        y_v, y_u = y[:, :N], y[:, N:]
+        dr = self.rate_departure(y_v)
+        e = self.nudge - dr[:, n[L - 1]:N]
+        u = torch.add(y_u, e, alpha=p.k_p)
+        out = torch.empty_like(y) if out is None else out
+        dv = torch.addmm(y_v, u, self.QT_tau, beta=-1.0 / p.tau_v, out=out[:, :N])
         for i in range(1, L):
-            basal.append(torch.addmm(self.basal_offset[i], rates[i - 1], net.W[i].T))
-            dv[:, n[i]:n[i + 1]].add_(basal[i])
-        leak = y_u * s if p.leak == "integral" else u
-        self.memo = (y, rates, basal)
-        return torch.cat([dv.mul_(1.0 / (p.tau_v * s)), (e - p.alpha * leak) / (p.tau_u * s)],
-                         dim=1)
+            dv[:, n[i]:n[i + 1]].addmm_(dr[:, n[i - 1]:n[i]], self.WT_tau[i])
+        leak = y_u if p.leak == "integral" else u
+        torch.add(e, leak, alpha=-p.alpha, out=out[:, N:]).mul_(1.0 / p.tau_u)
+        self.__dict__["memo"] = (y, dr, u, out)
+        return out
 
     def stiff_part(self, y: torch.Tensor, c: float):
         """``solve`` with solve(b) = (I - cA)⁻¹ b, A the stiff part of the Jacobian of
@@ -132,22 +165,34 @@ class WakeDynamics(nn.Module):
         with the Woodbury identity: one n_L x n_L system per sample, factored once per step.
         """
         p, n, L = self.p, self.offsets, self.net.num_layers
-        D = self.net.dphi(L - 1, self.origin[:, n[L - 1]:n[L]] + self.scale * y[:, n[L - 1]:n[L]])
         g = 1.0 if p.leak == "integral" else 1.0 - p.alpha * p.k_p
         a_v, a_u, beta = 1.0 + c / p.tau_v, 1.0 + c * p.alpha / p.tau_u, c / p.tau_v
         kappa = p.k_p + c * g / (p.tau_u * a_u)
         Q_L = self.Q[n[L - 1]:n[L]]
         eye = torch.eye(Q_L.shape[0], dtype=y.dtype, device=y.device)
-        # (n_L x n_L per sample, well conditioned: a_v ≥ 1): inverted once, applied per stage
-        inverse = torch.linalg.inv(a_v * eye + (beta * kappa) * D.unsqueeze(2) * Q_L)
+        # (n_L x n_L, well conditioned: a_v ≥ 1): inverted once, applied per stage; one matrix
+        # for all samples with a linear output layer (D = I), else one per sample
+        if self.linear_output:
+            D = None
+            inverse_T = torch.linalg.inv(a_v * eye + (beta * kappa) * Q_L).T
+        else:
+            D = self.net.dphi(L - 1, self.origin[:, n[L - 1]:n[L]] + self.scale * y[:, n[L - 1]:n[L]])
+            inverse = torch.linalg.inv(a_v * eye + (beta * kappa) * D.unsqueeze(2) * Q_L)
 
-        def solve(b):
+        def solve(b, scale: float = 1.0, out: torch.Tensor | None = None):
+            """x = (I - cA)⁻¹ (scale · b), written into ``out`` when given."""
             b_v, b_L, b_u = b[:, :n[L]], b[:, n[L - 1]:n[L]], b[:, n[L]:]
-            rhs = D * torch.addmm(b_L, b_u, Q_L.T, alpha=beta / a_u)
-            w_L = torch.bmm(inverse, rhs.unsqueeze(2)).squeeze(2)          # D x_L
+            rhs = torch.addmm(b_L, b_u, Q_L.T, alpha=beta / a_u)
+            if D is None:
+                w_L = rhs @ inverse_T                                         # D x_L / scale
+            else:
+                w_L = torch.bmm(inverse, (D * rhs).unsqueeze(2)).squeeze(2)
             z = torch.add(b_u / a_u, w_L, alpha=-kappa)                     # x_u - k_p D x_L
-            return torch.cat([torch.addmm(b_v, z, self.QT, alpha=beta).div_(a_v),
-                              torch.add(z, w_L, alpha=p.k_p)], dim=1)
+            out = torch.empty_like(b) if out is None else out
+            torch.addmm(b_v, z, self.QT, beta=scale / a_v, alpha=beta * scale / a_v,
+                        out=out[:, :n[L]])
+            torch.add(z, w_L, alpha=p.k_p, out=out[:, n[L]:]).mul_(scale)
+            return out
 
         return solve
 
@@ -180,42 +225,47 @@ class PlasticityIntegral:
         self.dyn = dyn
         self.t_end = t_end
         net = dyn.net
-        self.d = [torch.zeros(dyn.x.shape[0], n, dtype=net.dtype, device=net.device)
-                  for n in net.layer_sizes[1:]]
+        self.d_all = torch.zeros(dyn.x.shape[0], dyn.offsets[-1], dtype=net.dtype,
+                                 device=net.device)
+        self.d = net.split_layers(self.d_all)      # d_i as views of one (B, Σ n_i) tensor
         self.M = [torch.zeros(net.layer_sizes[i + 1], net.layer_sizes[i], dtype=net.dtype,
                               device=net.device) for i in range(1, net.num_layers)]
         self.t_prev = None
         self.pending = None     # (signals, weight so far) of the last node of add_step
 
     def signals(self, y):
-        """Δ_i and the presynaptic rates r_{i-1} at state ``y``; the rates and basal potentials
-        are taken from the vector field's last evaluation when that was at ``y``."""
-        dyn, net = self.dyn, self.dyn.net
-        vs, _ = dyn.split(y)
+        """Δ = [Δ_1, ..., Δ_L] as one (B, Σ n_i) tensor and the presynaptic rates r_{i-1} at
+        state ``y``, in departures from the feed-forward state (no cancellation in float32):
+        with z_B the scaled basal departure, Δ = s (Δr(y) - Δr(z_B)) (eq. 5) or s (y - z_B)
+        (eq. 9). When the vector field's last evaluation was at ``y``, its rate departure is
+        reused and z_B read back from eq. (1): z_B = τ_v dy/dt + y - Q u / s."""
+        dyn, net, n = self.dyn, self.dyn.net, self.dyn.offsets
+        N, L, s = n[-1], net.num_layers, dyn.scale
+        y_v = y[:, :N]
         memo = dyn.memo if dyn.memo is not None and dyn.memo[0] is y else None
-        deltas, pre = [], []
-        r_prev = dyn.x
-        for i, v in enumerate(vs):
-            if i == 0:
-                basal = dyn.basal_1
-            elif memo is not None:
-                basal = dyn.origin[:, dyn.offsets[i]:dyn.offsets[i + 1]] + memo[2][i]
-            else:
-                basal = net.basal(i, r_prev)
-            pre.append(r_prev)
-            r_prev = memo[1][i] if memo is not None else net.phi(i, v)
-            if dyn.p.plasticity == "voltage":
-                deltas.append(v - basal)
-            else:
-                deltas.append(r_prev - net.phi(i, basal))
-        return deltas, pre
+        if memo is not None:
+            _, dr, u, dy = memo
+            z_basal = torch.addmm(torch.add(y_v, dy[:, :N], alpha=dyn.p.tau_v), u, dyn.QT,
+                                  alpha=-1.0)
+            z_basal[:, :n[1]] = 0.0                # exact: the constant input's layer
+        else:
+            dr = dyn.rate_departure(y_v)
+            z_basal = torch.cat([torch.zeros_like(y_v[:, :n[1]])] +
+                                [dr[:, n[i - 1]:n[i]] @ net.W[i].T for i in range(1, L)], dim=1)
+        if dyn.p.plasticity == "voltage":
+            delta = torch.sub(y_v, z_basal).mul_(s)
+        else:
+            delta = dyn.rate_departure(z_basal).neg_().add_(dr).mul_(s)
+        pre = [dyn.x] + [torch.add(dyn.r_ff[:, n[i]:n[i + 1]], dr[:, n[i]:n[i + 1]], alpha=s)
+                         for i in range(L - 1)]
+        return delta, pre
 
     def _add(self, signals, weight: float):
-        deltas, pre = signals
-        for i, delta in enumerate(deltas):
-            self.d[i].add_(delta, alpha=weight)
-            if i > 0:
-                self.M[i - 1].addmm_(delta.T, pre[i], alpha=weight)
+        delta, pre = signals
+        n = self.dyn.offsets
+        self.d_all.add_(delta, alpha=weight)
+        for i in range(1, len(pre)):
+            self.M[i - 1].addmm_(delta[:, n[i]:n[i + 1]].T, pre[i], alpha=weight)
 
     def add_node(self, t0: float, y0, dt: float):
         """Node t0 of an accepted step [t0, t0 + dt] (the last step may end beyond t_end)."""

@@ -21,6 +21,21 @@ _PHI = {
 }
 
 
+def phi_departure(name: str, v0: torch.Tensor, r0: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """φ(v0 + d) - φ(v0) for r0 = φ(v0), accurate relative to the departure itself (the plain
+    difference loses all digits of a small d to the rounding of φ(v0))."""
+    if name == "linear":
+        return d.clone()
+    if name == "tanh":        # tanh(a + d) - tanh(a) = tanh(d) (1 - tanh²a) / (1 + tanh a tanh d)
+        t = torch.tanh(d)
+        return t.mul(1.0 - r0 * r0).div_(torch.addcmul(torch.ones_like(r0), r0, t))
+    if name == "sigmoid":     # σ(a + d) - σ(a) = -expm1(-d) σ(a + d) (1 - σ(a))
+        return torch.expm1(-d).neg_().mul_(torch.sigmoid(v0 + d)).mul_(1.0 - r0)
+    if name == "relu":        # exact where both sides are active
+        return torch.where((v0 > 0) & (v0 + d > 0), d, torch.relu(v0 + d) - r0)
+    raise ValueError(f"unknown activation '{name}'")
+
+
 def resolve_dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "float64": torch.float64}[name]
 

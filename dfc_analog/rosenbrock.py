@@ -56,23 +56,29 @@ def rosenbrock_w(f, stiff, y0: torch.Tensor, times, rtol: float, atol: float, ma
                  on_step=None):
     """Integrate the autonomous dy/dt = f(t, y) from t = 0; return the states at ``times``.
 
-    ``stiff(y, c)`` returns ``solve``, with solve(b) = (I - cA)⁻¹ b for the approximate Jacobian
-    A at ``y``. ``on_step(t0, dt, y1)`` is called after every accepted step [t0, t0 + dt], right
-    after f was evaluated at its end state ``y1``; steps never pass ``times[-1]``.
+    ``f(t, y, out)`` writes dy/dt into ``out``. ``stiff(y, c)`` returns ``solve``, with
+    solve(b, scale, out) = (I - cA)⁻¹ (scale · b) for the approximate Jacobian A at ``y``, written
+    into ``out``. ``on_step(t0, dt, y1)`` is called after every accepted step [t0, t0 + dt],
+    right after f was evaluated at its end state ``y1``; steps never pass ``times[-1]``. The
+    work tensors are allocated once: a step allocates nothing of the state's size but the
+    error estimate.
     """
     dtype, device = y0.dtype, y0.device
     a, c = _A_T.to(dtype=dtype, device=device), _C_T.to(dtype=dtype, device=device)
     m, e = _M_T.to(dtype=dtype, device=device), _E_T.to(dtype=dtype, device=device)
     u = torch.empty((4,) + tuple(y0.shape), dtype=dtype, device=device)
     flat = u.view(4, -1)
+    stage, rhs, f_stage, y_next, f_next, scaled = (torch.empty_like(y0) for _ in range(6))
+    y, f0 = y0.clone(), torch.empty_like(y0)
 
-    def combine(base, weights, n):     # base + Σ_j weights_j u_j over the first n stages
-        return torch.addmm(base.reshape(1, -1), weights[:n].reshape(1, n), flat[:n]).view_as(y0)
+    def combine(base, weights, n, out):  # out = base + Σ_j weights_j u_j over the first n stages
+        return torch.addmm(base.view(1, -1), weights[:n].view(1, n), flat[:n],
+                           out=out.view(1, -1)).view_as(y0)
 
     t_end = float(times[-1])
-    t, y = 0.0, y0
-    f0 = f(t, y)
-    h = min(initial_step(f, y, f0, rtol, atol, ORDER), t_end)
+    t = 0.0
+    f(t, y, out=f0)
+    h = min(initial_step(f, y, f0, rtol, atol, ORDER, cap_at_rest=False), t_end)
     out = [y0]
     pending = list(times[1:])
     attempts = 0
@@ -87,23 +93,25 @@ def rosenbrock_w(f, stiff, y0: torch.Tensor, times, rtol: float, atol: float, ma
             raise DivergenceError(f"the rosenbrock step size underflowed at t = {t:.4g}: the "
                                   "dynamics diverge; lower k_p or target_stepsize, or raise alpha.")
         solve = stiff(y, GAMMA * h)
-        u[0] = solve(GAMMA * h * f0)
+        solve(f0, GAMMA * h, out=u[0])
         for i in range(1, 4):
-            rhs = combine(f(t + h, combine(y, a[i], i)), c[i] / h, i)
-            u[i] = solve(GAMMA * h * rhs)
-        y1 = combine(y, m, 4)
+            f(t + h, combine(y, a[i], i, stage), out=f_stage)
+            solve(combine(f_stage, c[i] / h, i, rhs), GAMMA * h, out=u[i])
+        y1 = combine(y, m, 4, y_next)
         error = (e @ flat).view_as(y0)
-        ratio = rms(error / (atol + rtol * torch.maximum(y.abs(), y1.abs())))
+        torch.maximum(y.abs(), y1.abs(), out=scaled).mul_(rtol).add_(atol)
+        ratio = rms(error.div_(scaled))
         if not math.isfinite(ratio):
             h *= SHRINK
             continue
         if ratio <= 1.0:
-            f1 = f(t + h, y1)
+            f(t + h, y1, out=f_next)
             if on_step is not None:
                 on_step(t, h, y1)
             while pending and pending[0] <= t + h * (1 + 1e-12):
-                out.append(_hermite(y, y1, f0, f1, h, (pending.pop(0) - t) / h))
-            t, y, f0 = t + h, y1, f1
+                out.append(_hermite(y, y1, f0, f_next, h, (pending.pop(0) - t) / h))
+            t = t + h
+            y, y_next, f0, f_next = y1, y, f_next, f0
         h *= GROWTH if ratio == 0 else min(GROWTH, max(SAFETY / ratio ** (1 / ORDER),
                                                        1.0 if ratio < 1 else SHRINK))
     return torch.stack(out)
