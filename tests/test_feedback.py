@@ -127,3 +127,48 @@ def test_schedule_interleaves_sleep_and_wake():
 def test_feedback_learning_needs_a_dfc_method():
     with pytest.raises(ConfigError, match="DFC methods"):
         Config(method="bp", train_feedback=True).validate()
+
+
+def _sleep_reference(net, x, p, generator):
+    """The sleep phase written out per layer and per step, straight from the equations of
+    sleep.py (Euler-Maruyama, instantaneous transmission, v_A[k] paired with u[k+1])."""
+    L = net.num_layers
+    v_ff, r_ff = net.feedforward(x)
+    vs, rs = [v.clone() for v in v_ff], [r.clone() for r in r_ff]
+    apical = [torch.zeros_like(v) for v in vs]
+    u_int, u = torch.zeros_like(rs[-1]), torch.zeros_like(rs[-1])
+    acc = [torch.zeros_like(q) for q in net.Q]
+    steps = int(round(p.t_end / p.dt))
+    xi = torch.randn((steps, x.shape[0], sum(net.layer_sizes[1:])), generator=generator,
+                     dtype=torch.float32).to(x.dtype)
+    xi = net.split_layers(xi)
+    sigmas = [p.sigma] * (L - 1) + [p.sigma_output]
+    for k in range(steps):
+        e = r_ff[-1] - rs[-1]
+        u_int = u_int + p.dt / p.tau_u * (e - p.alpha * (u_int if p.leak == "integral" else u))
+        u_next = u_int + p.k_p * e
+        for i in range(L):
+            acc[i] += apical[i].T @ u_next
+            apical[i] = apical[i] + p.dt / p.tau_a * (u @ net.Q[i].T - apical[i]) \
+                + sigmas[i] * p.dt ** 0.5 / p.tau_a * xi[i][k]
+            basal = v_ff[0] if i == 0 else rs[i - 1] @ net.W[i].T + net.b[i]
+            vs[i] = vs[i] + p.dt / p.tau_v * (basal + apical[i] - vs[i])
+            rs[i] = net.phi(i, vs[i])
+        u = u_next
+    return [a / (max(p.sigma, 0.01) ** 2 * steps * x.shape[0]) for a in acc]
+
+
+@pytest.mark.parametrize("leak", ["integral", "total"])
+def test_sleep_phase_equals_the_per_layer_equations(make_net, batch, leak):
+    """The fused sleep phase (one state for all layers) computes exactly the per-layer
+    Euler-Maruyama recursion, with the same noise."""
+    net = make_net(feedback_init="xavier")
+    x, _ = batch()
+    with torch.no_grad():
+        net.b[1].normal_(0, 0.3)
+    p = SleepParams(sigma=0.05, sigma_output=0.02, t_end=0.05, leak=leak)
+    fused = feedback_update(net, x, p, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        reference = _sleep_reference(net, x, p, torch.Generator().manual_seed(2))
+    for a, b in zip(fused, reference):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
