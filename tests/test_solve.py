@@ -112,3 +112,55 @@ def test_fused_dopri5_takes_torchdiffeqs_steps(setup, monkeypatch):
                                rtol=1e-9, atol=1e-12)
     for a, b in zip(fused.M + fused.d, reference.M + reference.d):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("acts", [["tanh", "tanh", "linear"], ["relu", "sigmoid", "tanh"],
+                                  ["sigmoid", "tanh", "sigmoid"]])
+@pytest.mark.parametrize("leak", ["integral", "total"])
+def test_vector_field_is_equations_1_and_4(make_net, batch, acts, leak):
+    """The departure-form vector field equals eqs. (1) and (4) written on absolute voltages,
+    and the eq. (5) signal read back from it equals φ(v) - φ(W r + b)."""
+    from dfc_analog.dynamics import PlasticityIntegral, WakeDynamics
+    net = make_net(sizes=(6, 5, 4, 3), activations=acts)
+    with torch.no_grad():
+        for b in net.b:
+            b.normal_(0, 0.3)
+    x, y = batch(n_in=6, n_out=3, B=7)
+    params = ControllerParams(tau_v=0.3, alpha=0.1, k_p=1.5, leak=leak)
+    with torch.no_grad():
+        v_ff, r_ff = net.feedforward(x)
+        r_star, _ = output_target(r_ff[-1], y, "mse", "sample", 0.2)
+        dyn = WakeDynamics(net, x, r_star, params, v_ff)
+        y0 = torch.randn(7, 15, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+        f = dyn(0.0, y0)
+        vs, u_int = dyn.split(y0)
+        rs = [net.phi(i, v) for i, v in enumerate(vs)]
+        e = r_star - rs[-1]
+        u = u_int + params.k_p * e
+        basal = [net.basal(i, x if i == 0 else rs[i - 1]) for i in range(3)]
+        dv = [(-vs[i] + basal[i] + u @ net.Q[i].T) / params.tau_v for i in range(3)]
+        du = (e - params.alpha * (u_int if leak == "integral" else u)) / params.tau_u
+        expected = torch.cat(dv + [du], dim=1) / dyn.scale
+        torch.testing.assert_close(f, expected, rtol=1e-10, atol=1e-10)
+        delta, pre = PlasticityIntegral(dyn, 1.0).signals(y0)
+        want = torch.cat([rs[i] - net.phi(i, basal[i]) for i in range(3)], dim=1)
+        torch.testing.assert_close(delta, want, rtol=1e-10, atol=1e-12)
+        for got, r in zip(pre, [x] + rs[:-1]):
+            torch.testing.assert_close(got, r)
+
+
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "relu", "linear"])
+def test_phi_departure_keeps_the_digits_of_small_departures(name):
+    """φ(a + d) - φ(a) in float32 against float64: relative error near float32's eps even for
+    d = 1e-6, where the plain difference keeps none of its digits."""
+    from dfc_analog.network import _PHI, phi_departure
+    a = torch.linspace(-2, 2, 101, dtype=torch.float64)
+    a = a[a.abs() > 1e-3]
+    for d in (1e-2, 1e-4, 1e-6):
+        exact = phi_departure(name, a, _PHI[name][0](a), torch.full_like(a, d))
+        a32 = a.float()
+        got = phi_departure(name, a32, _PHI[name][0](a32), torch.full_like(a32, d)).double()
+        scale = exact.abs().clamp_min(1e-30)
+        assert float(((got - exact) / scale).abs().max()) < 5e-6
+        check = _PHI[name][0](a + d) - _PHI[name][0](a)
+        torch.testing.assert_close(exact, check, rtol=1e-6, atol=1e-15)
