@@ -24,7 +24,7 @@ import torch
 from .data import load_dataset
 from .dynamics import ControllerParams
 from .errors import DFCError
-from .graph import Scaling, build_graph, save_graph, summary
+from .graph import Scaling, add_scaling_arguments, build_graph, save_graph, summary
 from .learning import output_target
 from .runio import atomic_write, load_run
 from .spice.netlist import PHASES, SpiceOptions, output_times, write_netlist
@@ -65,14 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--settle", type=float, default=1.0, metavar="T0",
                      help="settling time with the controller off before t = 0, in τ_u "
                           "(default: 1)")
-    sc = p.add_argument_group("physical scaling")
-    sc.add_argument("--time-scale", type=float, default=Scaling.time_scale, metavar="SECONDS",
-                    help="seconds per τ_u (default: 1e-6)")
-    sc.add_argument("--v-scale", type=float, default=Scaling.v_scale, metavar="VOLTS",
-                    help="volts per model unit of every signal (default: 1)")
-    sc.add_argument("--resistance", type=float, default=Scaling.resistance, metavar="OHMS",
-                    help="resistance level R of every summing node and soma; synapse w is a "
-                         "VCCS of gain w/R (default: 1e4)")
+    add_scaling_arguments(p.add_argument_group("physical scaling"))
     sim = p.add_argument_group("simulator options (written as .options into the netlist)")
     sim.add_argument("--reltol", type=float, default=SpiceOptions.reltol,
                      help="ngspice relative tolerance (default: 1e-3, ngspice's)")

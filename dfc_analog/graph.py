@@ -65,6 +65,18 @@ class Scaling:
         return tau * self.time_scale / self.resistance
 
 
+def add_scaling_arguments(parser) -> None:
+    """The ``--time-scale``, ``--v-scale`` and ``--resistance`` options of the circuit tools
+    (an argparse parser or group), with :class:`Scaling`'s defaults."""
+    parser.add_argument("--time-scale", type=float, default=Scaling.time_scale, metavar="SECONDS",
+                        help="seconds of circuit time per τ_u (default: 1e-6)")
+    parser.add_argument("--v-scale", type=float, default=Scaling.v_scale, metavar="VOLTS",
+                        help="volts per model unit of every signal (default: 1)")
+    parser.add_argument("--resistance", type=float, default=Scaling.resistance, metavar="OHMS",
+                        help="resistance level R of every summing node and soma; synapse w is a "
+                             "VCCS of gain w/R (default: 1e4)")
+
+
 # Names of the circuit nodes; the netlist writer and the simulator read them from here.
 def input_name(j: int) -> str:
     return f"in_{j}"

@@ -55,6 +55,7 @@ import torch
 from .data import load_dataset
 from .dynamics import ControllerParams
 from .errors import ConfigError, DFCError
+from .graph import Scaling, add_scaling_arguments
 from .learning import output_target
 from .network import DFCNetwork
 from .runio import load_run, prepare_run_dir
@@ -77,9 +78,9 @@ class ValidationSettings:
     vntol: float = 1e-6         # ngspice VNTOL (V)
     points: int = 401           # time points of the common grid over [0, t_end]
     t_end: float | None = None  # τ_u; None: the run's t_end
-    time_scale: float = 1e-6    # seconds per τ_u in the circuit
-    v_scale: float = 1.0        # volts per model unit in the circuit
-    resistance: float = 1e4     # Ω of every summing node and soma in the circuit
+    time_scale: float = Scaling.time_scale   # seconds per τ_u in the circuit
+    v_scale: float = Scaling.v_scale         # volts per model unit in the circuit
+    resistance: float = Scaling.resistance   # Ω of every summing node and soma
     safety: float = 10.0        # k of the tolerance rule
 
     def check(self) -> None:
@@ -337,7 +338,6 @@ class SampleResult:
 def spice_circuit(net, params, x, r_star, t_end, times, settings: ValidationSettings):
     """The circuit side: the SPICE simulation of :mod:`dfc_analog.spice` at ``settings``'
     tolerances and scaling. Any callable with this signature can stand in for it."""
-    from .graph import Scaling
     from .spice import SpiceOptions, simulate_circuit
     options = SpiceOptions(reltol=settings.reltol, abstol=settings.abstol, vntol=settings.vntol)
     scaling = Scaling(time_scale=settings.time_scale, v_scale=settings.v_scale,
@@ -574,13 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="time points of the common grid over the phase (default 401)")
     parser.add_argument("--t-end", type=float, metavar="T",
                         help="simulated time in τ_u (default: the run's t_end)")
-    parser.add_argument("--time-scale", type=float, default=d.time_scale, metavar="S",
-                        help="seconds of circuit time per τ_u (default 1e-6)")
-    parser.add_argument("--v-scale", type=float, default=d.v_scale, metavar="V",
-                        help="volts per model unit in the circuit (default 1)")
-    parser.add_argument("--resistance", type=float, default=d.resistance, metavar="OHM",
-                        help="resistance of every summing node and soma in the circuit "
-                             "(default 1e4)")
+    add_scaling_arguments(parser)
     parser.add_argument("--workers", type=int, metavar="W",
                         help="parallel processes (default: one per CPU core, at most N)")
     parser.add_argument("--no-plots", dest="plots", action="store_false",
