@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import DivergenceError
-from .network import DFCNetwork
+from .network import DFCNetwork, phi_departure
 from .solve import STATE_LIMIT
 
 
@@ -54,21 +54,27 @@ def feedback_update(net: DFCNetwork, x: torch.Tensor, p: SleepParams,
 
     A step in the direction -g_Q_i is the anti-Hebbian rule of eq. (13) without its decay term.
     All layers share one (B, Σ n_i) state, so the per-step work is a few whole-state operations
-    plus, in layer order (instantaneous transmission), one product W_i r_{i-1} and one φ_i.
+    plus, in layer order (instantaneous transmission), one product W_i Δr_{i-1} and one φ_i.
     """
     L = net.num_layers
     n = [0]
     for size in net.layer_sizes[1:]:
         n.append(n[-1] + size)
     v_ff, r_ff = net.feedforward(x)
-    r_star = r_ff[-1]
     B, dtype, device = x.shape[0], x.dtype, x.device
-    v = torch.cat(v_ff, dim=1)
-    r = torch.cat(r_ff, dim=1)
-    apical = torch.zeros_like(v)
-    u_int = torch.zeros_like(r_star)
-    u = torch.zeros_like(r_star)
-    acc = torch.zeros(n[L], r_star.shape[1], dtype=dtype, device=device)
+    # The state is the departure d = v - v^- from the feed-forward equilibrium (eq. 2), and the
+    # rates enter as Δr = φ(v^- + d) - φ(v^-) (network.phi_departure): the basal input departs
+    # by W_i Δr_{i-1} (b_i and W_i r_{i-1}^- cancel exactly, and Δr_0 = 0 as the input is
+    # constant), and the output error is e = r_L* - r_L = -Δr_L. Small departures keep their
+    # digits in float32, where absolute voltages would round them away.
+    v0 = torch.cat(v_ff, dim=1)
+    r0 = torch.cat(r_ff, dim=1)
+    d = torch.zeros_like(v0)
+    dr = torch.zeros_like(v0)
+    apical = torch.zeros_like(v0)
+    u_int = torch.zeros_like(r_ff[-1])
+    u = torch.zeros_like(u_int)
+    acc = torch.zeros(n[L], u.shape[1], dtype=dtype, device=device)
     QT = net.feedback_matrix().T.contiguous()
     steps = max(1, int(round(p.t_end / p.dt)))
     # Euler-Maruyama increments σ_i √dt / τ_A ξ, ξ drawn in float32 (four times faster than
@@ -78,29 +84,35 @@ def feedback_update(net: DFCNetwork, x: torch.Tensor, p: SleepParams,
     noise = torch.randn((steps, B, n[L]), generator=generator, dtype=torch.float32,
                         device=device).to(dtype).mul_(sigma * (math.sqrt(p.dt) / p.tau_a))
     a_v, a_a = p.dt / p.tau_v, p.dt / p.tau_a
-    # the basal input's constant part, times a_v: W_1 x + b_1 (the input is constant) and b_i
-    basal_const = torch.cat([v_ff[0]] + [net.b[i].expand(B, -1) for i in range(1, L)],
-                            dim=1).mul_(a_v)
     WT = [None] + [net.W[i].T.mul(a_v) for i in range(1, L)]
-    out = slice(n[L - 1], n[L])
+    blocks = [slice(n[i], n[i + 1]) for i in range(L)]
+    gain = [1.0 - r0[:, block] ** 2 for block in blocks]            # tanh'(v^-)
+    ones = [torch.ones_like(g) for g in gain]
     for k in range(steps):
-        e = r_star - r[:, out]
+        e = dr[:, blocks[-1]].neg()
         leak = u_int if p.leak == "integral" else u
         u_int = u_int + p.dt / p.tau_u * (e - p.alpha * leak)
         u_next = u_int + p.k_p * e
         acc.addmm_(apical.T, u_next)                                    # v_A[k] u[k+1]ᵀ
-        # v[k+1] = (1 - a_v) v + a_v (v_A[k+1] + b + W r_{i-1}[k+1]), v_A of the previous control
+        # d[k+1] = (1 - a_v) d + a_v (v_A[k+1] + W Δr_{i-1}[k+1]), v_A of the previous control
         apical.mul_(1.0 - a_a).addmm_(u, QT, alpha=a_a).add_(noise[k])
-        v.mul_(1.0 - a_v).add_(apical, alpha=a_v).add_(basal_const)
-        for i in range(L):
-            block = slice(n[i], n[i + 1])
+        d.mul_(1.0 - a_v).add_(apical, alpha=a_v)
+        for i, block in enumerate(blocks):
             if i > 0:
-                v[:, block].addmm_(r[:, n[i - 1]:n[i]], WT[i])
-            r[:, block] = net.phi(i, v[:, block])
+                d[:, block].addmm_(dr[:, blocks[i - 1]], WT[i])
+            if net.activations[i] == "tanh":   # phi_departure's tanh form, in place
+                t = torch.tanh(d[:, block])
+                denominator = torch.addcmul(ones[i], r0[:, block], t)
+                torch.div(t.mul_(gain[i]), denominator, out=dr[:, block])
+            elif net.activations[i] == "linear":
+                dr[:, block] = d[:, block]
+            else:
+                dr[:, block] = phi_departure(net.activations[i], v0[:, block], r0[:, block],
+                                             d[:, block])
         u = u_next
-    worst = float(v.abs().max())
+    worst = float(d.abs().max())
     if not math.isfinite(worst) or worst > STATE_LIMIT:
-        raise DivergenceError(f"the sleep-phase dynamics diverged (largest voltage {worst:.3g}); "
+        raise DivergenceError(f"the sleep-phase dynamics diverged (largest voltage departure {worst:.3g}); "
                               "use a smaller dt_fb, or raise alpha_fb.")
     scale = 1.0 / (max(p.sigma, 0.01) ** 2 * steps * B)
     return [a.mul_(scale) for a in acc.split(net.layer_sizes[1:], dim=0)]
