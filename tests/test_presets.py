@@ -33,7 +33,7 @@ def test_every_table1_cell_has_a_preset():
 def test_preset_is_a_valid_config(name):
     cfg = preset_config(name)
     assert cfg.batch_size == 128 and cfg.adam_betas == [0.99, 0.99] and cfg.normalize_lr
-    assert cfg.dtype == "float64" and cfg.loss_reduction == "mean"
+    assert cfg.dtype == "float32" and cfg.loss_reduction == "mean"
     if cfg.method in ("dfc", "dfc-ss", "dfc-ssa"):
         assert cfg.leak == "total" and cfg.tau_v == 0.2 and cfg.k_p == 2.0
     if cfg.train_feedback:
