@@ -10,8 +10,8 @@ epochs (cut for time: ``--epochs``; the feedback pre-training is the presets' un
 ``--pretrain-epochs`` cuts it). Diagnostics are off. Reported per method: the test error at the
 epoch of best validation error (Table 1's rule), the seconds of one wake epoch (forward-weight
 training only), of its sleep epochs (the trained-feedback methods' X = 3 feedback passes), and of
-the whole epoch, each relative to BP.
-Evaluation after each epoch is excluded from every timing. The last line is
+the whole epoch (medians over the epochs), each relative to BP. Evaluation after each epoch is
+excluded from every timing. The last line is
 
     RESULT bp=<err%> dfc_ssa=<err%> dfc=<err%> dfa=<err%> ssa_time_ratio=<x> dfc_time_ratio=<y>
 
@@ -111,8 +111,10 @@ def main(argv=None) -> int:
             trained = rows[1:]
             results[method] = dict(
                 value=value, epoch=epoch, metric=metric_name(cfg), wall=wall,
-                wake=statistics.fmean(r["seconds"] for r in trained),
-                sleep=statistics.fmean(r["sleep_seconds"] for r in trained),
+                # medians over epochs: a busy moment of a shared machine moves one epoch's
+                # seconds, not the method's
+                wake=statistics.median(r["seconds"] for r in trained),
+                sleep=statistics.median(r["sleep_seconds"] for r in trained),
                 nfe=statistics.fmean(r["nfe_per_batch"] for r in trained))
             r = results[method]
             print(f"  {method:8s} {r['metric']} {value:.4g} (epoch {epoch}), wake epoch "

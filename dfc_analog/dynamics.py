@@ -28,6 +28,10 @@ from torch import nn
 
 from .network import DFCNetwork, phi_departure
 
+# Widest output layer for which the Rosenbrock solve keeps the feed-forward coupling
+# (WakeDynamics.stiff_part): it stores L tensors of B x Σ n_i x n_L and inverts B n_L x n_L.
+COUPLED_MAX_OUTPUTS = 64
+
 
 @dataclass(frozen=True)
 class ControllerParams:
@@ -94,6 +98,7 @@ class WakeDynamics(nn.Module):
             self.tanh_gain = (1.0 - self.r_ff * self.r_ff) / self.scale
             self.ones = torch.ones_like(self.r_ff)
         self.nfe = 0
+        self.paths = None  # the stiff solve's L^k Q products (stiff_part), formed on first use
         self.memo = None   # (y, rate departure, control u / s, dy/dt) of the last evaluation
 
     def rate_departure(self, z: torch.Tensor) -> torch.Tensor:
@@ -152,22 +157,89 @@ class WakeDynamics(nn.Module):
         return out
 
     def stiff_part(self, y: torch.Tensor, c: float):
-        """``solve`` with solve(b) = (I - cA)⁻¹ b, A the stiff part of the Jacobian of
-        :meth:`forward` at ``y``, for the Rosenbrock-W solver.
+        """``solve`` with solve(b, scale) = (I - cA)⁻¹ (scale · b), A the stiff part of the
+        Jacobian of :meth:`forward`, for the Rosenbrock-W solver (any A keeps its order; A only
+        has to hold the stiff modes for the step to follow accuracy).
 
-        A keeps the somatic leak and the whole controller loop of eqs. (1) and (4) and drops only
-        the feed-forward coupling W_i φ'(v_{i-1}) between layers (which adds no stiffness: it is
-        block sub-diagonal). With D = diag φ_L'(v_L) and g = 1 (eq. 4) or 1 - α k_p (leak on u),
+        A is the Jacobian of eqs. (1) and (4) with the slopes φ_i' frozen at the feed-forward
+        state (the departures are a small multiple of the nudge). With D_i = diag φ_i'(v_i^-),
+        the feed-forward coupling (Lw)_i = W_i D_{i-1} w_{i-1} and g = 1 (eq. 4) or 1 - α k_p
+        (leak on u):
 
-            τ_v (A w)_v = -w_v + Q (w_u - k_p D w_L),     τ_u (A w)_u = -g D w_L - α w_u.
+            τ_v (A w)_v = -w_v + L w_v + Q (w_u - k_p D_L w_L),   τ_u (A w)_u = -g D_L w_L - α w_u.
 
-        Beyond the diagonal A has rank n_L (everything passes through Q), so (I - cA) is solved
-        with the Woodbury identity: one n_L x n_L system per sample, factored once per step.
+        The coupling through the layers matters: with trained weights the loop u → Q_i → W → v_L
+        is what makes the wake phase stiff. (I - cA) is lower block-triangular plus rank n_L
+        (everything else passes through Q), so it is solved by forward substitution through the
+        layers and one n_L x n_L system per sample, with (I a_v - βL)⁻¹ Q = Σ_k β^k / a_v^{k+1}
+        L^k Q summed from products L^k Q formed once per phase (:meth:`_loop_paths`). Outputs
+        wider than ``COUPLED_MAX_OUTPUTS`` (the autoencoder: n_L = 784) would make those products
+        too large; there A leaves out the coupling L, and with a linear output layer one
+        n_L x n_L matrix serves every sample.
         """
         p, n, L = self.p, self.offsets, self.net.num_layers
+        N = n[L]
         g = 1.0 if p.leak == "integral" else 1.0 - p.alpha * p.k_p
         a_v, a_u, beta = 1.0 + c / p.tau_v, 1.0 + c * p.alpha / p.tau_u, c / p.tau_v
         kappa = p.k_p + c * g / (p.tau_u * a_u)
+        n_L = N - n[L - 1]
+        if n_L > COUPLED_MAX_OUTPUTS:
+            return self._uncoupled_solve(y, a_v, a_u, beta, kappa)
+        if self.paths is None:
+            self.__dict__["paths"] = self._loop_paths()
+            self.__dict__["eye"] = torch.eye(n_L, dtype=y.dtype, device=y.device)
+        slopes, paths = self.paths
+        D_L = slopes[L - 1]
+        # H = (I a_v - βL)⁻¹ Q per sample (B, N, n_L); P its output block
+        weights = torch.tensor([beta ** k / a_v ** (k + 1) for k in range(1, L)],
+                               dtype=y.dtype, device=y.device)
+        H = (weights @ paths.view(L - 1, -1)).view(paths.shape[1:]).add_(self.Q, alpha=1.0 / a_v)
+        P = H[:, n[L - 1]:N]
+        S_inv = torch.linalg.inv(torch.mul(P, D_L.unsqueeze(1)).mul_(beta * kappa).add_(self.eye))
+        WT = self.WT_tau    # W_iᵀ / τ_v: forward substitution with β τ_v = c
+
+        def solve(b, scale: float = 1.0, out: torch.Tensor | None = None):
+            """x = (I - cA)⁻¹ (scale · b), written into ``out`` when given."""
+            out = torch.empty_like(b) if out is None else out
+            w_v, w_u = out[:, :N], out[:, N:]
+            b_u = b[:, N:]
+            # t = (I a_v - βL)⁻¹ b_v by forward substitution, into w_v
+            torch.mul(b[:, :n[1]], 1.0 / a_v, out=w_v[:, :n[1]])
+            for i in range(1, L):
+                below = w_v[:, n[i - 1]:n[i]] * slopes[i - 1]
+                torch.addmm(b[:, n[i]:n[i + 1]], below, WT[i], beta=1.0 / a_v,
+                            alpha=c / a_v, out=w_v[:, n[i]:n[i + 1]])
+            # (I + βκ P D_L) w_L = t_L + (β / a_u) P b_u
+            rhs = torch.baddbmm(w_v[:, n[L - 1]:N].unsqueeze(2), P, b_u.unsqueeze(2),
+                                alpha=beta / a_u)
+            w_L = torch.bmm(S_inv, rhs)                                      # (B, n_L, 1)
+            z = torch.addcmul(b_u / a_u, D_L, w_L.squeeze(2), value=-kappa)   # w_u - k_p D w_L
+            w_v.add_(torch.bmm(H, z.unsqueeze(2)).squeeze(2), alpha=beta)
+            torch.addcmul(z, D_L, w_L.squeeze(2), value=p.k_p, out=w_u)
+            return out.mul_(scale)
+
+        return solve
+
+    def _loop_paths(self):
+        """(slopes, paths): the slopes φ_i'(v_i^-) per layer, and L^k Q for k = 1..L-1 stacked
+        as (L-1, B, N, n_L), with (L^k Q)_i = W_i D_{i-1} (L^{k-1} Q)_{i-1}: the feedback that
+        reaches layer i through k feed-forward synapses."""
+        net, n, L = self.net, self.offsets, self.net.num_layers
+        slopes = [net.dphi(i, self.origin[:, n[i]:n[i + 1]]) for i in range(L)]
+        B, n_L = self.x.shape[0], self.Q.shape[1]
+        paths = torch.zeros(L - 1, B, n[L], n_L, dtype=self.Q.dtype, device=self.Q.device)
+        prev = self.Q.expand(B, -1, -1)
+        for k in range(L - 1):
+            for i in range(k + 1, L):      # L^k Q is zero in the first k layers
+                below = prev[:, n[i - 1]:n[i]] * slopes[i - 1].unsqueeze(2)
+                paths[k, :, n[i]:n[i + 1]] = torch.einsum("ij,bjm->bim", net.W[i], below)
+            prev = paths[k]
+        return slopes, paths
+
+    def _uncoupled_solve(self, y, a_v, a_u, beta, kappa):
+        """The stiff solve without the feed-forward coupling L (wide outputs, see
+        :meth:`stiff_part`): a diagonal plus rank n_L, by the Woodbury identity."""
+        p, n, L = self.p, self.offsets, self.net.num_layers
         Q_L = self.Q[n[L - 1]:n[L]]
         eye = torch.eye(Q_L.shape[0], dtype=y.dtype, device=y.device)
         # (n_L x n_L, well conditioned: a_v ≥ 1): inverted once, applied per stage; one matrix
@@ -176,7 +248,8 @@ class WakeDynamics(nn.Module):
             D = None
             inverse_T = torch.linalg.inv(a_v * eye + (beta * kappa) * Q_L).T
         else:
-            D = self.net.dphi(L - 1, self.origin[:, n[L - 1]:n[L]] + self.scale * y[:, n[L - 1]:n[L]])
+            v_L = self.origin[:, n[L - 1]:n[L]] + self.scale * y[:, n[L - 1]:n[L]]
+            D = self.net.dphi(L - 1, v_L)
             inverse = torch.linalg.inv(a_v * eye + (beta * kappa) * D.unsqueeze(2) * Q_L)
 
         def solve(b, scale: float = 1.0, out: torch.Tensor | None = None):
