@@ -5,10 +5,11 @@ time constant is a fraction of τ_v; every explicit method (dopri5 included) mus
 below that loop's stability limit, whatever its tolerance, and so takes ~80 steps for 20 τ_u.
 A Rosenbrock-W method solves one linear system (I - hγA) k = b per stage, with A any approximation
 of the Jacobian: its order does not depend on A (Hairer & Wanner, *Solving ODEs II*, IV.7), only
-its stability does. Here A is the part of the Jacobian of eqs. (1) and (4) that makes the problem
-stiff: the somatic leak -v/τ_v and the controller loop through Q (see
-:meth:`dfc_analog.dynamics.WakeDynamics.stiff_part`). It has rank n_L beyond the diagonal, so the
-solve is an n_L x n_L system per sample (Woodbury identity), and the step is set by accuracy alone.
+its stability does. Here A is the Jacobian of eqs. (1) and (4) with the slopes φ' frozen at the
+feed-forward state (see :meth:`dfc_analog.dynamics.WakeDynamics.stiff_part`): the somatic leak,
+the feed-forward coupling between layers and the controller loop through Q. It is lower
+block-triangular plus rank n_L, so a stage solve is a forward substitution through the layers and
+an n_L x n_L system per sample (Woodbury identity), and the step is set by accuracy alone.
 
 ROS34PW2 (Rang & Angermann, BIT 45, 2005): 4 stages, order 3, embedded order 2, stiffly accurate,
 L-stable. The ODE must be autonomous (the wake dynamics are). Output times are read from a cubic
