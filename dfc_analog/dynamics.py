@@ -193,7 +193,7 @@ class WakeDynamics(nn.Module):
         # H = (I a_v - βL)⁻¹ Q per sample (B, N, n_L); P its output block
         weights = torch.tensor([beta ** k / a_v ** (k + 1) for k in range(1, L)],
                                dtype=y.dtype, device=y.device)
-        H = (weights @ paths.view(L - 1, -1)).view(paths.shape[1:]).add_(self.Q, alpha=1.0 / a_v)
+        H = torch.tensordot(weights, paths, dims=1).add_(self.Q, alpha=1.0 / a_v)
         P = H[:, n[L - 1]:N]
         S_inv = torch.linalg.inv(torch.mul(P, D_L.unsqueeze(1)).mul_(beta * kappa).add_(self.eye))
         WT = self.WT_tau    # W_iᵀ / τ_v: forward substitution with β τ_v = c

@@ -175,3 +175,17 @@ def test_the_feedforward_coupling_in_the_stiff_part_saves_steps(make_net, batch,
     loop_only = simulate_wake(net, x, r_star, params, SolverSettings(), 20.0, accumulate=True)
     assert coupled.nfe < 0.6 * loop_only.nfe
     assert angle_deg(coupled.d + coupled.M, loop_only.d + loop_only.M) < 0.5
+
+
+@torch.no_grad()
+def test_stiff_part_of_a_single_layer_network(make_net, batch):
+    """With one layer there is no feed-forward coupling: A is the leak and the controller loop."""
+    net = make_net(sizes=(15, 5), activations=["tanh"])
+    x, y = batch()
+    params = ControllerParams(tau_v=0.2, alpha=0.05, k_p=2.0)
+    v_ff, r_ff = net.feedforward(x)
+    r_star, _ = output_target(r_ff[-1], y, "mse", "sample", 0.05)
+    dyn = WakeDynamics(net, x, r_star, params, v_ff)
+    y0 = torch.zeros_like(dyn.origin)
+    A = pi_system_matrix(net, dyn.split(y0)[0], params)
+    assert _stiff_residual(dyn, dyn.stiff_part(y0, 0.37), A, 0.37, y0.shape) < 1e-12
