@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .network import DFCNetwork, phi_departure
+from .network import DFCNetwork, phi_departure, tanh_departure
 
 # Widest output layer for which the Rosenbrock solve keeps the feed-forward coupling
 # (WakeDynamics.stiff_part): it stores L tensors of B x Σ n_i x n_L and inverts B n_L x n_L.
@@ -96,7 +96,6 @@ class WakeDynamics(nn.Module):
             net.activations[-1] in ("tanh", "linear")
         if self.all_tanh:
             self.tanh_gain = (1.0 - self.r_ff * self.r_ff) / self.scale
-            self.ones = torch.ones_like(self.r_ff)
         self.nfe = 0
         self.paths = None  # the stiff solve's L^k Q products (stiff_part), formed on first use
         self.memo = None   # (y, rate departure, control u / s, dy/dt) of the last evaluation
@@ -104,10 +103,8 @@ class WakeDynamics(nn.Module):
     def rate_departure(self, z: torch.Tensor) -> torch.Tensor:
         """(φ(v^- + s z) - φ(v^-)) / s for a scaled voltage departure z of all layers (B, Σ n_i)."""
         net, s, n, L = self.net, self.scale, self.offsets, self.net.num_layers
-        if self.all_tanh:     # tanh(a + d) - tanh(a) = tanh(d) (1 - tanh²a) / (1 + tanh a tanh d)
-            t = torch.mul(z, s).tanh_()
-            denominator = torch.addcmul(self.ones, self.r_ff, t)
-            dr = t.mul_(self.tanh_gain).div_(denominator)
+        if self.all_tanh:
+            dr = tanh_departure(torch.mul(z, s).tanh_(), self.r_ff, self.tanh_gain)
             if self.linear_output:
                 dr[:, n[L - 1]:] = z[:, n[L - 1]:]
             return dr
@@ -187,15 +184,15 @@ class WakeDynamics(nn.Module):
             return self._uncoupled_solve(y, a_v, a_u, beta, kappa)
         if self.paths is None:
             self.__dict__["paths"] = self._loop_paths()
-            self.__dict__["eye"] = torch.eye(n_L, dtype=y.dtype, device=y.device)
         slopes, paths = self.paths
+        eye = torch.eye(n_L, dtype=y.dtype, device=y.device)
         D_L = slopes[L - 1]
         # H = (I a_v - βL)⁻¹ Q per sample (B, N, n_L); P its output block
         weights = torch.tensor([beta ** k / a_v ** (k + 1) for k in range(1, L)],
                                dtype=y.dtype, device=y.device)
         H = torch.tensordot(weights, paths, dims=1).add_(self.Q, alpha=1.0 / a_v)
         P = H[:, n[L - 1]:N]
-        S_inv = torch.linalg.inv(torch.mul(P, D_L.unsqueeze(1)).mul_(beta * kappa).add_(self.eye))
+        S_inv = torch.linalg.inv(torch.mul(P, D_L.unsqueeze(1)).mul_(beta * kappa).add_(eye))
         WT = self.WT_tau    # W_iᵀ / τ_v: forward substitution with β τ_v = c
 
         def solve(b, scale: float = 1.0, out: torch.Tensor | None = None):

@@ -26,14 +26,22 @@ def phi_departure(name: str, v0: torch.Tensor, r0: torch.Tensor, d: torch.Tensor
     difference loses all digits of a small d to the rounding of φ(v0))."""
     if name == "linear":
         return d.clone()
-    if name == "tanh":        # tanh(a + d) - tanh(a) = tanh(d) (1 - tanh²a) / (1 + tanh a tanh d)
-        t = torch.tanh(d)
-        return t.mul(1.0 - r0 * r0).div_(torch.addcmul(torch.ones_like(r0), r0, t))
+    if name == "tanh":
+        return tanh_departure(torch.tanh(d), r0, 1.0 - r0 * r0)
     if name == "sigmoid":     # σ(a + d) - σ(a) = -expm1(-d) σ(a + d) (1 - σ(a))
         return torch.expm1(-d).neg_().mul_(torch.sigmoid(v0 + d)).mul_(1.0 - r0)
     if name == "relu":        # exact where both sides are active
         return torch.where((v0 > 0) & (v0 + d > 0), d, torch.relu(v0 + d) - r0)
     raise ValueError(f"unknown activation '{name}'")
+
+
+def tanh_departure(t: torch.Tensor, r0: torch.Tensor, gain: torch.Tensor,
+                   out: torch.Tensor | None = None) -> torch.Tensor:
+    """tanh(a + d) - tanh(a) = tanh d (1 - tanh²a) / (1 + tanh a tanh d), from t = tanh d (which
+    it overwrites), r0 = tanh a and gain = 1 - tanh²a (or a multiple of it, which scales the
+    result); written into ``out`` when given."""
+    denominator = torch.mul(r0, t).add_(1.0)
+    return torch.div(t.mul_(gain), denominator, out=out)
 
 
 def resolve_dtype(name: str) -> torch.dtype:

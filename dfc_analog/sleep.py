@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import DivergenceError
-from .network import DFCNetwork, phi_departure
+from .network import DFCNetwork, phi_departure, tanh_departure
 from .solve import STATE_LIMIT
 
 
@@ -86,8 +86,8 @@ def feedback_update(net: DFCNetwork, x: torch.Tensor, p: SleepParams,
     a_v, a_a = p.dt / p.tau_v, p.dt / p.tau_a
     WT = [None] + [net.W[i].T.mul(a_v) for i in range(1, L)]
     blocks = [slice(n[i], n[i + 1]) for i in range(L)]
-    gain = [1.0 - r0[:, block] ** 2 for block in blocks]            # tanh'(v^-)
-    ones = [torch.ones_like(g) for g in gain]
+    gain = [1.0 - r0[:, block] ** 2 if name == "tanh" else None     # tanh'(v^-)
+            for name, block in zip(net.activations, blocks)]
     for k in range(steps):
         e = dr[:, blocks[-1]].neg()
         leak = u_int if p.leak == "integral" else u
@@ -100,10 +100,8 @@ def feedback_update(net: DFCNetwork, x: torch.Tensor, p: SleepParams,
         for i, block in enumerate(blocks):
             if i > 0:
                 d[:, block].addmm_(dr[:, blocks[i - 1]], WT[i])
-            if net.activations[i] == "tanh":   # phi_departure's tanh form, in place
-                t = torch.tanh(d[:, block])
-                denominator = torch.addcmul(ones[i], r0[:, block], t)
-                torch.div(t.mul_(gain[i]), denominator, out=dr[:, block])
+            if net.activations[i] == "tanh":
+                tanh_departure(torch.tanh(d[:, block]), r0[:, block], gain[i], out=dr[:, block])
             elif net.activations[i] == "linear":
                 dr[:, block] = d[:, block]
             else:
@@ -112,7 +110,7 @@ def feedback_update(net: DFCNetwork, x: torch.Tensor, p: SleepParams,
         u = u_next
     worst = float(d.abs().max())
     if not math.isfinite(worst) or worst > STATE_LIMIT:
-        raise DivergenceError(f"the sleep-phase dynamics diverged (largest voltage departure {worst:.3g}); "
-                              "use a smaller dt_fb, or raise alpha_fb.")
+        raise DivergenceError(f"the sleep-phase dynamics diverged (largest voltage departure "
+                              f"{worst:.3g}); use a smaller dt_fb, or raise alpha_fb.")
     scale = 1.0 / (max(p.sigma, 0.01) ** 2 * steps * B)
     return [a.mul_(scale) for a in acc.split(net.layer_sizes[1:], dim=0)]
