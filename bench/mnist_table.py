@@ -68,6 +68,9 @@ def main(argv=None) -> int:
                         help="run the MNIST-autoencoder presets and compare test losses")
     parser.add_argument("--dtype", choices=("float64", "float32"), default=None,
                         help="override the presets' float32")
+    parser.add_argument("--device", default=None,
+                        help="'cpu', 'cuda' or 'cuda:N' for every method (default: the presets' "
+                             "cpu)")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench-mnist-table"),
                         help="folder for the runs (one sub-folder per method, overwritten)")
     parser.add_argument("--seed", type=int, default=42)
@@ -86,8 +89,10 @@ def main(argv=None) -> int:
     threads = torch.get_num_threads()
     pretrain = "as the presets" if args.pretrain_epochs is None else \
         f"{args.pretrain_epochs} epochs"
+    where = f"{threads} threads" if not (args.device or "cpu").startswith("cuda") else \
+        torch.cuda.get_device_name(args.device) if torch.cuda.is_available() else args.device
     print(f"{task} presets on {args.data_dir}: {args.epochs} epochs each, feedback pre-training "
-          f"{pretrain}, seed {args.seed}, {threads} threads, diagnostics off", flush=True)
+          f"{pretrain}, seed {args.seed}, {where}, diagnostics off", flush=True)
 
     results = {}
     try:
@@ -99,6 +104,8 @@ def main(argv=None) -> int:
                 cfg = cfg.replace(sleep_epochs_init=args.pretrain_epochs)
             if args.dtype:
                 cfg = cfg.replace(dtype=args.dtype)
+            if args.device:
+                cfg = cfg.replace(device=args.device)
             run = Path(args.out) / f"{task}-{method}"
             rows = finished_rows(run, cfg) if args.reuse else None
             t0 = time.perf_counter()

@@ -21,6 +21,7 @@ measured in separate runs.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import resource
@@ -59,14 +60,14 @@ def baseline_update(net: DFCNetwork, x, y):
     r_star, _ = output_target(r, y, "cross_entropy", "mean", LAMBDA)
     tmax = int(round(T_END / DT_BASE))
     B = x.shape[0]
-    buf = {k: [torch.empty(tmax, B, n, dtype=torch.float64) for n in SIZES[1:]]
+    buf = {k: [torch.empty(tmax, B, n, dtype=torch.float64, device=x.device) for n in SIZES[1:]]
            for k in ("v", "vB", "vA", "r")}
     for i in range(L):
         buf["v"][i][0] = v[i]
         buf["vB"][i][0] = v[i]
         buf["vA"][i][0] = 0.0
         buf["r"][i][0] = phi[i](v[i])
-    u = torch.zeros(B, SIZES[-1], dtype=torch.float64)
+    u = torch.zeros(B, SIZES[-1], dtype=torch.float64, device=x.device)
     u_int = torch.zeros_like(u)
     for k in range(tmax - 1):
         e = r_star - buf["r"][L - 1][k]
@@ -175,7 +176,7 @@ def main():
 
     params = ControllerParams(tau_v=TAU_V, alpha=ALPHA, k_p=K_P, leak="total")
     solver = SolverSettings(args.solver, args.rtol, args.atol)
-    net = net64.to(dtype=resolve_dtype(args.dtype), device=device)
+    net = copy.deepcopy(net64).to(dtype=resolve_dtype(args.dtype), device=device)
     x = x64.to(dtype=resolve_dtype(args.dtype), device=device)
 
     def ours(t_end=T_END):
@@ -184,7 +185,7 @@ def main():
         return upd.gW, upd.gb, upd.wake.nfe
 
     base_device = torch.device(args.baseline_device)
-    base_net, base_x, base_y = (t.to(base_device) for t in (net64, x64, y))
+    base_net, base_x, base_y = (t.to(base_device) for t in (copy.deepcopy(net64), x64, y))
 
     def baseline():
         return baseline_update(base_net, base_x, base_y)

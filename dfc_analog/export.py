@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     try:
         if not (args.netlist or args.graph):
             raise DFCError("nothing to write: give --netlist OUT.cir and/or --graph OUT.json.")
-        cfg, net = load_run(args.run_dir)
+        cfg, net = load_run(args.run_dir, device="cpu")
         net = net.double()
         x, r_star = experiment(cfg, net, args.sample, args.split, args.target, args.phase)
         scaling = Scaling(args.time_scale, args.v_scale, args.resistance)

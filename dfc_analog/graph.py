@@ -222,7 +222,7 @@ def _vector(value, n: int, what: str) -> np.ndarray:
 def graph_from_run(run_dir: str | Path, scaling: Scaling | None = None, x=None,
                    r_star=None) -> nx.DiGraph:
     """The component graph of a trained run folder (its checkpoint and config)."""
-    cfg, net = load_run(run_dir)
+    cfg, net = load_run(run_dir, device="cpu")
     return build_graph(net.double(), ControllerParams.from_config(cfg), scaling, x, r_star)
 
 

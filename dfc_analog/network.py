@@ -88,7 +88,7 @@ class DFCNetwork(nn.Module):
         Q[L - 1] = torch.eye(n[L], dtype=torch.float64)
         for i in range(L - 2, -1, -1):
             if kind == "weight_product":  # Q_i = W_{i+1}ᵀ ... W_Lᵀ (paper §6, "fixed" variants)
-                Q[i] = self.W[i + 1].detach().to(torch.float64).T @ Q[i + 1]
+                Q[i] = self.W[i + 1].detach().cpu().to(torch.float64).T @ Q[i + 1]
             else:
                 std = math.sqrt(2.0 / (n[i + 1] + n[L]))
                 Q[i] = torch.randn(n[i + 1], n[L], generator=generator, dtype=torch.float64) * std

@@ -118,9 +118,15 @@ def load_checkpoint(run_dir: Path) -> dict:
 
 
 def load_run(run_dir: str | Path, device: str | None = None):
-    """(config, network) of a trained run; the network carries the last saved weights."""
+    """(config, network) of a trained run; the network carries the last saved weights.
+
+    The network lands on ``device``, else on the run's own device, or on the CPU where that is
+    a CUDA device this machine lacks (a run trained on a GPU reads back anywhere).
+    """
     state = load_checkpoint(Path(run_dir))
     cfg = Config.from_dict(state["config"], source=f"{run_dir}/{CHECKPOINT}")
+    if device is None and cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        device = "cpu"
     if device is not None:
         cfg = cfg.replace(device=device)
     net = DFCNetwork.from_config(cfg)

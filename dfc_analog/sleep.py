@@ -47,6 +47,12 @@ class SleepParams:
                    cfg.sigma_fb_output, cfg.dt_fb, cfg.t_end_fb, cfg.leak)
 
 
+# On CUDA one sleep phase is some 1,700 small kernels, each launched from Python; a captured CUDA
+# graph replays them without that overhead (3.4 times faster on an H200). One graph per shape.
+CUDA_GRAPHS = True
+_graphs: dict = {}
+
+
 @torch.no_grad()
 def feedback_update(net: DFCNetwork, x: torch.Tensor, p: SleepParams,
                     generator: torch.Generator) -> list:
@@ -57,38 +63,56 @@ def feedback_update(net: DFCNetwork, x: torch.Tensor, p: SleepParams,
     plus, in layer order (instantaneous transmission), one product W_i Δr_{i-1} and one φ_i.
     """
     L = net.num_layers
+    v_ff, r_ff = net.feedforward(x)
+    a_v = p.dt / p.tau_v
+    inputs = {"v0": torch.cat(v_ff, dim=1), "r0": torch.cat(r_ff, dim=1),
+              "QT": net.feedback_matrix().T.contiguous(),
+              **{f"WT{i}": net.W[i].T.mul(a_v) for i in range(1, L)}}
+    steps = max(1, int(round(p.t_end / p.dt)))
+    shape = (steps, x.shape[0], sum(net.layer_sizes[1:]))
+    # Euler-Maruyama increments σ_i √dt / τ_A ξ, ξ drawn in float32 (four times faster than
+    # float64 on CPU; noise needs no more digits), held in the state's dtype
+    if x.is_cuda and CUDA_GRAPHS:
+        acc, worst = _replay(net, inputs, shape, p, generator)
+    else:
+        noise = torch.randn(shape, generator=generator, dtype=torch.float32, device=x.device)
+        acc, worst = _simulate(net, inputs, noise, p)
+    worst = float(worst)
+    if not math.isfinite(worst) or worst > STATE_LIMIT:
+        raise DivergenceError(f"the sleep-phase dynamics diverged (largest voltage departure "
+                              f"{worst:.3g}); use a smaller dt_fb, or raise alpha_fb.")
+    scale = 1.0 / (max(p.sigma, 0.01) ** 2 * steps * x.shape[0])
+    return [a.mul(scale) for a in acc.split(net.layer_sizes[1:], dim=0)]
+
+
+def _simulate(net: DFCNetwork, inputs: dict, noise: torch.Tensor, p: SleepParams):
+    """The Euler-Maruyama loop over the standard-normal draws ``noise`` (steps, B, Σ n_i): the
+    accumulated Σ_k v_A[k] u[k+1]ᵀ and the largest voltage departure at the end (tensors)."""
+    L = net.num_layers
     n = [0]
     for size in net.layer_sizes[1:]:
         n.append(n[-1] + size)
-    v_ff, r_ff = net.feedforward(x)
-    B, dtype, device = x.shape[0], x.dtype, x.device
+    v0, r0, QT = inputs["v0"], inputs["r0"], inputs["QT"]
+    WT = [None] + [inputs[f"WT{i}"] for i in range(1, L)]
     # The state is the departure d = v - v^- from the feed-forward equilibrium (eq. 2), and the
     # rates enter as Δr = φ(v^- + d) - φ(v^-) (network.phi_departure): the basal input departs
     # by W_i Δr_{i-1} (b_i and W_i r_{i-1}^- cancel exactly, and Δr_0 = 0 as the input is
     # constant), and the output error is e = r_L* - r_L = -Δr_L. Small departures keep their
     # digits in float32, where absolute voltages would round them away.
-    v0 = torch.cat(v_ff, dim=1)
-    r0 = torch.cat(r_ff, dim=1)
     d = torch.zeros_like(v0)
     dr = torch.zeros_like(v0)
     apical = torch.zeros_like(v0)
-    u_int = torch.zeros_like(r_ff[-1])
+    u_int = torch.zeros(v0.shape[0], n[L] - n[L - 1], dtype=v0.dtype, device=v0.device)
     u = torch.zeros_like(u_int)
-    acc = torch.zeros(n[L], u.shape[1], dtype=dtype, device=device)
-    QT = net.feedback_matrix().T.contiguous()
-    steps = max(1, int(round(p.t_end / p.dt)))
-    # Euler-Maruyama increments σ_i √dt / τ_A ξ, ξ drawn in float32 (four times faster than
-    # float64 on CPU; noise needs no more digits), held in the state's dtype
-    sigma = torch.cat([torch.full((n[i + 1] - n[i],), s, dtype=dtype, device=device)
+    acc = torch.zeros(n[L], u.shape[1], dtype=v0.dtype, device=v0.device)
+    sigma = torch.cat([torch.full((n[i + 1] - n[i],), s, dtype=v0.dtype, device=v0.device)
                        for i, s in enumerate([p.sigma] * (L - 1) + [p.sigma_output])])
-    noise = torch.randn((steps, B, n[L]), generator=generator, dtype=torch.float32,
-                        device=device).to(dtype).mul_(sigma * (math.sqrt(p.dt) / p.tau_a))
+    noise = noise.to(v0.dtype).mul_(sigma * (math.sqrt(p.dt) / p.tau_a))
     a_v, a_a = p.dt / p.tau_v, p.dt / p.tau_a
-    WT = [None] + [net.W[i].T.mul(a_v) for i in range(1, L)]
     blocks = [slice(n[i], n[i + 1]) for i in range(L)]
     gain = [1.0 - r0[:, block] ** 2 if name == "tanh" else None     # tanh'(v^-)
             for name, block in zip(net.activations, blocks)]
-    for k in range(steps):
+    for k in range(noise.shape[0]):
         e = dr[:, blocks[-1]].neg()
         leak = u_int if p.leak == "integral" else u
         u_int = u_int + p.dt / p.tau_u * (e - p.alpha * leak)
@@ -108,9 +132,30 @@ def feedback_update(net: DFCNetwork, x: torch.Tensor, p: SleepParams,
                 dr[:, block] = phi_departure(net.activations[i], v0[:, block], r0[:, block],
                                              d[:, block])
         u = u_next
-    worst = float(d.abs().max())
-    if not math.isfinite(worst) or worst > STATE_LIMIT:
-        raise DivergenceError(f"the sleep-phase dynamics diverged (largest voltage departure "
-                              f"{worst:.3g}); use a smaller dt_fb, or raise alpha_fb.")
-    scale = 1.0 / (max(p.sigma, 0.01) ** 2 * steps * B)
-    return [a.mul_(scale) for a in acc.split(net.layer_sizes[1:], dim=0)]
+    return acc, d.abs().max()
+
+
+def _replay(net: DFCNetwork, inputs: dict, shape: tuple, p: SleepParams,
+            generator: torch.Generator):
+    """:func:`_simulate` as a CUDA graph, captured at the first call of each shape: the inputs
+    are copied into the graph's own tensors and the noise is drawn into its buffer."""
+    device = inputs["v0"].device
+    key = (device, inputs["v0"].dtype, shape, tuple(net.layer_sizes), tuple(net.activations), p)
+    if key not in _graphs:
+        static = {name: t.clone() for name, t in inputs.items()}
+        noise = torch.zeros(shape, dtype=torch.float32, device=device)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):      # warm-up, as torch.cuda.graph asks
+            _simulate(net, static, noise.zero_(), p)
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = _simulate(net, static, noise, p)
+        _graphs[key] = graph, static, noise, outputs
+    graph, static, noise, outputs = _graphs[key]
+    for name, t in inputs.items():
+        static[name].copy_(t)
+    torch.randn(shape, generator=generator, dtype=torch.float32, device=device, out=noise)
+    graph.replay()
+    return outputs

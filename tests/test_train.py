@@ -113,3 +113,18 @@ def test_float64_and_float32_train_alike(tmp_path):
                       progress=False) for dt in ("float32", "float64")}
     assert rows["float32"][-1]["test_loss"] == pytest.approx(rows["float64"][-1]["test_loss"],
                                                              rel=1e-3)
+
+
+def test_run_trained_on_a_gpu_loads_on_the_cpu(tmp_path, monkeypatch):
+    """A run folder whose config names a CUDA device reads back where there is none."""
+    from dfc_analog import runio
+    run = tmp_path / "run"
+    train(Config(**{**SMALL, "epochs": 1}), run, progress=False)
+    state = runio.load_checkpoint(run)
+    state["config"]["device"] = "cuda:0"
+    runio.save_checkpoint(run / runio.CHECKPOINT, state)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg, net = load_run(run)
+    assert cfg.device == "cpu" and net.device.type == "cpu"
+    with np.load(run / "weights.npz") as w:
+        np.testing.assert_array_equal(w["W1"], net.W[0].detach().double().numpy())
