@@ -172,7 +172,8 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
 
     cfg.validate()
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{cfg.device}' was asked for, but torch sees no CUDA device.")
+        raise ConfigError(f"device '{cfg.device}' was asked for, but torch sees no CUDA device; "
+                          "use --device cpu (also with --resume).")
     out = runio.prepare_run_dir(out)
     net = DFCNetwork.from_config(cfg, torch.Generator().manual_seed(cfg.seed))
     opts = {"forward": make_optimizer(cfg, net),

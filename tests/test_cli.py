@@ -141,3 +141,22 @@ def test_error_exit_from_a_real_process(tmp_path):
                            str(tmp_path / "r")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: tau_v must be a positive number, got -1.0."
+
+
+def test_gpu_run_resumes_on_the_cpu(capsys, tmp_path, monkeypatch):
+    """Without a GPU, --device cuda is one sentence, and a run trained on a GPU continues on the
+    CPU with --device cpu."""
+    import torch
+    from dfc_analog import runio
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "run"
+    code, err = run_main(capsys, FAST + ["--out", str(out), "--device", "cuda"])
+    assert_one_sentence(code, err, "no CUDA device", "--device cpu")
+    assert main(FAST + ["--out", str(out), "--method", "dfc-ssa", "--overwrite"]) == 0
+    state = runio.load_checkpoint(out)
+    state["config"]["device"] = "cuda"          # as written by a run on a GPU
+    runio.save_checkpoint(out / runio.CHECKPOINT, state)
+    code, err = run_main(capsys, ["--resume", str(out), "--epochs", "2"])
+    assert_one_sentence(code, err, "no CUDA device", "--device cpu")
+    assert main(["--resume", str(out), "--epochs", "2", "--device", "cpu", "--no-progress"]) == 0
+    assert "after 2 epochs" in capsys.readouterr().out
