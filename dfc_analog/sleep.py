@@ -47,7 +47,7 @@ class SleepParams:
                    cfg.sigma_fb_output, cfg.dt_fb, cfg.t_end_fb, cfg.leak)
 
 
-# On CUDA one sleep phase is some 1,700 small kernels, each launched from Python; a captured CUDA
+# On CUDA one sleep phase is some 1,500 small kernels, each launched from Python; a captured CUDA
 # graph replays them without that overhead (3.4 times faster on an H200). One graph per shape.
 CUDA_GRAPHS = True
 _graphs: dict = {}
