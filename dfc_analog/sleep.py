@@ -141,21 +141,22 @@ def _replay(net: DFCNetwork, inputs: dict, shape: tuple, p: SleepParams,
     are copied into the graph's own tensors and the noise is drawn into its buffer."""
     device = inputs["v0"].device
     key = (device, inputs["v0"].dtype, shape, tuple(net.layer_sizes), tuple(net.activations), p)
-    if key not in _graphs:
-        static = {name: t.clone() for name, t in inputs.items()}
-        noise = torch.zeros(shape, dtype=torch.float32, device=device)
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):      # warm-up, as torch.cuda.graph asks
-            _simulate(net, static, noise.zero_(), p)
-        torch.cuda.current_stream(device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            outputs = _simulate(net, static, noise, p)
-        _graphs[key] = graph, static, noise, outputs
-    graph, static, noise, outputs = _graphs[key]
-    for name, t in inputs.items():
-        static[name].copy_(t)
-    torch.randn(shape, generator=generator, dtype=torch.float32, device=device, out=noise)
-    graph.replay()
+    with torch.cuda.device(device):
+        if key not in _graphs:
+            static = {name: t.clone() for name, t in inputs.items()}
+            noise = torch.zeros(shape, dtype=torch.float32, device=device)
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):      # warm-up, as torch.cuda.graph asks
+                _simulate(net, static, noise, p)
+            torch.cuda.current_stream(device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                outputs = _simulate(net, static, noise, p)
+            _graphs[key] = graph, static, noise, outputs
+        graph, static, noise, outputs = _graphs[key]
+        for name, t in inputs.items():
+            static[name].copy_(t)
+        torch.randn(shape, generator=generator, dtype=torch.float32, device=device, out=noise)
+        graph.replay()
     return outputs
