@@ -5,6 +5,7 @@ folder reads back on a machine without a GPU.
 Skipped where torch sees no CUDA device. ``DFC_TEST_DEVICE=cpu`` runs the file against the CPU
 itself, which checks the tests' own code on a machine without a GPU.
 """
+import copy
 import os
 
 import pytest
@@ -37,7 +38,6 @@ def on_both(make_net, batch, dtype, sizes=(15, 10, 10, 5), B=16):
 
 
 def net_copy(net):
-    import copy
     return copy.deepcopy(net).to(DEVICE)
 
 
