@@ -15,8 +15,10 @@ excluded from every timing. The last line is
 
     RESULT bp=<err%> dfc_ssa=<err%> dfc=<err%> dfa=<err%> ssa_time_ratio=<x> dfc_time_ratio=<y>
 
-with the time ratios of whole epochs (wake + sleep) to BP's epoch. ``--autoencoder`` runs the
-MNIST-autoencoder presets of DFC (trained feedback) and DFA instead and reports test losses.
+with the time ratios of whole epochs (wake + sleep) to BP's epoch. Before it: the matrix-product
+arithmetic of one epoch's sleep passes relative to a BP epoch's, which is the time ratio they
+reach where they run at BP's FLOP/s, whatever the implementation. ``--autoencoder`` runs the
+MNIST-autoencoder presets of BP, DFA and DFC (trained feedback) instead and reports test losses.
 """
 from __future__ import annotations
 
@@ -49,6 +51,21 @@ def finished_rows(run: Path, cfg) -> list | None:
     if stored != cfg or state["pass"] < len(schedule(cfg)):
         return None
     return state["metrics"]
+
+
+def product_flops(cfg) -> tuple[int, int]:
+    """Floating-point operations (2 per multiply-add) of the matrix products per training sample:
+    one BP step (forward pass, then gradients of the weights and of the hidden activations), and
+    one epoch's ``sleep_epochs`` sleep passes (a forward pass, then per Euler-Maruyama step the
+    products W_i Δr_{i-1} of the layers above the first, Q u and v_A uᵀ; ``sleep._simulate``)."""
+    n = cfg.layer_sizes
+    forward = 2 * sum(a * b for a, b in zip(n[:-1], n[1:]))
+    above_first = 2 * sum(a * b for a, b in zip(n[1:-1], n[2:]))
+    bp = 2 * forward + above_first
+    steps = max(1, int(round(cfg.t_end_fb / cfg.dt_fb)))
+    per_step = above_first + 2 * 2 * sum(n[1:]) * n[-1]
+    sleep = cfg.sleep_epochs * (forward + steps * per_step) if cfg.train_feedback else 0
+    return bp, sleep
 
 
 def main(argv=None) -> int:
@@ -118,6 +135,7 @@ def main(argv=None) -> int:
             trained = rows[1:]
             results[method] = dict(
                 value=value, epoch=epoch, metric=metric_name(cfg), wall=wall,
+                flops=product_flops(cfg),
                 # medians over epochs: a busy moment of a shared machine moves one epoch's
                 # seconds, not the method's
                 wake=statistics.median(r["seconds"] for r in trained),
@@ -144,6 +162,17 @@ def main(argv=None) -> int:
         print(f"{method:9s} {shown:>12s} {r['epoch']:7d} {args.epochs:6d} {r['wake']:9.2f} "
               f"{r['sleep']:10.2f} {total:10.2f} {rel} {r['nfe']:9.0f}")
     print(f"metric: {next(iter(results.values()))['metric']} at the epoch of best validation")
+    sleeping = [m for m, r in results.items() if r["flops"][1] and r["sleep"] > 0]
+    if base and sleeping:
+        bp_flops = base["flops"][0]
+        shares = []
+        for m in sleeping:
+            arithmetic = results[m]["flops"][1] / bp_flops
+            shares.append(f"{m} {arithmetic:.1f}x at "
+                          f"{arithmetic / (results[m]['sleep'] / base['wake']):.2f}")
+        print(f"one epoch's sleep passes in matrix-product FLOPs relative to a BP epoch "
+              f"({bp_flops / 1e6:.2f} MFLOP per sample), at this fraction of BP's FLOP/s: "
+              f"{', '.join(shares)}")
     if args.autoencoder or not base:
         return 0
     need = {"dfc-ssa", "dfc", "dfa"}

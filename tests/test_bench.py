@@ -1,0 +1,63 @@
+"""The arithmetic the MNIST bench prints: its count of matrix-product FLOPs per training sample
+equals the products torch executes in one BP step and in one sleep phase of the network."""
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from dfc_analog import DFCNetwork, SleepParams, feedback_update
+from dfc_analog.presets import preset_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from mnist_table import product_flops  # noqa: E402
+
+aten = torch.ops.aten
+
+
+class MatrixProducts(TorchDispatchMode):
+    """Counts 2 m k n FLOPs for every (m × k)·(k × n) product, in-place ones included."""
+
+    def __init__(self):
+        super().__init__()
+        self.flops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        packet = func.overloadpacket
+        if packet in (aten.mm, aten.addmm, aten.addmm_, aten.bmm, aten.baddbmm):
+            a, b = args[-2:] if packet in (aten.addmm, aten.addmm_, aten.baddbmm) else args[:2]
+            self.flops += 2 * a.shape[:-1].numel() * a.shape[-1] * b.shape[-1]
+        else:
+            assert packet not in (aten.matmul, aten.dot, aten.mv, aten.addmv), packet
+        return func(*args, **(kwargs or {}))
+
+
+def counted(fn) -> int:
+    with MatrixProducts() as counter:
+        fn()
+    return counter.flops
+
+
+def test_product_flops_match_the_code():
+    cfg = preset_config("mnist-dfc-ssa", layer_sizes=[784, 24, 16, 10], dtype="float64",
+                        activations=["tanh", "tanh", "linear"])
+    g = torch.Generator().manual_seed(0)
+    net = DFCNetwork.from_config(cfg, g)
+    batch = 5
+    x = torch.randn(batch, 784, generator=g, dtype=torch.float64)
+
+    def bp_step():
+        _, rs = net.feedforward(x)
+        rs[-1].square().sum().backward()
+
+    bp, sleep = product_flops(cfg)
+    assert counted(bp_step) == batch * bp
+    phase = counted(lambda: feedback_update(net, x, SleepParams.from_config(cfg), g))
+    assert phase * cfg.sleep_epochs == batch * sleep
+    # the MNIST network: a BP step, and one epoch's three sleep passes of 47 steps each
+    forward = 2 * (784 * 256 + 2 * 256 * 256 + 256 * 10)
+    step = 2 * (2 * 256 * 256 + 256 * 10) + 2 * 2 * 778 * 10
+    bp_step_mnist = 2 * forward + 2 * (2 * 256 * 256 + 256 * 10)
+    assert product_flops(preset_config("mnist-dfc-ssa")) == (bp_step_mnist,
+                                                              3 * (forward + 47 * step))
+    assert product_flops(preset_config("mnist-bp"))[1] == 0
