@@ -16,14 +16,14 @@ import time
 
 import torch
 
-from dfc_analog.dynamics import ControllerParams
-from dfc_analog.graph import Scaling, build_graph
+from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.circuit.graph import Scaling, build_graph
 from dfc_analog.learning import output_target
-from dfc_analog.network import DFCNetwork
-from dfc_analog.solve import SolverSettings, simulate_wake
-from dfc_analog.spice import SpiceOptions, write_netlist
-from dfc_analog.spice.netlist import output_times, saved_nodes
-from dfc_analog.spice.simulate import run_netlist, trajectory_from_vectors
+from dfc_analog.model.network import DFCNetwork
+from dfc_analog.solvers.wake import SolverSettings, simulate_wake
+from dfc_analog.circuit import SpiceOptions, write_netlist
+from dfc_analog.circuit.netlist import output_times, saved_nodes
+from dfc_analog.circuit.simulate import run_netlist, trajectory_from_vectors
 
 PARAMS = ControllerParams(tau_v=0.2, alpha=0.001389, k_p=2.0, leak="total")
 T_END, SETTLE = 20.0, 1.0

@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from dfc_analog import Config, runio  # noqa: E402
 from dfc_analog.errors import DFCError  # noqa: E402
-from dfc_analog.presets import preset_config  # noqa: E402
-from dfc_analog.training import metric_name, reported, run_training, schedule  # noqa: E402
+from dfc_analog.config.presets import preset_config  # noqa: E402
+from dfc_analog.training.loop import metric_name, reported, run_training, schedule  # noqa: E402
 
 CLASSIFIERS = ("bp", "dfa", "dfc-ssa", "dfc", "dfc-ss")
 AUTOENCODERS = ("bp", "dfa", "dfc")

@@ -34,10 +34,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dfc_analog.dynamics import ControllerParams  # noqa: E402
-from dfc_analog.learning import forward_update, output_target  # noqa: E402
-from dfc_analog.network import DFCNetwork, resolve_dtype  # noqa: E402
-from dfc_analog.solve import SolverSettings  # noqa: E402
+from dfc_analog.model.dynamics import ControllerParams  # noqa: E402
+from dfc_analog.learning import ForwardSettings, forward_update, output_target  # noqa: E402
+from dfc_analog.model.network import DFCNetwork, resolve_dtype  # noqa: E402
+from dfc_analog.solvers.wake import SolverSettings  # noqa: E402
 
 SIZES = [784, 256, 256, 256, 10]
 ALPHA, K_P, TAU_V, LAMBDA, T_END, DT_BASE = 0.001389, 2.0, 0.2, 0.07794, 20.0, 0.02
@@ -180,8 +180,8 @@ def main():
     x = x64.to(dtype=resolve_dtype(args.dtype), device=device)
 
     def ours(t_end=T_END):
-        upd = forward_update(net, x, y.to(device), "dfc", params, solver, t_end,
-                             "cross_entropy", "mean", LAMBDA)
+        settings = ForwardSettings("dfc", params, solver, t_end, "cross_entropy", "mean", LAMBDA)
+        upd = forward_update(net, x, y.to(device), settings)
         return upd.gW, upd.gb, upd.wake.nfe
 
     base_device = torch.device(args.baseline_device)

@@ -21,23 +21,24 @@ The public API, in the order data flows through it:
                                  ngspice netlist text and its simulation -> Trajectory (spice)
     DFCError                     the one exception type of bad input or diverging dynamics
 """
-from .config import Config
-from .dynamics import ControllerParams
-from .data import load_dataset
-from .errors import ConfigError, DFCError, DivergenceError
-from .graph import Scaling, build_graph, graph_from_run, load_graph, save_graph
-from .learning import ForwardUpdate, forward_update, lemma1_control, output_target
-from .network import DFCNetwork
-from .presets import preset_config, preset_names
-from .runio import load_run
-from .sleep import SleepParams, feedback_update
-from .theory import diagnostics
-from .solve import SolverSettings, Trajectory, WakeResult, simulate_wake
-from .spice import NgspiceError, SpiceOptions, simulate_circuit, write_netlist
-from .training import run_training
+from dfc_analog.config.options import Config
+from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.data import load_dataset
+from dfc_analog.errors import ConfigError, DFCError, DivergenceError
+from dfc_analog.circuit.graph import Scaling, build_graph, graph_from_run, load_graph, save_graph
+from dfc_analog.learning import (ForwardSettings, ForwardUpdate, forward_update, lemma1_control,
+                                 output_target)
+from dfc_analog.model.network import DFCNetwork
+from dfc_analog.config.presets import preset_config, preset_names
+from dfc_analog.runio import load_run
+from dfc_analog.learning.sleep import SleepParams, feedback_update
+from dfc_analog.theory import diagnostics
+from dfc_analog.solvers.wake import SolverSettings, Trajectory, WakeResult, simulate_wake
+from dfc_analog.circuit import NgspiceError, SpiceOptions, simulate_circuit, write_netlist
+from dfc_analog.training.loop import run_training
 
 __all__ = ["Config", "ConfigError", "ControllerParams", "DFCError", "DFCNetwork",
-           "DivergenceError", "ForwardUpdate", "NgspiceError", "Scaling", "SleepParams",
+           "DivergenceError", "ForwardSettings", "ForwardUpdate", "NgspiceError", "Scaling", "SleepParams",
            "SolverSettings", "SpiceOptions", "Trajectory", "WakeResult", "build_graph",
            "diagnostics", "feedback_update", "forward_update", "graph_from_run", "lemma1_control",
            "load_dataset", "load_graph", "load_run", "output_target", "preset_config",

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import DFCError
+from dfc_analog.errors import DFCError
 
 TEACHER_HIDDEN = (1000, 1000, 1000, 1000)
 TEACHER_GAIN = 3.0
@@ -147,7 +147,7 @@ def find_idx(data_dir: Path, stem: str) -> Path | None:
 
 def download_idx(data_dir: Path, source: str, stems) -> None:
     """Fetch the gzip IDX files ``stems`` from the first public mirror that answers."""
-    from .runio import atomic_write
+    from dfc_analog.runio import atomic_write
 
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -246,7 +246,7 @@ def image_dataset(name: str, data_dir: str | Path, train_samples: int = 0, val_s
 
 def load_dataset(cfg, download: bool = True) -> Dataset:
     """The dataset a config names, on the config's device and dtype."""
-    from .network import resolve_dtype
+    from dfc_analog.model.network import resolve_dtype
 
     dtype = resolve_dtype(cfg.dtype)
     if cfg.dataset == "student-teacher":

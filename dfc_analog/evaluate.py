@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from . import runio
-from .data import MNIST_MEAN, MNIST_STD, load_dataset
-from .errors import DFCError
-from .training import evaluate_split, metric_name, reported
+from dfc_analog import runio
+from dfc_analog.data import MNIST_MEAN, MNIST_STD, load_dataset
+from dfc_analog.errors import DFCError
+from dfc_analog.training.loop import evaluate_split, metric_name, reported
 
 SPLITS = ("test", "val", "train")
 N_DIGITS = 10

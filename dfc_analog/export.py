@@ -21,13 +21,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import load_dataset
-from .dynamics import ControllerParams
-from .errors import DFCError
-from .graph import Scaling, add_scaling_arguments, build_graph, save_graph, summary
-from .learning import output_target
-from .runio import atomic_write, load_run
-from .spice.netlist import PHASES, SpiceOptions, output_times, write_netlist
+from dfc_analog.data import load_dataset
+from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.errors import DFCError
+from dfc_analog.circuit.graph import (add_scaling_arguments, build_graph, save_graph,
+                                      scaling_from_args, summary)
+from dfc_analog.learning.targets import output_target
+from dfc_analog.runio import atomic_write, load_run
+from dfc_analog.circuit.netlist import (PHASES, add_spice_arguments, output_times, spice_options,
+                                        write_netlist)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_argument_group("outputs (at least one)")
     out.add_argument("--netlist", metavar="OUT.cir", help="write the ngspice netlist here")
     out.add_argument("--graph", metavar="OUT.json", help="write the component graph here "
-                     "(networkx node-link JSON; dfc_analog.graph.load_graph reads it)")
+                     "(networkx node-link JSON; dfc_analog.circuit.graph.load_graph reads it)")
     exp = p.add_argument_group("experiment")
     exp.add_argument("--sample", default="0", metavar="INDEX|FILE.npy",
                      help="input x: an index into the run's dataset split (see --split), or an "
@@ -67,20 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: 1)")
     add_scaling_arguments(p.add_argument_group("physical scaling"))
     sim = p.add_argument_group("simulator options (written as .options into the netlist)")
-    sim.add_argument("--reltol", type=float, default=SpiceOptions.reltol,
-                     help="ngspice relative tolerance (default: 1e-3, ngspice's)")
-    sim.add_argument("--abstol", type=float, default=SpiceOptions.abstol,
-                     help="ngspice absolute current tolerance in A (default: 1e-12)")
-    sim.add_argument("--vntol", type=float, default=SpiceOptions.vntol,
-                     help="ngspice absolute voltage tolerance in V (default: 1e-6)")
-    sim.add_argument("--max-step", type=float, metavar="DT",
-                     help="largest time step in τ_u (default: 100·sqrt(reltol)·τ_v; ngspice also "
-                          "caps it at the output step)")
-    sim.add_argument("--trtol", type=float, default=SpiceOptions.trtol,
-                     help="factor by which the local truncation error may exceed reltol "
-                          "(default: 0.25; ngspice's own default 7 leaves 3-8x the error)")
-    sim.add_argument("--method", default="trap", choices=("trap", "gear"),
-                     help="integration method (default: trap)")
+    add_spice_arguments(sim)
     sim.add_argument("--each-input-synapse", action="store_true",
                      help="write one current source per layer-1 synapse on the constant input "
                           "(default: one summed source per layer-1 neuron, exact and faster)")
@@ -145,10 +134,8 @@ def main(argv=None) -> int:
         cfg, net = load_run(args.run_dir, device="cpu")
         net = net.double()
         x, r_star = experiment(cfg, net, args.sample, args.split, args.target, args.phase)
-        scaling = Scaling(args.time_scale, args.v_scale, args.resistance)
-        options = SpiceOptions(args.reltol, args.abstol, args.vntol, max_step=args.max_step,
-                               method=args.method, trtol=args.trtol,
-                               sum_inputs=not args.each_input_synapse)
+        scaling = scaling_from_args(args)
+        options = spice_options(args, sum_inputs=not args.each_input_synapse)
         t_end = args.t_end if args.t_end is not None else cfg.t_end
         times = output_times(t_end, args.step if args.step is not None else t_end / 100)
         g = build_graph(net, ControllerParams.from_config(cfg), scaling, x, r_star)

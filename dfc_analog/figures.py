@@ -25,16 +25,16 @@ from pathlib import Path
 
 import torch
 
-from . import runio
-from .config import Config
-from .data import load_dataset
-from .dynamics import ControllerParams
-from .errors import DFCError
-from .learning import output_target
-from .network import DFCNetwork
-from .sleep import SleepParams, feedback_update
-from .solve import SolverSettings, simulate_wake
-from .training import (apply_feedback_update, epoch_order, make_feedback_optimizer,
+from dfc_analog import runio
+from dfc_analog.config.options import Config
+from dfc_analog.data import load_dataset
+from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.errors import DFCError
+from dfc_analog.learning.forward import output_target
+from dfc_analog.model.network import DFCNetwork
+from dfc_analog.learning.sleep import SleepParams, feedback_update
+from dfc_analog.solvers.wake import SolverSettings, simulate_wake
+from dfc_analog.training.loop import (apply_feedback_update, epoch_order, make_feedback_optimizer,
                        run_training)
 
 # The Fig. 3 setting (reference §4.2): SGD for W and Q, lr 0.05 with λ = 0.05 normalised.

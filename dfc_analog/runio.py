@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Config
-from .errors import ConfigError, DFCError
-from .network import DFCNetwork
+from dfc_analog.config.options import Config
+from dfc_analog.errors import ConfigError, DFCError
+from dfc_analog.model.network import DFCNetwork
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"

@@ -13,31 +13,17 @@ so angles between them compare directions directly.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
-from .dynamics import ControllerParams
-from .learning import (backprop_update, lemma1_control, loss_gradient, output_target,
-                       ssa_state, steady_state_update)
-from .network import DFCNetwork
-
+from dfc_analog.learning.forward import (backprop_update, lemma1_control, ssa_state,
+                                         steady_state_update)
+from dfc_analog.learning.targets import loss_gradient, output_target
+from dfc_analog.learning.updates import angle_deg
+from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.model.network import DFCNetwork
 
 DIAGNOSTICS = ("condition1", "condition2", "angle_gn", "angle_mn", "angle_bp", "angle_ssa",
                "max_eig_condition3", "max_eig_pi")
-
-
-def _flat(tensors) -> torch.Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-def angle_deg(a, b) -> float:
-    """Angle in degrees between two updates (lists of tensors, concatenated)."""
-    a, b = _flat(a).double(), _flat(b).double()
-    denominator = float(a.norm() * b.norm())
-    if denominator == 0:
-        return float("nan")
-    return math.degrees(math.acos(max(-1.0, min(1.0, float(a @ b) / denominator))))
 
 
 @torch.no_grad()

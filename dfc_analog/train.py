@@ -2,7 +2,7 @@
 
 Every field of :class:`dfc_analog.config.Config` is an option (``tau_v`` → ``--tau-v``) and a
 config-file key. Settings stack: a preset (``--preset mnist-dfc-ssa``, the paper's Table 1 and 2
-configurations, :mod:`dfc_analog.presets`), then a config file, then the command line. ``--seeds N``
+configurations, :mod:`dfc_analog.config.presets`), then a config file, then the command line. ``--seeds N``
 trains seeds s, s+1, ... into sub-folders and writes a Table-1-style mean ± std table. Errors are
 one sentence and exit status 2.
 """
@@ -13,11 +13,11 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from . import runio
-from .config import Config, load_config_file
-from .errors import ConfigError, DFCError
-from .presets import describe_presets, load_preset
-from .training import metric_name, reported, run_training, schedule, summary_table
+from dfc_analog import runio
+from dfc_analog.config.options import Config, load_config_file
+from dfc_analog.errors import ConfigError, DFCError
+from dfc_analog.config.presets import describe_presets, load_preset
+from dfc_analog.training.loop import metric_name, reported, run_training, schedule, summary_table
 
 EXTRA_OPTIONS = ("config", "preset", "list_presets", "seeds", "out", "resume", "overwrite",
                  "progress")

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import torch
 
-from dfc_analog.config import Config
-from dfc_analog.dynamics import ControllerParams
+from dfc_analog.config.options import Config
+from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.export import experiment
-from dfc_analog.graph import Scaling, build_graph
-from dfc_analog.network import DFCNetwork
+from dfc_analog.circuit.graph import Scaling, build_graph
+from dfc_analog.model.network import DFCNetwork
 from dfc_analog.runio import atomic_write
-from dfc_analog.spice import output_times, write_netlist
+from dfc_analog.circuit import output_times, write_netlist
 
 HERE = Path(__file__).resolve().parent
 

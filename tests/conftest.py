@@ -1,18 +1,8 @@
-import math
-
 import pytest
 import torch
 
 from dfc_analog import DFCNetwork
-
-
-def angle_deg(a, b) -> float:
-    """Angle between two updates, each a list of tensors (concatenated) or one tensor."""
-    if isinstance(a, (list, tuple)):
-        a = torch.cat([t.reshape(-1) for t in a])
-        b = torch.cat([t.reshape(-1) for t in b])
-    cos = float(a.double() @ b.double() / (a.double().norm() * b.double().norm()))
-    return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
+from dfc_analog.learning import angle_deg  # noqa: F401  (the tests' angle between updates)
 
 
 def update_vector(upd) -> list:

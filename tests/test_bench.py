@@ -7,7 +7,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from dfc_analog import DFCNetwork, SleepParams, feedback_update
-from dfc_analog.presets import preset_config
+from dfc_analog.config.presets import preset_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from mnist_table import product_flops  # noqa: E402

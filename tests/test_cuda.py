@@ -11,13 +11,13 @@ import os
 import pytest
 import torch
 
-from dfc_analog import (Config, ControllerParams, SleepParams, SolverSettings, feedback_update,
+from dfc_analog import (Config, ControllerParams, ForwardSettings, SleepParams, SolverSettings, feedback_update,
                         forward_update, lemma1_control, load_run, output_target, run_training,
                         simulate_wake)
-from dfc_analog import sleep as sleep_module
+from dfc_analog.learning import sleep as sleep_module
 from dfc_analog.evaluate import evaluate_run
 
-from .conftest import angle_deg, update_vector
+from tests.conftest import angle_deg, update_vector
 
 DEVICE = os.environ.get("DFC_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_available(),
@@ -103,7 +103,7 @@ def test_lemma1_steady_state(make_net, batch, dtype):
 def test_forward_rules(make_net, batch, dtype, method):
     (net, x, y), (dnet, dx, dy) = on_both(make_net, batch, dtype)
     solver = SolverSettings("rosenbrock", 1e-5, 1e-7)
-    args = (method, PARAMS, solver, 5.0, "mse", "sample", 0.05)
+    args = (ForwardSettings(method, PARAMS, solver, 5.0, "mse", "sample", 0.05),)
     cpu = forward_update(net, x, y, *args)
     dev = forward_update(dnet, dx, dy, *args)
     assert all(g.device.type == torch.device(DEVICE).type and g.dtype == dtype

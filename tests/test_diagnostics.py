@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dfc_analog import Config, ControllerParams, run_training
-from dfc_analog.dynamics import WakeDynamics
+from dfc_analog.model.dynamics import WakeDynamics
 from dfc_analog.learning import output_target, task_loss
 from dfc_analog.theory import condition1, gn_update, mn_update, pi_system_matrix
 

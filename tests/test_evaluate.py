@@ -10,7 +10,7 @@ from dfc_analog import Config, load_run, run_training
 from dfc_analog.data import load_dataset
 from dfc_analog.evaluate import confusion_matrix, main
 
-from .test_data import write_set
+from tests.test_data import write_set
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -5,9 +5,9 @@ import torch
 
 from dfc_analog import Config, ConfigError, DFCNetwork, run_training
 from dfc_analog.data import load_dataset
-from dfc_analog.sleep import SleepParams, feedback_update
+from dfc_analog.learning.sleep import SleepParams, feedback_update
 from dfc_analog.theory import condition2_ratio
-from dfc_analog.training import schedule
+from dfc_analog.training.loop import schedule
 
 
 def sleep(net, x, params, steps, lr, decay, seed=5, batch=None):
@@ -94,10 +94,10 @@ def test_baselines_train_the_toy_task(tmp_path, method):
 
 
 def test_bp_update_is_the_loss_gradient(make_net, batch):
-    from dfc_analog.learning import forward_update, task_loss
+    from dfc_analog.learning import ForwardSettings, forward_update, task_loss
     net = make_net()
     x, y = batch(B=8)
-    upd = forward_update(net, x, y, "bp", None, None, 0.0, "mse", "mean", 0.05)
+    upd = forward_update(net, x, y, ForwardSettings("bp", None, None, 0.0, "mse", "mean", 0.05))
     loss = task_loss(net.feedforward(x)[1][-1], y, "mse")
     grads = torch.autograd.grad(loss, [net.W[0], net.b[2]])
     torch.testing.assert_close(upd.gW[0], grads[0])
@@ -107,12 +107,12 @@ def test_bp_update_is_the_loss_gradient(make_net, batch):
 def test_dfa_with_transposed_weights_is_backprop_on_two_layers(make_net, batch):
     """With one hidden layer and B_1 = W_2ᵀ, DFA's update is the BP gradient times 2λ/B: δ_L of the
     mean-reduced loss carries λ/B, and the authors' rule the factor 2 and another 1/B."""
-    from dfc_analog.learning import forward_update
+    from dfc_analog.learning import ForwardSettings, forward_update
     net = make_net(sizes=(5, 4, 3), activations=["tanh", "linear"])
     x, y = batch(n_in=5, n_out=3, B=8)
     lam = 0.05
-    dfa = forward_update(net, x, y, "dfa", None, None, 0.0, "mse", "mean", lam)
-    bp = forward_update(net, x, y, "bp", None, None, 0.0, "mse", "mean", lam)
+    dfa = forward_update(net, x, y, ForwardSettings("dfa", None, None, 0.0, "mse", "mean", lam))
+    bp = forward_update(net, x, y, ForwardSettings("bp", None, None, 0.0, "mse", "mean", lam))
     for g_dfa, g_bp in zip(dfa.gW + dfa.gb, bp.gW + bp.gb):
         torch.testing.assert_close(g_dfa, 2 * lam / 8 * g_bp)
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from dfc_analog.dynamics import ControllerParams
+from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.errors import ConfigError, DFCError
-from dfc_analog.graph import (Scaling, build_graph, load_graph, save_graph, summary,
+from dfc_analog.circuit.graph import (Scaling, build_graph, load_graph, save_graph, summary,
                               synapse_matrices)
 
 PARAMS = ControllerParams(tau_v=0.2, alpha=0.0015, k_p=1.5, leak="total")

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from dfc_analog.dynamics import ControllerParams
+from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.errors import ConfigError
-from dfc_analog.graph import Scaling, build_graph
-from dfc_analog.network import DFCNetwork
-from dfc_analog.spice import SpiceOptions, output_times, write_netlist
+from dfc_analog.circuit.graph import Scaling, build_graph
+from dfc_analog.model.network import DFCNetwork
+from dfc_analog.circuit import SpiceOptions, output_times, write_netlist
 
 GOLDEN = Path(__file__).parent / "golden"
 PARAMS = ControllerParams(tau_v=0.2, alpha=0.0015, k_p=1.5, leak="integral")
@@ -112,7 +112,7 @@ def test_bad_input(make_net):
 
 # --- the dfc-export command line -------------------------------------------------------------
 from dfc_analog import runio                      # noqa: E402
-from dfc_analog.config import Config              # noqa: E402
+from dfc_analog.config.options import Config              # noqa: E402
 from dfc_analog.export import main as export_main  # noqa: E402
 
 
@@ -143,7 +143,7 @@ def test_cli_writes_netlist_and_graph(tmp_path, capsys):
     assert "component graph: 15-10-10-5 network" in out and "wrote netlist" in out
     text = (tmp_path / "w.cir").read_text()
     assert "* analysis: wake phase: 1 tau_u settling" in text and text.endswith(".end\n")
-    from dfc_analog.graph import load_graph
+    from dfc_analog.circuit.graph import load_graph
     g = load_graph(tmp_path / "g.json")
     # the target is eq. (3) for this one sample under the run's loss and lambda
     from dfc_analog.data import load_dataset
@@ -203,3 +203,15 @@ def test_cli_unknown_phase(tmp_path, capsys):
         export_main(["--netlist", str(tmp_path / "o.cir"), "--phase", "sleep",
                      str(tmp_path)])
     assert exc.value.code == 2 and "invalid choice: 'sleep'" in capsys.readouterr().err
+
+
+def test_example_netlists_are_current():
+    """The example netlists of netlists/ are what the writer produces today
+    (``netlists/regenerate.py --check``)."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "netlists" / "regenerate.py"
+    spec = importlib.util.spec_from_file_location("regenerate", path)
+    regenerate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(regenerate)
+    assert regenerate.main(["--check"]) == 0

@@ -7,11 +7,11 @@ import statistics
 import pytest
 
 from dfc_analog import Config, ConfigError
-from dfc_analog.presets import (PRESET_DIR, describe_presets, load_preset, preset_config,
+from dfc_analog.config.presets import (PRESET_DIR, describe_presets, load_preset, preset_config,
                                 preset_names)
 from dfc_analog.train import main
 
-from .test_data import write_set
+from tests.test_data import write_set
 
 TASKS = ("mnist", "fashion-mnist", "mnist-autoencoder", "mnist-train-loss")
 VARIANTS = ("bp", "dfa", "dfc", "dfc-ss", "dfc-ssa", "dfc-fixed", "dfc-ss-fixed", "dfc-ssa-fixed")

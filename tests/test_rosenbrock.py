@@ -4,13 +4,14 @@ import math
 import pytest
 import torch
 
-from dfc_analog import ControllerParams, SolverSettings, forward_update, output_target
-from dfc_analog import dynamics
-from dfc_analog.dynamics import WakeDynamics
-from dfc_analog.rosenbrock import rosenbrock_w
+from dfc_analog import (ControllerParams, ForwardSettings, SolverSettings, forward_update,
+                        output_target)
+from dfc_analog.model import dynamics
+from dfc_analog.model.dynamics import WakeDynamics
+from dfc_analog.solvers.rosenbrock import rosenbrock_w
 from dfc_analog.theory import pi_system_matrix
 
-from .conftest import angle_deg, update_vector
+from tests.conftest import angle_deg, update_vector
 
 
 def _dense(A):
@@ -130,10 +131,10 @@ def test_wake_update_agrees_with_a_tight_dopri5_solve(wake_problem):
     net, x, y, _, _ = wake_problem()
     params = ControllerParams(tau_v=0.2, alpha=0.0015, k_p=2.0)
     common = dict(t_end=10.0, loss="mse", reduction="mean", target_stepsize=0.05)
-    tight = forward_update(net, x, y, "dfc", params, SolverSettings("dopri5", 1e-9, 1e-11),
-                           **common)
-    ours = forward_update(net, x, y, "dfc", params, SolverSettings(), **common)
-    explicit = forward_update(net, x, y, "dfc", params, SolverSettings("dopri5"), **common)
+    tight = forward_update(net, x, y, ForwardSettings("dfc", params, SolverSettings("dopri5", 1e-9, 1e-11),
+                           **common))
+    ours = forward_update(net, x, y, ForwardSettings("dfc", params, SolverSettings(), **common))
+    explicit = forward_update(net, x, y, ForwardSettings("dfc", params, SolverSettings("dopri5"), **common))
     assert SolverSettings().method == "rosenbrock"
     assert angle_deg(update_vector(ours), update_vector(tight)) < 0.1
     assert ours.wake.nfe < 0.7 * explicit.wake.nfe

@@ -4,10 +4,11 @@ import math
 import pytest
 import torch
 
-from dfc_analog import Config, ControllerParams, DFCNetwork, SolverSettings, forward_update
+from dfc_analog import (Config, ControllerParams, DFCNetwork, ForwardSettings, SolverSettings,
+                        forward_update)
 from dfc_analog import run_training
 
-from .conftest import angle_deg, update_vector
+from tests.conftest import angle_deg, update_vector
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +30,11 @@ def test_mnist_size_update_matches_the_authors_scheme():
     y = torch.randint(0, 10, (64,), generator=gen)
     params = ControllerParams(tau_v=0.2, alpha=0.001389, k_p=2.0, leak="total")
     common = dict(t_end=20.0, loss="cross_entropy", reduction="mean", target_stepsize=0.07794)
-    default = update_vector(forward_update(net, x, y, "dfc", params, SolverSettings(), **common))
-    tight = update_vector(forward_update(net, x, y, "dfc", params,
-                                         SolverSettings("dopri5", 1e-6, 1e-8), **common))
-    euler = update_vector(forward_update(net, x, y, "dfc", params,
+    default = update_vector(forward_update(net, x, y, ForwardSettings("dfc", params, SolverSettings(), **common)))
+    tight = update_vector(forward_update(net, x, y, ForwardSettings("dfc", params,
+                                         SolverSettings("dopri5", 1e-6, 1e-8), **common)))
+    euler = update_vector(forward_update(net, x, y, ForwardSettings("dfc", params,
                                          SolverSettings("authors-euler", step_size=0.02),
-                                         **common))
+                                         **common)))
     assert angle_deg(default, tight) < 0.5
     assert angle_deg(default, euler) < 1.0

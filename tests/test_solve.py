@@ -85,7 +85,7 @@ def test_unstable_controller_is_a_divergence_error(setup):
 def test_fused_dopri5_takes_torchdiffeqs_steps(setup, monkeypatch):
     """'dopri5' is torchdiffeq's dopri5 with fused stage arithmetic: the same accepted steps,
     the same trajectory (dense output included) and the same eq. (5) integral."""
-    from dfc_analog.dynamics import PlasticityIntegral
+    from dfc_analog.model.dynamics import PlasticityIntegral
     net, x, r_star = setup
     times = torch.linspace(0, 5, 23, dtype=torch.float64)
     steps, runs = {}, {}
@@ -120,7 +120,7 @@ def test_fused_dopri5_takes_torchdiffeqs_steps(setup, monkeypatch):
 def test_vector_field_is_equations_1_and_4(make_net, batch, acts, leak):
     """The departure-form vector field equals eqs. (1) and (4) written on absolute voltages,
     and the eq. (5) signal read back from it equals φ(v) - φ(W r + b)."""
-    from dfc_analog.dynamics import PlasticityIntegral, WakeDynamics
+    from dfc_analog.model.dynamics import PlasticityIntegral, WakeDynamics
     net = make_net(sizes=(6, 5, 4, 3), activations=acts)
     with torch.no_grad():
         for b in net.b:
@@ -153,7 +153,7 @@ def test_vector_field_is_equations_1_and_4(make_net, batch, acts, leak):
 def test_phi_departure_keeps_the_digits_of_small_departures(name):
     """φ(a + d) - φ(a) in float32 against float64: relative error near float32's eps even for
     d = 1e-6, where the plain difference keeps none of its digits."""
-    from dfc_analog.network import _PHI, phi_departure
+    from dfc_analog.model.network import _PHI, phi_departure
     a = torch.linspace(-2, 2, 101, dtype=torch.float64)
     a = a[a.abs() > 1e-3]
     for d in (1e-2, 1e-4, 1e-6):

@@ -13,16 +13,16 @@ import pytest
 import torch
 from scipy.linalg import expm
 
-from dfc_analog.dynamics import ControllerParams
-from dfc_analog.graph import build_graph
+from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.circuit.graph import build_graph
 from dfc_analog.learning import lemma1_control, output_target
-from dfc_analog.network import DFCNetwork
-from dfc_analog.solve import SolverSettings, simulate_wake
-from dfc_analog.spice import (NgspiceError, SpiceOptions, operating_point, run_netlist,
+from dfc_analog.model.network import DFCNetwork
+from dfc_analog.solvers.wake import SolverSettings, simulate_wake
+from dfc_analog.circuit import (NgspiceError, SpiceOptions, operating_point, run_netlist,
                               simulate_circuit, write_netlist)
-from dfc_analog.spice.ngspice_worker import SimulatorFailure, library_path
+from dfc_analog.circuit.ngspice_worker import SimulatorFailure, library_path
 
-from .test_netlist import make_run_dir, run_cli
+from tests.test_netlist import make_run_dir, run_cli
 
 try:
     library_path()

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from dfc_analog import ControllerParams, SolverSettings, forward_update, simulate_wake
-from dfc_analog.learning import (lemma1_control, loss_gradient, output_target,
-                                 ssa_state, steady_state_update)
+from dfc_analog.learning import ForwardSettings, lemma1_control, loss_gradient, output_target
+from dfc_analog.learning.forward import ssa_state, steady_state_update
 
-from .conftest import angle_deg, update_vector
+from tests.conftest import angle_deg, update_vector
 
 TIGHT = SolverSettings("dopri5", rtol=1e-9, atol=1e-12)
 
@@ -79,10 +79,10 @@ def test_adaptive_and_fine_fixed_step_updates_agree(make_net, batch):
     x, y = batch(seed=6)
     params = ControllerParams(tau_v=0.2, alpha=0.0015, k_p=1.5)
     common = dict(t_end=5.0, loss="mse", reduction="mean", target_stepsize=0.05)
-    adaptive = forward_update(net, x, y, "dfc", params, SolverSettings("dopri5", 1e-6, 1e-8),
-                              **common)
-    fixed = forward_update(net, x, y, "dfc", params, SolverSettings("rk4", step_size=1e-3),
-                           **common)
+    adaptive = forward_update(net, x, y, ForwardSettings("dfc", params, SolverSettings("dopri5", 1e-6, 1e-8),
+                              **common))
+    fixed = forward_update(net, x, y, ForwardSettings("dfc", params, SolverSettings("rk4", step_size=1e-3),
+                           **common))
     angle = angle_deg(update_vector(adaptive), update_vector(fixed))
     assert angle < 0.5
     # what remains is the trapezoidal rule over dopri5's accepted steps (second order)
@@ -122,10 +122,10 @@ def test_authors_euler_converges_to_the_ode(make_net, batch):
     x, y = batch(seed=8)
     params = ControllerParams(tau_v=0.2, alpha=0.0015, k_p=1.5)
     common = dict(t_end=5.0, loss="mse", reduction="mean", target_stepsize=0.05)
-    ref = update_vector(forward_update(net, x, y, "dfc", params,
-                                       SolverSettings("dopri5", 1e-8, 1e-10), **common))
+    ref = update_vector(forward_update(net, x, y, ForwardSettings("dfc", params,
+                                       SolverSettings("dopri5", 1e-8, 1e-10), **common)))
     angles = [angle_deg(update_vector(forward_update(
-        net, x, y, "dfc", params, SolverSettings("authors-euler", step_size=dt), **common)), ref)
+        net, x, y, ForwardSettings("dfc", params, SolverSettings("authors-euler", step_size=dt), **common))), ref)
         for dt in (0.02, 0.005)]
     assert angles[1] < angles[0]
     assert angles[1] < 0.2
@@ -138,10 +138,10 @@ def test_steady_state_and_closed_form_updates_agree(make_net, batch):
         net = make_net(seed=seed)
         x, y = batch(seed=20 + seed)
         common = dict(loss="mse", reduction="sample", target_stepsize=1e-3)
-        ss = forward_update(net, x, y, "dfc-ss", params, SolverSettings("dopri5", 1e-8, 1e-10),
-                            t_end=40.0, **common)
-        ssa = forward_update(net, x, y, "dfc-ssa", params, SolverSettings(), t_end=40.0,
-                             **common)
+        ss = forward_update(net, x, y, ForwardSettings("dfc-ss", params, SolverSettings("dopri5", 1e-8, 1e-10),
+                            t_end=40.0, **common))
+        ssa = forward_update(net, x, y, ForwardSettings("dfc-ssa", params, SolverSettings(), t_end=40.0,
+                             **common))
         assert angle_deg(update_vector(ss), update_vector(ssa)) < 1.0
 
 
@@ -152,9 +152,9 @@ def test_dfc_update_approaches_steady_state_update_for_long_phases(make_net, bat
     x, y = batch(seed=12)
     common = dict(loss="mse", reduction="sample", target_stepsize=1e-3)
     solver = SolverSettings("dopri5", 1e-7, 1e-10)
-    ss = update_vector(forward_update(net, x, y, "dfc-ss", params, solver, t_end=40.0, **common))
-    short = update_vector(forward_update(net, x, y, "dfc", params, solver, t_end=5.0, **common))
-    long = update_vector(forward_update(net, x, y, "dfc", params, solver, t_end=80.0, **common))
+    ss = update_vector(forward_update(net, x, y, ForwardSettings("dfc-ss", params, solver, t_end=40.0, **common)))
+    short = update_vector(forward_update(net, x, y, ForwardSettings("dfc", params, solver, t_end=5.0, **common)))
+    long = update_vector(forward_update(net, x, y, ForwardSettings("dfc", params, solver, t_end=80.0, **common)))
     assert angle_deg(long, ss) < angle_deg(short, ss)
     assert angle_deg(long, ss) < 1.0
 

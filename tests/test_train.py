@@ -10,7 +10,7 @@ import importlib
 from dfc_analog import Config, DivergenceError, load_run
 from dfc_analog import run_training as train
 
-train_module = importlib.import_module("dfc_analog.training")
+train_module = importlib.import_module("dfc_analog.training.loop")
 
 SMALL = dict(train_samples=640, val_samples=200, test_samples=200, epochs=3, diagnostics=False)
 

@@ -11,20 +11,23 @@ import numpy as np
 import pytest
 import torch
 
-from dfc_analog.dynamics import ControllerParams
-from dfc_analog.learning import forward_update, output_target
-from dfc_analog.solve import SolverSettings
-from dfc_analog.validate import (GroupError, ValidationSettings, build_parser,
-                                 first_divergence, group_error, load_samples, main,
-                                 reference_trajectory, spice_circuit, trajectory_update,
-                                 update_angle, validate_samples)
+from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.learning import ForwardSettings, forward_update, output_target
+from dfc_analog.solvers.wake import SolverSettings
+from dfc_analog.circuit import SpiceOptions
+from dfc_analog.circuit.graph import Scaling
+from dfc_analog.learning import trajectory_update, update_angle
+from dfc_analog.validate import build_parser, main
+from dfc_analog.validation.compare import (GroupError, ValidationSettings, first_divergence,
+                                           group_error, load_samples, reference_trajectory,
+                                           spice_circuit, validate_samples)
 
 FAST = ["--train-samples", "256", "--val-samples", "64", "--test-samples", "16", "--epochs",
         "1", "--no-progress", "--method", "dfc-ssa"]
 
 
 def ngspice_missing() -> bool:
-    from dfc_analog.spice import ngspice_worker
+    from dfc_analog.circuit import ngspice_worker
     try:
         ngspice_worker.library_path()
     except ngspice_worker.SimulatorFailure:
@@ -67,8 +70,9 @@ def perturbed(circuit, samples, delta):
 # --- metrics against hand-computed values ---------------------------------------------------
 
 def test_group_error_by_hand():
-    settings = ValidationSettings(reltol=1e-3, vntol=1e-6, abstol=1e-12, resistance=1e4,
-                                  safety=10.0)
+    settings = ValidationSettings(safety=10.0,
+                                  spice=SpiceOptions(reltol=1e-3, vntol=1e-6, abstol=1e-12),
+                                  scaling=Scaling(resistance=1e4))
     t = np.array([0.0, 1.0, 2.0])
     ref = np.array([[0.0, 1.0], [2.0, -2.0], [1.0, 0.5]])     # range 4, peak 2
     circ = ref + np.array([[0.0, 0.0], [0.0, 0.08], [-0.004, 0.0]])
@@ -116,7 +120,7 @@ def test_trajectory_update_is_the_training_rule(make_net, batch):
     x, y = batch(B=1)
     params = ControllerParams()
     solver = SolverSettings("dopri5", rtol=1e-9, atol=1e-9)
-    upd = forward_update(net, x, y, "dfc", params, solver, 5.0, "mse", "sample", 0.05)
+    upd = forward_update(net, x, y, ForwardSettings("dfc", params, solver, 5.0, "mse", "sample", 0.05))
     r_star, _ = output_target(net.feedforward(x)[1][-1], y, "mse", "sample", 0.05)
     traj = reference_trajectory(net, params, x[0], r_star[0], 5.0,
                                 torch.linspace(0, 5, 4001, dtype=torch.float64), 1e-9)
@@ -183,7 +187,7 @@ def test_feedforward_phase_matches_eq2(run_dir):
 @pytest.mark.slow
 def test_spice_tight_tolerances(run_dir):
     """reltol 1e-6: max normalised error ≤ 1e-5."""
-    settings = ValidationSettings(reltol=1e-6, points=201)
+    settings = ValidationSettings(points=201, spice=SpiceOptions(reltol=1e-6))
     outcome = validate_samples(load_samples(run_dir, 1, settings), settings, workers=1,
                                progress=False)
     r = outcome.results[0]

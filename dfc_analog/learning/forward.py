@@ -1,5 +1,4 @@
-"""Output target (eq. 3), the forward learning rules DFC, DFC-SS, DFC-SSA, and the DFA and BP
-baselines.
+"""The forward learning rules DFC, DFC-SS, DFC-SSA, and the DFA and BP baselines.
 
 Every rule returns, per layer, a *gradient-like* tensor g (the negative of the eq. (5) / (9) weight
 change) so that a standard optimizer can apply it; its scale follows the authors' code, which
@@ -10,45 +9,50 @@ Adam's ε and the gradient clipping are tuned against:
     DFC-SSA  as DFC-SS, at the steady state of Lemma 1 (eq. 6) computed in closed form
 
 with Δ_i = φ(v_i) - φ(v_B,i) (eq. 5) or v_i - v_B,i (eq. 9), and g_b_i the same without r_{i-1}.
+
+The wake phase of DFC and DFC-SS comes from the ODE solver (:func:`simulate_wake`, which
+integrates eq. 5 along its accepted steps) or from any other *phase source*, a callable
+``(net, x, r_star, params, t_end, times) -> Trajectory`` such as the SPICE circuit: then the
+update is read off its trajectory (:func:`dfc_analog.learning.updates.trajectory_update`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
-from .dynamics import ControllerParams
-from .network import DFCNetwork
-from .solve import SolverSettings, WakeResult, simulate_wake
+from dfc_analog.learning.targets import output_target, task_loss
+from dfc_analog.learning.updates import trajectory_update
+from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.model.network import DFCNetwork
+from dfc_analog.model.trajectory import Trajectory
+from dfc_analog.solvers.wake import SolverSettings, WakeResult, simulate_wake
 
-
-def task_loss(r_L: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
-    """Minibatch-mean task loss (MSE per element, or cross-entropy of the logits r_L)."""
-    if loss == "mse":
-        return F.mse_loss(r_L, y)
-    return F.cross_entropy(r_L, y)
-
-
-def loss_gradient(r_L: torch.Tensor, y: torch.Tensor, loss: str, reduction: str) -> torch.Tensor:
-    """∂L/∂r_L in closed form.
-
-    ``reduction='mean'``: gradient of the minibatch-mean loss (the authors' convention);
-    ``'sample'``: gradient of each sample's own loss, L = ‖r_L - y‖² or -log softmax(r_L)_y.
-    """
-    B = r_L.shape[0]
-    if loss == "mse":
-        grad = 2.0 * (r_L - y)
-        return grad / (B * r_L.shape[1]) if reduction == "mean" else grad
-    grad = torch.softmax(r_L, dim=1) - F.one_hot(y, r_L.shape[1]).to(r_L.dtype)
-    return grad / B if reduction == "mean" else grad
+# A simulator of the wake phase other than the ODE solver: (net, x, r*, params, t_end, times)
+# -> Trajectory on ``times``.
+PhaseSource = Callable[..., Trajectory]
 
 
-def output_target(r_L: torch.Tensor, y: torch.Tensor, loss: str, reduction: str,
-                  target_stepsize: float):
-    """Eq. (3): r_L* = r_L^- - λ ∂L/∂r_L; returns (r_L*, δ_L)."""
-    delta = -target_stepsize * loss_gradient(r_L, y, loss, reduction)
-    return r_L + delta, delta
+@dataclass(frozen=True)
+class ForwardSettings:
+    """Everything a forward rule needs besides the network and the data: the method, the
+    dynamics' constants (eqs. 1, 4), the solver, the phase length T, and the target of eq. (3)."""
+
+    method: str = "dfc"
+    params: ControllerParams = field(default_factory=ControllerParams)
+    solver: SolverSettings = field(default_factory=SolverSettings)
+    t_end: float = 5.0
+    loss: str = "mse"
+    reduction: str = "mean"
+    target_stepsize: float = 0.05
+    points: int = 401       # time points of a phase source's trajectory over [0, T]
+
+    @classmethod
+    def from_config(cls, cfg) -> "ForwardSettings":
+        return cls(method=cfg.method, params=ControllerParams.from_config(cfg),
+                   solver=SolverSettings.from_config(cfg), t_end=cfg.t_end, loss=cfg.loss,
+                   reduction=cfg.loss_reduction, target_stepsize=cfg.target_stepsize)
 
 
 @dataclass
@@ -125,28 +129,41 @@ def dfa_update(net: DFCNetwork, x: torch.Tensor, delta: torch.Tensor, v_ff, r_ff
     return gW, gb
 
 
-def forward_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, method: str,
-                   params: ControllerParams, solver: SolverSettings, t_end: float, loss: str,
-                   reduction: str, target_stepsize: float) -> ForwardUpdate:
-    """One minibatch of the wake phase: target (eq. 3), then the chosen forward rule."""
+def forward_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, settings: ForwardSettings,
+                   source: PhaseSource | None = None) -> ForwardUpdate:
+    """One minibatch of the wake phase: target (eq. 3), then the forward rule of
+    ``settings.method``. ``source`` simulates the wake phase instead of the ODE solver
+    (DFC and DFC-SS only; the other rules have no simulated phase)."""
+    method, params = settings.method, settings.params
     if method == "bp":
-        return backprop_update(net, x, y, loss)
+        return backprop_update(net, x, y, settings.loss)
     with torch.no_grad():
         v_ff, r_ff = net.feedforward(x)
-        batch_loss = float(task_loss(r_ff[-1], y, loss))
-        r_star, delta = output_target(r_ff[-1], y, loss, reduction, target_stepsize)
+        batch_loss = float(task_loss(r_ff[-1], y, settings.loss))
+        r_star, delta = output_target(r_ff[-1], y, settings.loss, settings.reduction,
+                                      settings.target_stepsize)
         if method == "dfa":
             return ForwardUpdate(*dfa_update(net, x, delta, v_ff, r_ff), batch_loss)
         if method == "dfc-ssa":
             _, dv = lemma1_control(net, v_ff, delta, params.alpha_eff)
             gW, gb = steady_state_update(net, x, ssa_state(net, x, dv), params.plasticity)
             return ForwardUpdate(gW, gb, batch_loss)
-        wake = simulate_wake(net, x, r_star, params, solver, t_end,
+        if source is not None:
+            times = torch.linspace(0.0, settings.t_end, settings.points, dtype=torch.float64)
+            traj = source(net, x, r_star, params, settings.t_end, times)
+            if method == "dfc-ss":
+                vs = [v[-1].to(x.dtype) for v in traj.soma]
+                gW, gb = steady_state_update(net, x, vs, params.plasticity)
+                return ForwardUpdate(gW, gb, batch_loss)
+            g = [a.to(x.dtype) for a in trajectory_update(net, traj, x, params.plasticity)]
+            L = net.num_layers
+            return ForwardUpdate(g[:L], g[L:], batch_loss)
+        wake = simulate_wake(net, x, r_star, params, settings.solver, settings.t_end,
                              accumulate=(method == "dfc"))
         if method == "dfc-ss":
             gW, gb = steady_state_update(net, x, wake.v, params.plasticity)
             return ForwardUpdate(gW, gb, batch_loss, wake)
-        scale = -2.0 / (x.shape[0] * t_end)
+        scale = -2.0 / (x.shape[0] * settings.t_end)
         gW = [scale * wake.d[0].T @ x] + [scale * M for M in wake.M]
         gb = [scale * d.sum(0) for d in wake.d]
         return ForwardUpdate(gW, gb, batch_loss, wake)

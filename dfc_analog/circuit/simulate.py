@@ -1,5 +1,5 @@
 """Run a netlist in ngspice and map the result back through the component graph to the
-:class:`~dfc_analog.solve.Trajectory` the ODE solver returns.
+:class:`~dfc_analog.model.Trajectory` the ODE solver returns.
 
 Each run goes by default to a fresh worker process (:mod:`.ngspice_worker`, which imports only
 numpy and PySpice and handles PySpice 1.5's quirks on ngspice ≥ 35), so PySpice's per-run
@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..dynamics import ControllerParams
-from ..errors import DFCError
-from ..graph import Scaling, build_graph, controller_name, neuron_name
-from ..network import DFCNetwork
-from ..solve import Trajectory
-from . import ngspice_worker
-from .netlist import SpiceOptions, saved_nodes, write_netlist
+from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.errors import DFCError
+from dfc_analog.circuit.graph import Scaling, build_graph, controller_name, neuron_name
+from dfc_analog.model.network import DFCNetwork
+from dfc_analog.solvers.wake import Trajectory
+from dfc_analog.circuit import ngspice_worker
+from dfc_analog.circuit.netlist import SpiceOptions, saved_nodes, write_netlist
 
 
 class NgspiceError(DFCError):
@@ -99,7 +99,7 @@ def simulate_circuit(net: DFCNetwork, params: ControllerParams, x, r_star, t_end
     at t = 0 switches the controller of eq. (4) on, with target ``r_star`` (n_L,) of eq. (3);
     ``r_star=None`` keeps the controller off throughout. ``times`` (τ_u, increasing, in
     [0, t_end]) is the returned grid. The result is the :class:`Trajectory`
-    :func:`dfc_analog.solve.simulate_wake` gives for a batch of one (float64, model units), so
+    :func:`dfc_analog.solvers.simulate_wake` gives for a batch of one (float64, model units), so
     the two compare directly. Raises :class:`NgspiceError` when ngspice is missing or fails.
     """
     scaling = scaling or Scaling()

@@ -1,6 +1,7 @@
 """The paper's experiment configurations (Table 1, Table 2) as named presets.
 
-Each preset is a readable TOML file in the repository's ``presets/`` folder whose keys are
+Each preset is a readable TOML file in the package's ``presets/`` folder (shipped in the wheel,
+read through :mod:`importlib.resources`) whose keys are
 :class:`dfc_analog.config.Config` fields, with comments that cite the authors' config and say
 where a broken one was fixed. Two keys are the preset's own: ``description`` (one line for
 ``--list-presets``) and ``extends`` (the name of a preset whose settings this one starts from; the
@@ -14,13 +15,13 @@ Table 2 adds ``mnist-dfc-lambda-0.01``, ``mnist-dfc-ss-alpha-0.0001``, ...
 from __future__ import annotations
 
 import difflib
+from importlib import resources
 from pathlib import Path
 
-from .config import Config, load_config_file
-from .errors import ConfigError
+from dfc_analog.config.options import Config, load_config_file
+from dfc_analog.errors import ConfigError
 
-PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"
-META_KEYS = ("description", "extends")
+PRESET_DIR = Path(str(resources.files("dfc_analog") / "presets"))
 
 
 def preset_names() -> list:

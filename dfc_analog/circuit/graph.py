@@ -1,6 +1,6 @@
 """Run folder or network → component graph: the DFC circuit as a ``networkx.DiGraph``.
 
-The graph is the single description the netlist writer (:mod:`dfc_analog.spice.netlist`) reads.
+The graph is the single description the netlist writer (:mod:`dfc_analog.circuit.netlist`) reads.
 Every node is one circuit node or source and carries ``kind``, ``layer`` (0 = input, 1..L, or
 ``None`` for the controller), ``index`` (the neuron's row in W_i, or the output m) and its
 component values in SI units; every edge is one coupling with its ``kind``, model ``weight`` and
@@ -37,10 +37,10 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from .dynamics import ControllerParams
-from .errors import ConfigError, DFCError
-from .network import DFCNetwork
-from .runio import atomic_write, load_run
+from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.errors import ConfigError, DFCError
+from dfc_analog.model.network import DFCNetwork
+from dfc_analog.runio import atomic_write, load_run
 
 GRAPH_FORMAT = "dfc_analog.component_graph/1"
 
@@ -75,6 +75,11 @@ def add_scaling_arguments(parser) -> None:
     parser.add_argument("--resistance", type=float, default=Scaling.resistance, metavar="OHMS",
                         help="resistance level R of every summing node and soma; synapse w is a "
                              "VCCS of gain w/R (default: 1e4)")
+
+
+def scaling_from_args(args) -> Scaling:
+    """The :class:`Scaling` of the arguments :func:`add_scaling_arguments` added."""
+    return Scaling(time_scale=args.time_scale, v_scale=args.v_scale, resistance=args.resistance)
 
 
 # Names of the circuit nodes; the netlist writer and the simulator read them from here.

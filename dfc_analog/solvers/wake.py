@@ -13,12 +13,13 @@ import math
 import torch
 from torchdiffeq import odeint
 
-from .config import ADAPTIVE_SOLVERS, FIXED_SOLVERS
-from .dormand_prince import dormand_prince
-from .rosenbrock import rosenbrock_w
-from .dynamics import ControllerParams, PlasticityIntegral, WakeDynamics
-from .errors import ConfigError, DivergenceError
-from .network import DFCNetwork
+from dfc_analog.config.options import ADAPTIVE_SOLVERS, FIXED_SOLVERS
+from dfc_analog.solvers.dormand_prince import dormand_prince
+from dfc_analog.solvers.rosenbrock import rosenbrock_w
+from dfc_analog.model.dynamics import ControllerParams, PlasticityIntegral, WakeDynamics
+from dfc_analog.errors import ConfigError, DivergenceError
+from dfc_analog.model.network import DFCNetwork
+from dfc_analog.model.trajectory import Trajectory
 
 # Any state beyond this magnitude has left every regime the model describes.
 STATE_LIMIT = 1e6
@@ -37,35 +38,8 @@ class SolverSettings:
 
     @classmethod
     def from_config(cls, cfg) -> "SolverSettings":
-        return cls(cfg.solver, cfg.rtol, cfg.atol, cfg.step_size, cfg.max_steps)
-
-
-@dataclass
-class Trajectory:
-    """Signals of a simulated phase on a time grid; the type both the ODE and SPICE paths return.
-
-    ``t`` is (T,); every per-layer entry is a list over layers i = 1..L of (T, B, n_i) tensors;
-    the controller signals are (T, B, n_L).
-    """
-
-    t: torch.Tensor
-    soma: list
-    basal: list
-    apical: list
-    rate: list
-    u: torch.Tensor
-    u_int: torch.Tensor
-    error: torch.Tensor
-
-    def numpy(self) -> dict:
-        """Flat dict of numpy arrays (``soma1``, ``rate2``, ``u``, ...) for ``np.savez``."""
-        out = {"t": self.t.cpu().numpy()}
-        for name in ("soma", "basal", "apical", "rate"):
-            for i, a in enumerate(getattr(self, name), start=1):
-                out[f"{name}{i}"] = a.detach().cpu().numpy()
-        for name in ("u", "u_int", "error"):
-            out[name] = getattr(self, name).detach().cpu().numpy()
-        return out
+        return cls(method=cfg.solver, rtol=cfg.rtol, atol=cfg.atol, step_size=cfg.step_size,
+                   max_steps=cfg.max_steps)
 
 
 @dataclass
@@ -84,41 +58,22 @@ class WakeResult:
 
 def simulate_wake(net: DFCNetwork, x: torch.Tensor, r_star: torch.Tensor,
                   params: ControllerParams, solver: SolverSettings, t_end: float,
-                  times: torch.Tensor | None = None, accumulate: bool = False,
-                  proactive: bool = True) -> WakeResult:
+                  times: torch.Tensor | None = None, accumulate: bool = False) -> WakeResult:
     """Integrate eqs. (1) and (4) from the feed-forward state over [0, t_end].
 
     ``times`` (optional, increasing, within [0, t_end]) asks for a :class:`Trajectory` on that
     grid; without it only the final state is kept. ``accumulate`` integrates the eq. (5) signal
-    along the way (:class:`~dfc_analog.dynamics.PlasticityIntegral`). ``proactive`` only
-    concerns ``'authors-euler'``.
+    along the way (:class:`~dfc_analog.model.dynamics.PlasticityIntegral`). The method is
+    ``SOLVERS[solver.method]``.
     """
+    if solver.method not in SOLVERS:
+        raise ConfigError(f"unknown solver '{solver.method}'.")
     with torch.no_grad():
         v_ff, _ = net.feedforward(x)
         dyn = WakeDynamics(net, x, r_star, params, v_ff)
         integral = PlasticityIntegral(dyn, t_end) if accumulate else None
         y0 = dyn.initial_state()
-        if solver.method == "authors-euler":
-            y_end, states, t_grid = _authors_euler(dyn, y0, solver.step_size, t_end, times,
-                                                   proactive, integral)
-        elif solver.method in ("dopri5", "rosenbrock"):
-            on_step = None if integral is None else integral.add_step
-            t_grid = _output_times(times, t_end, y0)
-            if solver.method == "dopri5":
-                states = dormand_prince(dyn, y0, t_grid.tolist(), solver.rtol, solver.atol,
-                                        solver.max_steps, on_step)
-            else:
-                states = rosenbrock_w(dyn, dyn.stiff_part, y0, t_grid.tolist(), solver.rtol,
-                                      solver.atol, solver.max_steps, on_step)
-            y_end = states[-1]
-            if integral is not None:
-                integral.finish(y_end)
-        else:
-            if integral is not None:
-                dyn.attach(integral, fixed_grid=solver.method in FIXED_SOLVERS)
-            y_end, states, t_grid = _torchdiffeq(dyn, y0, solver, t_end, times)
-            if integral is not None:
-                integral.finish(y_end)
+        y_end, states, t_grid = SOLVERS[solver.method](dyn, y0, t_end, times, solver, integral)
         _check_finite(dyn.absolute(y_end), solver.method)
         vs, u_int = dyn.split(y_end)
         u = u_int + params.k_p * (r_star - net.phi(net.num_layers - 1, vs[-1]))
@@ -130,13 +85,34 @@ def simulate_wake(net: DFCNetwork, x: torch.Tensor, r_star: torch.Tensor,
         return result
 
 
-def _torchdiffeq(dyn, y0, solver, t_end, times):
+# Every solver: (dyn, y0, t_end, times, settings, integral) -> (y(t_end), states on the grid,
+# grid). ``integral`` (a PlasticityIntegral or None) is fed the accepted steps and finished.
+
+def _dormand_prince(dyn, y0, t_end, times, solver, integral):
+    t_grid = _output_times(times, t_end, y0)
+    states = dormand_prince(dyn, y0, t_grid.tolist(), solver.rtol, solver.atol, solver.max_steps,
+                            None if integral is None else integral.add_step)
+    if integral is not None:
+        integral.finish(states[-1])
+    return states[-1], states, t_grid
+
+
+def _rosenbrock(dyn, y0, t_end, times, solver, integral):
+    t_grid = _output_times(times, t_end, y0)
+    states = rosenbrock_w(dyn, dyn.stiff_part, y0, t_grid.tolist(), solver.rtol, solver.atol,
+                          solver.max_steps, None if integral is None else integral.add_step)
+    if integral is not None:
+        integral.finish(states[-1])
+    return states[-1], states, t_grid
+
+
+def _torchdiffeq(dyn, y0, t_end, times, solver, integral):
+    if integral is not None:
+        dyn.attach(integral, fixed_grid=solver.method in FIXED_SOLVERS)
     if solver.method in ADAPTIVE_SOLVERS:
         options = {"max_num_steps": solver.max_steps}
-    elif solver.method in FIXED_SOLVERS:
-        options = {"step_size": solver.step_size}
     else:
-        raise ConfigError(f"unknown solver '{solver.method}'.")
+        options = {"step_size": solver.step_size}
     t = _output_times(times, t_end, y0)
     try:
         ys = odeint(dyn, y0, t, rtol=solver.rtol, atol=solver.atol,
@@ -145,6 +121,8 @@ def _torchdiffeq(dyn, y0, solver, t_end, times):
         raise DivergenceError(
             f"the {solver.method} solver gave up ({exc}): the dynamics are too stiff or diverge; "
             "lower k_p or target_stepsize, raise alpha, or raise max_steps.") from None
+    if integral is not None:
+        integral.finish(ys[-1])
     return ys[-1], ys, t
 
 
@@ -158,15 +136,15 @@ def _output_times(times, t_end, y0) -> torch.Tensor:
     return t.to(dtype=y0.dtype, device=y0.device)
 
 
-def _authors_euler(dyn, y0, dt, t_end, times, proactive, integral):
+def _authors_euler(dyn, y0, t_end, times, solver, integral):
     """Forward Euler as the authors discretise eqs. (1), (4) (reference §1.3).
 
     One step k → k+1: the controller first (u_int[k+1] from e[k]; u[k+1] = u_int[k+1] + k_p e[k]),
     then the layers in order 1..L, each seeing the already updated rate of the layer below
-    (instantaneous transmission) and the new control u[k+1] (proactive) or the old u[k].
+    (instantaneous transmission) and the new control u[k+1] (proactive, as the authors).
     The eq. (5) integral is the left Riemann sum over the steps, as the authors sum it.
     """
-    net, p = dyn.net, dyn.p
+    net, p, dt = dyn.net, dyn.p, solver.step_size
     n_steps = int(round(t_end / dt))
     if n_steps < 1:
         raise ConfigError(f"step_size {dt} is longer than the simulated time {t_end}.")
@@ -191,7 +169,7 @@ def _authors_euler(dyn, y0, dt, t_end, times, proactive, integral):
         leak = u_int if p.leak == "integral" else u
         u_int = u_int + dt / p.tau_u * (e - p.alpha * leak)
         u_new = u_int + p.k_p * e
-        apical = torch.split((u_new if proactive else u) @ dyn.Q.T, dyn.sizes[:-1], dim=1)
+        apical = torch.split(u_new @ dyn.Q.T, dyn.sizes[:-1], dim=1)
         u = u_new
         r_prev = dyn.x
         for i in range(net.num_layers):
@@ -235,3 +213,8 @@ def _check_finite(y: torch.Tensor, method: str) -> None:
             f"the network-plus-controller dynamics diverged (largest state magnitude {worst:.3g}); "
             f"{fixed}lower k_p or target_stepsize, raise alpha, or use feedback weights that meet "
             "Condition 3.")
+
+
+SOLVERS = {"rosenbrock": _rosenbrock, "dopri5": _dormand_prince, "authors-euler": _authors_euler,
+           **{name: _torchdiffeq for name in ADAPTIVE_SOLVERS + FIXED_SOLVERS
+              if name not in ("rosenbrock", "dopri5")}}

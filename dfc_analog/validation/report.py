@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .runio import atomic_write
-from .validate import RunValidation, SampleResult
+from dfc_analog.runio import atomic_write
+from dfc_analog.validation.compare import RunValidation, SampleResult
 
 NEURONS_PER_PLOT = 3
 
@@ -83,9 +83,10 @@ def report_markdown(outcome: RunValidation) -> str:
     head = [f"# Circuit validation of `{s.run_dir}`", "",
             f"**{verdict}**: {summ['passed']}/{summ['samples']} samples pass. Phase "
             f"`{st.phase}`, T = {s.t_end:g} τ_u, {st.points} time points, network "
-            f"{'-'.join(map(str, s.layer_sizes))}; ngspice reltol {st.reltol:g}, abstol "
-            f"{st.abstol:g} A, vntol {st.vntol:g} V; {st.time_scale:g} s per τ_u, "
-            f"{st.v_scale:g} V per unit; {s.seconds:.1f} s.", "",
+            f"{'-'.join(map(str, s.layer_sizes))}; ngspice reltol {st.spice.reltol:g}, abstol "
+            f"{st.spice.abstol:g} A, vntol {st.spice.vntol:g} V, {st.spice.method}; "
+            f"{st.scaling.time_scale:g} s per τ_u, {st.scaling.v_scale:g} V per unit; "
+            f"{s.seconds:.1f} s.", "",
             f"- maximum normalised error {summ['max_error']:.3g} ({summ['worst_signal']}, sample "
             f"{summ['worst_sample']}; over the signals that vary beyond F)"]
     if summ["max_departure_error"] is not None:

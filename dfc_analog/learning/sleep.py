@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import DivergenceError
-from .network import DFCNetwork, phi_departure, tanh_departure
-from .solve import STATE_LIMIT
+from dfc_analog.errors import DivergenceError
+from dfc_analog.model.network import DFCNetwork, phi_departure, tanh_departure
+from dfc_analog.solvers.wake import STATE_LIMIT
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,9 @@ class SleepParams:
 
     @classmethod
     def from_config(cls, cfg) -> "SleepParams":
-        return cls(cfg.tau_v_fb, cfg.tau_u, cfg.tau_a_fb, cfg.alpha_fb, cfg.k_p_fb, cfg.sigma_fb,
-                   cfg.sigma_fb_output, cfg.dt_fb, cfg.t_end_fb, cfg.leak)
+        return cls(tau_v=cfg.tau_v_fb, tau_u=cfg.tau_u, tau_a=cfg.tau_a_fb, alpha=cfg.alpha_fb,
+                   k_p=cfg.k_p_fb, sigma=cfg.sigma_fb, sigma_output=cfg.sigma_fb_output,
+                   dt=cfg.dt_fb, t_end=cfg.t_end_fb, leak=cfg.leak)
 
 
 # On CUDA one sleep phase is some 1,500 small kernels, each launched from Python; a captured CUDA

@@ -6,7 +6,7 @@ below that loop's stability limit, whatever its tolerance, and so takes ~80 step
 A Rosenbrock-W method solves one linear system (I - hγA) k = b per stage, with A any approximation
 of the Jacobian: its order does not depend on A (Hairer & Wanner, *Solving ODEs II*, IV.7), only
 its stability does. Here A is the Jacobian of eqs. (1) and (4) with the slopes φ' frozen at the
-feed-forward state (see :meth:`dfc_analog.dynamics.WakeDynamics.stiff_part`): the somatic leak,
+feed-forward state (see :meth:`dfc_analog.model.dynamics.WakeDynamics.stiff_part`): the somatic leak,
 the feed-forward coupling between layers and the controller loop through Q. It is lower
 block-triangular plus rank n_L, so a stage solve is a forward substitution through the layers and
 an n_L x n_L system per sample (Woodbury identity), and the step is set by accuracy alone.
@@ -21,8 +21,8 @@ import math
 
 import torch
 
-from .dormand_prince import SAFETY, GROWTH, SHRINK, initial_step, rms
-from .errors import DivergenceError
+from dfc_analog.solvers.dormand_prince import SAFETY, GROWTH, SHRINK, initial_step, rms
+from dfc_analog.errors import DivergenceError
 
 GAMMA = 0.4358665215084590
 _ALPHA = ((), (0.87173304301691801,), (0.84457060015369423, -0.11299064236484185),

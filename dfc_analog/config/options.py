@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from dfc_analog.errors import ConfigError
 
 ACTIVATIONS = ("tanh", "linear", "relu", "sigmoid")
 LOSSES = ("mse", "cross_entropy")

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from .errors import DivergenceError
+from dfc_analog.errors import DivergenceError
 
 _C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
 _A = (

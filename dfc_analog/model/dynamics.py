@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .network import DFCNetwork, phi_departure, tanh_departure
+from dfc_analog.model.network import DFCNetwork, phi_departure, tanh_departure
 
 # Widest output layer for which the Rosenbrock solve keeps the feed-forward coupling
 # (WakeDynamics.stiff_part): it stores L tensors of B x Σ n_i x n_L and inverts B n_L x n_L.
@@ -46,7 +46,8 @@ class ControllerParams:
 
     @classmethod
     def from_config(cls, cfg) -> "ControllerParams":
-        return cls(cfg.tau_v, cfg.tau_u, cfg.alpha, cfg.k_p, cfg.leak, cfg.plasticity)
+        return cls(tau_v=cfg.tau_v, tau_u=cfg.tau_u, alpha=cfg.alpha, k_p=cfg.k_p, leak=cfg.leak,
+                   plasticity=cfg.plasticity)
 
     @property
     def alpha_eff(self) -> float:

@@ -1,7 +1,7 @@
 """Run one netlist in ngspice's shared library through PySpice; also a stand-alone worker script.
 
 This module imports nothing from ``dfc_analog`` (only numpy and PySpice), so that
-:func:`dfc_analog.spice.simulate.run_netlist` can start it as a fresh, light process for every
+:func:`dfc_analog.circuit.simulate.run_netlist` can start it as a fresh, light process for every
 run: ``python ngspice_worker.py NETLIST NAMES_JSON OUT_NPZ``. A fresh process per run isolates
 the caller from PySpice's ~13 MiB leak per transient and from ngspice's global state, and it
 needs no fork of the caller (ngspice uses OpenMP, which does not survive a fork of a process

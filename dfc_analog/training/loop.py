@@ -17,16 +17,15 @@ from pathlib import Path
 
 import torch
 
-from . import runio
-from .config import Config
-from .data import load_dataset
-from .dynamics import ControllerParams
-from .errors import ConfigError, DivergenceError
-from .learning import forward_update, task_loss
-from .network import DFCNetwork
-from .sleep import SleepParams, feedback_update
-from .solve import SolverSettings
-from .theory import DIAGNOSTICS, condition2_ratio, diagnostics
+from dfc_analog import runio
+from dfc_analog.config.options import Config
+from dfc_analog.data import load_dataset
+from dfc_analog.errors import ConfigError, DivergenceError
+from dfc_analog.learning.forward import ForwardSettings, forward_update
+from dfc_analog.learning.targets import task_loss
+from dfc_analog.model.network import DFCNetwork
+from dfc_analog.learning.sleep import SleepParams, feedback_update
+from dfc_analog.theory import DIAGNOSTICS, condition2_ratio, diagnostics
 
 def make_optimizer(cfg: Config, net: DFCNetwork) -> torch.optim.Optimizer:
     """Adam or SGD on W_i and b_i; with ``normalize_lr`` the rate is η/λ (the paper's presets)."""
@@ -180,9 +179,8 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
             "pretrain": make_feedback_optimizer(cfg, net, cfg.fb_lr_init),
             "sleep": make_feedback_optimizer(cfg, net, cfg.fb_lr)}
     data = load_dataset(cfg)
-    params = ControllerParams.from_config(cfg)
+    wake_settings = ForwardSettings.from_config(cfg)
     sleep_params = SleepParams.from_config(cfg)
-    solver = SolverSettings.from_config(cfg)
     n_train = len(data.train)
     n_batches = math.ceil(n_train / cfg.batch_size)
     passes = schedule(cfg)
@@ -230,9 +228,7 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 x = data.train.x[idx]
                 if phase.kind == "wake":
-                    upd = forward_update(net, x, data.train.y[idx], cfg.method, params, solver,
-                                         cfg.t_end, cfg.loss, cfg.loss_reduction,
-                                         cfg.target_stepsize)
+                    upd = forward_update(net, x, data.train.y[idx], wake_settings)
                     apply_update(cfg, net, opts["forward"], upd)
                     loss_sum += upd.loss * len(idx)
                     nfe_sum += upd.wake.nfe if upd.wake is not None else 0
@@ -304,9 +300,7 @@ def _metrics_row(epoch, train_loss, net, data, cfg, seconds, nfe, sleep_seconds=
     if cfg.diagnostics:
         x, y = data.val.x[:cfg.batch_size], data.val.y[:cfg.batch_size]
         try:
-            upd = forward_update(net, x, y, cfg.method, ControllerParams.from_config(cfg),
-                                 SolverSettings.from_config(cfg), cfg.t_end, cfg.loss,
-                                 cfg.loss_reduction, cfg.target_stepsize)
+            upd = forward_update(net, x, y, ForwardSettings.from_config(cfg))
             row.update(diagnostics(net, x, y, upd, cfg))
         except DivergenceError:  # the training loop reports it, with its own context
             row.update(dict.fromkeys(DIAGNOSTICS, float("nan")))

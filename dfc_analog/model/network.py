@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from .config import Config
+from dfc_analog.config.options import Config
 
 # φ and its derivative φ' for each activation name.
 _PHI = {

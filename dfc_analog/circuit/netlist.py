@@ -1,6 +1,6 @@
 """Component graph → ngspice netlist text (standalone SPICE: ``ngspice -b FILE`` runs it).
 
-Realisation of the graph (:mod:`dfc_analog.graph`), all elements ideal:
+Realisation of the graph (:mod:`dfc_analog.circuit.graph`), all elements ideal:
 
     synapse w (forward W_i, feedback Q_i)   G element (VCCS) of gain w / R into the summing node;
                                             one per synapse: B-source sums are 4-12x slower.
@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from ..errors import ConfigError
-from ..graph import controller_name, neuron_name
+from dfc_analog.errors import ConfigError
+from dfc_analog.circuit.graph import controller_name, neuron_name
 
 PHASES = ("op", "feedforward", "wake")
 # The controller switch rises over this fraction of a τ_u, ending exactly at t_on.
@@ -84,6 +84,32 @@ class SpiceOptions:
     def step_limit(self, tau_v: float) -> float:
         """Largest time step in τ_u."""
         return self.max_step if self.max_step is not None else 100.0 * math.sqrt(self.reltol) * tau_v
+
+
+def add_spice_arguments(parser) -> None:
+    """The simulator options of the circuit tools (an argparse parser or group), with
+    :class:`SpiceOptions`' defaults; :func:`spice_options` reads them back."""
+    parser.add_argument("--reltol", type=float, default=SpiceOptions.reltol,
+                        help="ngspice relative tolerance RELTOL (default: 1e-3, ngspice's)")
+    parser.add_argument("--abstol", type=float, default=SpiceOptions.abstol,
+                        help="ngspice absolute current tolerance ABSTOL in A (default: 1e-12)")
+    parser.add_argument("--vntol", type=float, default=SpiceOptions.vntol,
+                        help="ngspice absolute voltage tolerance VNTOL in V (default: 1e-6)")
+    parser.add_argument("--max-step", type=float, metavar="DT",
+                        help="largest time step in τ_u (default: 100·sqrt(reltol)·τ_v; ngspice "
+                             "also caps it at the output step)")
+    parser.add_argument("--trtol", type=float, default=SpiceOptions.trtol,
+                        help="factor by which the local truncation error may exceed reltol "
+                             "(default: 0.25; ngspice's own default 7 leaves 3-8x the error)")
+    parser.add_argument("--integration", default=SpiceOptions.method, choices=("trap", "gear"),
+                        help="ngspice integration method (default: trap)")
+
+
+def spice_options(args, **extra) -> SpiceOptions:
+    """The :class:`SpiceOptions` of the arguments :func:`add_spice_arguments` added."""
+    return SpiceOptions(reltol=args.reltol, abstol=args.abstol, vntol=args.vntol,
+                        max_step=args.max_step, trtol=args.trtol, method=args.integration,
+                        **extra)
 
 
 def output_times(t_end: float, step: float) -> np.ndarray:
@@ -202,7 +228,7 @@ def _header(g: nx.DiGraph, phase: str, settle: float, t_end: float, sum_inputs: 
                     f"{t_end:g} tau_u with the controller on (target r* of eq. (3))"}[phase]
     return [
         f"* DFC network {'-'.join(map(str, sizes))} (Meulemans et al., NeurIPS 2021) -- "
-        "written by dfc_analog.spice.netlist",
+        "written by dfc_analog.circuit.netlist",
         f"* analysis: {what}",
         f"* scaling: 1 tau_u = {sc['time_scale']:g} s, 1 model unit = {sc['v_scale']:g} V, "
         f"R = {sc['resistance']:g} Ohm; tau_v = {g.graph['tau_v']:g}, k_p = {g.graph['k_p']:g}, "

@@ -1,0 +1,464 @@
+"""Validation of the circuit against the model: ``dfc-validate RUN_DIR`` (also
+``python -m dfc_analog.validate``).
+
+For each test sample of a run the same phase is simulated twice from the same input x and the
+same output target r* of eq. (3): by the SPICE circuit (:func:`dfc_analog.circuit.simulate_circuit`)
+and by the ODE of eqs. (1) and (4) (:func:`dfc_analog.solvers.simulate_wake`, Dormand–Prince with
+tolerances a thousand times tighter than the simulator's ``reltol``). The ODE is evaluated at the
+very time points the circuit returns, so both trajectories lie on one grid and nothing is
+interpolated. Then, per signal group (soma, basal, apical and rate of each layer; the controller's
+u, u_int and error e):
+
+    range     R = max(max - min over time and neurons of the reference, F)
+    max error max |circuit - reference| / R,  RMS error  rms(circuit - reference) / R
+    steady    |circuit - reference| / R at the end of the phase (the steady state of Lemma 1)
+
+and the same for the *departure* of every soma from its own feed-forward state, v_i(t) - v_i(0),
+which is what the eq. (5) rule reads. The eq. (5) weight update of DFC,
+g_W_i = -(2/B)(1/T) ∫ (φ(v_i) - φ(v_B,i)) r_{i-1}ᵀ dt (trapezoidal rule on the common grid, the same
+function for both trajectories), gives an angle between circuit and model updates; classifiers also
+compare the predicted class (argmax of the feed-forward output r_L^- of eq. 2).
+
+Tolerance rule. ngspice keeps every node voltage within reltol·|V| + vntol of its converged value
+and the local truncation error within a multiple (trtol) of that, so a signal group whose largest
+magnitude is P (model units) is trusted to
+
+    tol = k · (reltol · P + F) / R,     F = (vntol + abstol · R_circuit) / v_scale,
+
+with k = ``safety`` (default 10) and F the simulator's absolute resolution in model units: its
+voltage tolerance plus the voltage its current tolerance makes across the summing resistance
+R_circuit. F also floors the range R. A soma's departure is judged with the P of the soma itself
+(the simulator controls the absolute voltage, not the departure) and the departure's own range;
+the eq. (5) update with an angle of min(1°, largest soma-departure tol read in radians). The ODE
+reference is solved with rtol = atol = 1e-3 · reltol (its state is the departure from the
+feed-forward state in units of the nudge max|δ_L|, see :mod:`dfc_analog.model.dynamics`; in the
+feed-forward phase the nudge is zero, the unit is one model unit and the tolerance 1e-3 · F),
+so its own error is negligible.
+A sample passes when every group, every departure and the update angle are within tolerance and,
+for classifiers, both predict the same class.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from dfc_analog.circuit.graph import Scaling
+from dfc_analog.circuit.netlist import SpiceOptions
+from dfc_analog.data import load_dataset
+from dfc_analog.errors import ConfigError, DFCError
+from dfc_analog.learning.targets import output_target
+from dfc_analog.learning.updates import trajectory_update, update_angle
+from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.model.network import DFCNetwork
+from dfc_analog.model.trajectory import Trajectory
+from dfc_analog.runio import load_run
+from dfc_analog.solvers.wake import SolverSettings, simulate_wake
+
+PHASES = ("wake", "feedforward")
+MAX_ANGLE_DEG = 1.0
+REFERENCE_TIGHTENING = 1e-3     # reference tolerance = this × the simulator's reltol (or F)
+REFERENCE_TOL_FLOOR = 1e-13     # float64 resolution of the departure
+CONTROLLER = ("error", "u_int", "u")
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    """What is simulated and how strictly it is judged (see the module docstring for the rule).
+    The circuit runs with ``spice`` (ngspice's tolerances, integration method, step cap) at
+    ``scaling`` (seconds per τ_u, volts per unit, resistance level)."""
+
+    phase: str = "wake"
+    points: int = 401           # time points of the common grid over [0, t_end]
+    t_end: float | None = None  # τ_u; None: the run's t_end
+    safety: float = 10.0        # k of the tolerance rule
+    spice: SpiceOptions = field(default_factory=SpiceOptions)
+    scaling: Scaling = field(default_factory=Scaling)
+
+    @property
+    def reltol(self) -> float:
+        return self.spice.reltol
+
+    def check(self) -> None:
+        if self.phase not in PHASES:
+            raise ConfigError(f"unknown phase '{self.phase}': choose one of {', '.join(PHASES)}.")
+        if not (math.isfinite(self.safety) and self.safety > 0):
+            raise ConfigError(f"safety must be a positive number, got {self.safety}.")
+        if self.reltol >= 1:
+            raise ConfigError(f"reltol must be below 1, got {self.reltol}.")
+        if self.points < 2:
+            raise ConfigError(f"points must be at least 2, got {self.points}.")
+        if self.t_end is not None and not (math.isfinite(self.t_end) and self.t_end > 0):
+            raise ConfigError(f"t_end must be a positive number, got {self.t_end}.")
+
+    @property
+    def floor(self) -> float:
+        """The simulator's absolute resolution in model units: (vntol + abstol·R) / v_scale,
+        its voltage tolerance plus the voltage its current tolerance makes across R."""
+        spice, scaling = self.spice, self.scaling
+        return (spice.vntol + spice.abstol * scaling.resistance) / scaling.v_scale
+
+    @property
+    def reference_tol(self) -> float:
+        """rtol = atol of the ODE reference. Its state is the departure in units of the nudge
+        max|δ_L| (wake): 1e-3 · reltol; in the feed-forward phase the nudge is zero and the unit
+        is one model unit: 1e-3 · F."""
+        scale = self.reltol if self.phase == "wake" else self.floor
+        return max(REFERENCE_TIGHTENING * scale, REFERENCE_TOL_FLOOR)
+
+    def tolerance(self, peak: float, signal_range: float) -> float:
+        """The rule: k (reltol · peak + floor) / range."""
+        return self.safety * (self.reltol * peak + self.floor) / signal_range
+
+    def rule(self) -> str:
+        return (f"tol = k·(reltol·P + F)/R with k = {self.safety:g}, reltol = {self.reltol:g}, "
+                f"F = (vntol + abstol·R_circuit)/v_scale = {self.floor:.3g} (the simulator's "
+                f"absolute resolution in model units); P = largest |reference| of the group; "
+                f"R = max(max − min of the reference over time and neurons, F); departures "
+                f"v_i(t) − v_i(0) use the P of the soma itself and their own R; update angle "
+                f"≤ min({MAX_ANGLE_DEG:g}°, largest soma-departure tol in rad); ODE reference: "
+                f"dopri5 rtol = atol = {self.reference_tol:g} (= 1e-3·reltol relative to the "
+                f"nudge max|δ_L| in the wake phase, 1e-3·F in model units in the feed-forward "
+                f"phase), float64.")
+
+
+# ------------------------------------------------------------------------------------------
+# Comparison of two trajectories
+
+
+@dataclass
+class GroupError:
+    """Errors of one signal group, normalised by the reference's range R."""
+
+    max: float
+    rms: float
+    steady: float
+    range: float
+    peak: float
+    tol: float
+    neuron: int           # index (within the group) of the largest error
+    t_worst: float        # time (τ_u) of the largest error
+    t_exceed: float | None  # first time the error exceeds tol (None: never)
+    floored: bool = False   # the reference does not vary beyond F: R = F (e.g. u at rest)
+
+    @property
+    def passed(self) -> bool:
+        return self.max <= self.tol
+
+
+def signal_groups(traj: Trajectory) -> dict:
+    """Signal groups of a trajectory in data-flow order, each a (T, B·n) float64 numpy array:
+    basal_i, soma_i, rate_i for i = 1..L, then error, u_int, u, and apical_1..L."""
+    def flat(a):
+        a = a.detach().cpu().double().numpy()
+        return a.reshape(a.shape[0], -1)
+
+    groups = {}
+    for i in range(len(traj.soma)):
+        for name in ("basal", "soma", "rate"):
+            groups[f"{name}{i + 1}"] = flat(getattr(traj, name)[i])
+    for name in CONTROLLER:
+        groups[name] = flat(getattr(traj, name))
+    for i, a in enumerate(traj.apical):
+        groups[f"apical{i + 1}"] = flat(a)
+    return groups
+
+
+def group_error(reference: np.ndarray, circuit: np.ndarray, t: np.ndarray, peak: float,
+                settings: ValidationSettings) -> GroupError:
+    """Errors of one group, normalised by the range of ``reference`` (module docstring)."""
+    if circuit.shape != reference.shape:
+        raise DFCError(f"the circuit returned a signal of shape {circuit.shape} where the model "
+                       f"has {reference.shape}.")
+    spread = float(reference.max() - reference.min()) if reference.size else 0.0
+    signal_range = max(spread, settings.floor)
+    tol = settings.tolerance(peak, signal_range)
+    diff = np.abs(circuit - reference) / signal_range
+    if not np.all(np.isfinite(diff)):
+        diff = np.where(np.isfinite(diff), diff, np.inf)
+    per_time = diff.max(axis=1)
+    k_t, k_n = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    over = np.nonzero(per_time > tol)[0]
+    return GroupError(max=float(diff[k_t, k_n]), rms=float(np.sqrt(np.mean(diff ** 2))),
+                      steady=float(per_time[-1]), range=signal_range, peak=peak, tol=tol,
+                      neuron=int(k_n), t_worst=float(t[k_t]),
+                      t_exceed=float(t[over[0]]) if over.size else None,
+                      floored=spread <= settings.floor)
+
+
+def compare(reference: Trajectory, circuit: Trajectory, settings: ValidationSettings):
+    """(signal-group errors, soma-departure errors), dicts of :class:`GroupError` in data-flow
+    order. Both trajectories must lie on the same time grid."""
+    t = reference.t.detach().cpu().double().numpy()
+    ref, circ = signal_groups(reference), signal_groups(circuit)
+    peaks = {name: float(np.abs(a).max()) for name, a in ref.items()}
+    signals = {name: group_error(ref[name], circ[name], t, peaks[name], settings)
+               for name in ref}
+    departures = {}
+    if settings.phase == "wake":
+        for name in ref:
+            if name.startswith("soma"):
+                departures[f"{name} departure"] = group_error(
+                    ref[name] - ref[name][:1], circ[name] - circ[name][:1], t, peaks[name],
+                    settings)
+    return signals, departures
+
+
+def first_divergence(errors: dict):
+    """The signal that left its tolerance first: earliest time, then earliest in data-flow
+    order (so a wrong weight in layer i names basal_i, not everything downstream of it).
+    Returns (name, GroupError) or None."""
+    failing = [(e.t_exceed, k, name) for k, (name, e) in enumerate(errors.items())
+               if e.t_exceed is not None]
+    if not failing:
+        return None
+    _, _, name = min(failing)
+    return name, errors[name]
+
+
+# ------------------------------------------------------------------------------------------
+# One sample
+
+
+@dataclass
+class SampleResult:
+    """Everything the report needs about one validated sample."""
+
+    index: int
+    signals: dict
+    departures: dict
+    angle_deg: float | None
+    angle_tol_deg: float | None
+    update_rel_error: float | None
+    class_reference: int | None
+    class_circuit: int | None
+    seconds_circuit: float
+    seconds_reference: float
+    reference: dict = field(repr=False)   # Trajectory.numpy() of the ODE reference
+    circuit: dict = field(repr=False)     # Trajectory.numpy() of the circuit
+
+    @property
+    def failures(self) -> list:
+        """One line per failed check, worst first."""
+        lines = []
+        for name, e in {**self.signals, **self.departures}.items():
+            if not e.passed:
+                lines.append((e.max / e.tol, f"{name}: max error {e.max:.3g} > tol {e.tol:.3g} "
+                                             f"(neuron {e.neuron}, t = {e.t_worst:.4g} τ_u)"))
+        if self.angle_deg is not None and self.angle_deg > self.angle_tol_deg:
+            lines.append((self.angle_deg / self.angle_tol_deg,
+                          f"eq. (5) update: angle {self.angle_deg:.3g}° > "
+                          f"{self.angle_tol_deg:.3g}°"))
+        if self.class_reference is not None and self.class_reference != self.class_circuit:
+            lines.append((math.inf, f"predicted class {self.class_circuit} ≠ model's "
+                                    f"{self.class_reference}"))
+        return [text for _, text in sorted(lines, key=lambda p: -p[0])]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def diverged(self):
+        """(signal name, GroupError) that left its tolerance first, or None."""
+        return first_divergence({**self.signals, **self.departures})
+
+    def _varying(self) -> dict:
+        """The signal groups that vary beyond the simulator's resolution F (all if none do):
+        the headline error; a constant-zero group is judged by its tolerance alone."""
+        return {n: e for n, e in self.signals.items() if not e.floored} or self.signals
+
+    @property
+    def max_error(self) -> float:
+        """Largest normalised error over the signal groups that vary."""
+        return max(e.max for e in self._varying().values())
+
+    @property
+    def worst_signal(self) -> str:
+        varying = self._varying()
+        return max(varying, key=lambda n: varying[n].max)
+
+
+def spice_circuit(net, params, x, r_star, t_end, times, settings: ValidationSettings):
+    """The circuit side: the SPICE simulation of :mod:`dfc_analog.circuit` at ``settings``'
+    tolerances and scaling. Any callable with this signature can stand in for it."""
+    from dfc_analog.circuit.simulate import simulate_circuit
+    return simulate_circuit(net, params, x, r_star, t_end, times, scaling=settings.scaling,
+                            options=settings.spice)
+
+
+def reference_trajectory(net: DFCNetwork, params: ControllerParams, x: torch.Tensor,
+                         r_star: torch.Tensor | None, t_end: float, times: torch.Tensor,
+                         tol: float) -> Trajectory:
+    """The ODE of eqs. (1) and (4) from the feed-forward state (eq. 2), one sample, float64,
+    Dormand–Prince at rtol = atol = ``tol``, read at exactly ``times``. ``r_star=None`` is the
+    feed-forward phase: the target is the feed-forward output itself, computed by the very call
+    the solver starts from, so that the nudge is exactly zero (a nudge of rounding size would
+    become the solver's unit, see :mod:`dfc_analog.model.dynamics`)."""
+    if r_star is None:
+        r_star = net.feedforward(x[None])[1][-1][0]
+    solver = SolverSettings("dopri5", rtol=tol, atol=tol, max_steps=10_000_000)
+    wake = simulate_wake(net, x[None], r_star[None], params, solver, t_end, times=times)
+    return wake.trajectory.at(times)
+
+
+def validate_sample(index: int, net: DFCNetwork, params: ControllerParams, x: torch.Tensor,
+                    r_star: torch.Tensor | None, t_end: float, settings: ValidationSettings,
+                    classify: bool, circuit=spice_circuit, threads: int | None = None
+                    ) -> SampleResult:
+    """Simulate one sample by the circuit and by the ODE, and compare them.
+
+    ``r_star`` is the eq. (3) target of the wake phase, None in the feed-forward phase (the
+    controller stays at rest).
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
+    times = torch.linspace(0.0, t_end, settings.points, dtype=torch.float64)
+    start = time.perf_counter()
+    circ = circuit(net, params, x, r_star, t_end, times.numpy(), settings)
+    seconds_circuit = time.perf_counter() - start
+    t = circ.t.detach().cpu().double()
+    if t.ndim != 1 or t.numel() < 2 or bool((torch.diff(t) <= 0).any()) or \
+            float(t[0]) < 0 or float(t[-1]) > t_end * (1 + 1e-9):
+        raise DFCError(f"the circuit returned time points that are not increasing within "
+                       f"[0, {t_end}] τ_u.")
+    start = time.perf_counter()
+    ref = reference_trajectory(net, params, x, r_star, t_end, t, settings.reference_tol)
+    seconds_reference = time.perf_counter() - start
+    signals, departures = compare(ref, circ, settings)
+    angle = angle_tol = rel = None
+    if settings.phase == "wake":
+        g_ref = trajectory_update(net, ref, x[None], params.plasticity)
+        g_circ = trajectory_update(net, circ, x[None], params.plasticity)
+        angle, rel = update_angle(g_ref, g_circ)
+        dep_tol = max(e.tol for e in departures.values())
+        angle_tol = min(MAX_ANGLE_DEG, math.degrees(dep_tol))
+    class_ref = class_circ = None
+    if classify:
+        class_ref = int(ref.rate[-1][0, 0].argmax())
+        class_circ = int(circ.rate[-1][0, 0].argmax())
+    return SampleResult(index, signals, departures, angle, angle_tol, rel, class_ref, class_circ,
+                        seconds_circuit, seconds_reference, ref.numpy(), circ.numpy())
+
+
+# ------------------------------------------------------------------------------------------
+# A run
+
+
+@dataclass
+class RunValidation:
+    """The outcome for a run: settings, the samples' results (in sample order) and the run."""
+
+    run_dir: str
+    settings: ValidationSettings
+    t_end: float
+    layer_sizes: list
+    results: list
+    classify: bool
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+
+def sample_targets(net: DFCNetwork, cfg, x: torch.Tensor, y: torch.Tensor):
+    """r* per sample: eq. (3) as training computes it for a minibatch of one sample."""
+    _, r_ff = net.feedforward(x)
+    targets = [output_target(r_ff[-1][k:k + 1], y[k:k + 1], cfg.loss, cfg.loss_reduction,
+                             cfg.target_stepsize)[0] for k in range(x.shape[0])]
+    return torch.cat(targets)
+
+
+@dataclass
+class SampleSet:
+    """The samples of a run to validate, with everything the two simulators need."""
+
+    run_dir: str
+    layer_sizes: list
+    net: DFCNetwork
+    params: ControllerParams
+    x: torch.Tensor           # (N, n_0)
+    r_star: torch.Tensor | None   # (N, n_L) eq. (3) targets; None in the feed-forward phase
+    t_end: float
+    classify: bool
+
+
+def load_samples(run_dir, samples: int, settings: ValidationSettings) -> SampleSet:
+    """The first ``samples`` test samples of a run and their targets, in float64."""
+    settings.check()
+    cfg, net = load_run(run_dir, device="cpu")
+    net = net.double()
+    test = load_dataset(cfg).test
+    if samples < 1 or samples > len(test):
+        raise ConfigError(f"samples must be between 1 and the {len(test)} test samples of the "
+                          f"run, got {samples}.")
+    x, y = test.x[:samples].double(), test.y[:samples]
+    r_star = None
+    if settings.phase == "wake":
+        with torch.no_grad():
+            r_star = sample_targets(net, cfg, x, y)
+    t_end = settings.t_end if settings.t_end is not None else cfg.t_end
+    return SampleSet(str(run_dir), list(cfg.layer_sizes), net, ControllerParams.from_config(cfg),
+                     x, r_star, t_end, cfg.loss == "cross_entropy")
+
+
+def validate_samples(samples: SampleSet, settings: ValidationSettings, workers: int | None = None,
+                     progress: bool = True, circuit=spice_circuit) -> RunValidation:
+    """Validate every sample of ``samples``, in parallel processes.
+
+    ``min(N, workers or cpu count)`` "spawn" processes take one sample at a time, each with an
+    equal share of the cores for torch; with one worker everything runs in this process. The
+    processes are reused: ngspice, which keeps global state and whose PySpice binding leaks
+    memory per run, already runs in a fresh process of its own for every simulation
+    (:func:`dfc_analog.circuit.simulate_circuit`). ``circuit`` is the circuit simulator
+    (:func:`spice_circuit`, or a stand-in with its signature; in parallel runs it must be
+    importable by name).
+    """
+    settings.check()
+    start = time.perf_counter()
+    n = samples.x.shape[0]
+    workers = max(1, min(n, workers or os.cpu_count() or 1))
+    jobs = [dict(index=k, net=samples.net, params=samples.params, x=samples.x[k],
+                 r_star=None if samples.r_star is None else samples.r_star[k],
+                 t_end=samples.t_end, settings=settings, classify=samples.classify,
+                 circuit=circuit) for k in range(n)]
+    from tqdm import tqdm
+    bar = tqdm(total=n, desc="validating samples", unit="sample", disable=not progress)
+    results = []
+    try:
+        if workers == 1:
+            for job in jobs:
+                results.append(validate_sample(**job))
+                _advance(bar, results[-1])
+        else:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                futures = [pool.submit(validate_sample, **job, threads=threads) for job in jobs]
+                for future in as_completed(futures):
+                    results.append(future.result())
+                    _advance(bar, results[-1])
+    finally:
+        bar.close()
+    results.sort(key=lambda r: r.index)
+    return RunValidation(samples.run_dir, settings, samples.t_end, samples.layer_sizes, results,
+                         samples.classify, time.perf_counter() - start)
+
+
+def validate_run(run_dir, samples: int, settings: ValidationSettings, workers: int | None = None,
+                 progress: bool = True, circuit=spice_circuit) -> RunValidation:
+    """Validate the first ``samples`` test samples of a run (:func:`load_samples`, then
+    :func:`validate_samples`)."""
+    return validate_samples(load_samples(run_dir, samples, settings), settings, workers,
+                            progress, circuit)
+
+
+def _advance(bar, result: SampleResult) -> None:
+    bar.set_postfix_str(f"sample {result.index}: max error {result.max_error:.2g} "
+                        f"({'pass' if result.passed else 'FAIL'})")
+    bar.update()
