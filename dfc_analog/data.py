@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dfc_analog.config.seeds import generator
 from dfc_analog.errors import DFCError
 
 TEACHER_HIDDEN = (1000, 1000, 1000, 1000)
@@ -98,7 +99,7 @@ def teacher_labels(x: torch.Tensor, n_out: int, generator: torch.Generator) -> t
 def student_teacher(n_in: int, n_out: int, n_train: int, n_val: int, n_test: int, seed: int,
                     dtype: torch.dtype = torch.float32, device="cpu") -> Dataset:
     """The paper's Fig. 3 regression task with ``n_train / n_val / n_test`` samples."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator("student_teacher", seed)
     n = n_train + n_val + n_test
     x = torch.rand(n, n_in, generator=gen, dtype=torch.float64) * 2.0 - 1.0
     y = teacher_labels(x, n_out, gen)
@@ -232,7 +233,7 @@ def image_dataset(name: str, data_dir: str | Path, train_samples: int = 0, val_s
             labels[index].astype(np.int64)).to(device)
         return Split(x, y)
 
-    order = torch.randperm(n_file, generator=torch.Generator().manual_seed(SPLIT_SEED)).numpy()
+    order = torch.randperm(n_file, generator=generator("validation_split", SPLIT_SEED)).numpy()
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
     if train_samples > 0:
         train_idx = train_idx[:train_samples]

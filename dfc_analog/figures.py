@@ -17,21 +17,20 @@ import contextlib
 import io
 import json
 import math
-import multiprocessing
-import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
 
 from dfc_analog import runio
 from dfc_analog.config.options import Config
+from dfc_analog.config.seeds import generator
 from dfc_analog.data import load_dataset
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.errors import DFCError
 from dfc_analog.learning.forward import output_target
 from dfc_analog.model.network import DFCNetwork
+from dfc_analog.parallel import available_cores, run_tasks
 from dfc_analog.learning.sleep import SleepParams, feedback_update
 from dfc_analog.solvers.wake import SolverSettings, simulate_wake
 from dfc_analog.training.loop import (apply_feedback_update, epoch_order, make_feedback_optimizer,
@@ -62,7 +61,7 @@ def fig1d(out: Path, quick: bool, seed: int) -> dict:
     cfg = Config(layer_sizes=[15, 10, 10, 1], train_feedback=True, alpha=0.0015, k_p=1.0,
                  tau_v=0.2, t_end=10.0, target_stepsize=0.05, seed=seed, dtype="float64",
                  sleep_epochs_init=10 if quick else 50)
-    net = DFCNetwork.from_config(cfg, torch.Generator().manual_seed(cfg.seed))
+    net = DFCNetwork.from_config(cfg, generator("network", cfg.seed))
     data = load_dataset(cfg)
     opt = make_feedback_optimizer(cfg, net, cfg.fb_lr_init)
     sleep = SleepParams.from_config(cfg)
@@ -70,7 +69,7 @@ def fig1d(out: Path, quick: bool, seed: int) -> dict:
     for epoch in range(cfg.sleep_epochs_init):          # feedback pre-training
         order = epoch_order(cfg.seed, epoch, n)
         for b in range(0, n, cfg.batch_size):
-            noise = torch.Generator().manual_seed(cfg.seed * 7919 + epoch * 1009 + b)
+            noise = generator("fig1d_sleep_noise", cfg.seed, epoch, b)
             apply_feedback_update(cfg, net, opt, feedback_update(
                 net, data.train.x[order[b:b + cfg.batch_size]], sleep, noise))
     x, y = data.train.x[:cfg.batch_size], data.train.y[:cfg.batch_size]
@@ -134,22 +133,20 @@ def fig3(out: Path, quick: bool, seed: int, progress: bool) -> dict:
         settings = {**FIG3_BASE, **variant, "seed": seed, **(QUICK if quick else {})}
         Config.from_dict(settings, source=f"fig3 variant {name}")      # fail early, here
         folder = runs / name.lower().replace(" ", "").replace("(", "-").replace(")", "")
-        jobs[name] = (settings, str(runio.prepare_run_dir(folder)))
-    workers = min(len(jobs), os.cpu_count() or 1)
+        jobs[name] = dict(settings=settings, folder=str(runio.prepare_run_dir(folder)))
+    workers = min(len(jobs), available_cores())
     print(f"fig3: training {len(jobs)} variants for {QUICK['epochs'] if quick else 300} epochs "
           f"in {workers} processes, into {runs}", flush=True)
     results = {}
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_train_variant, *job): name for name, job in jobs.items()}
-        with tqdm(total=len(jobs), desc="fig3 variants", disable=not progress) as bar:
-            for future in as_completed(futures):
-                rows = future.result()
-                name = futures[future]
-                results[name] = {key: [r[key] for r in rows] for key, _ in FIG3_PANELS}
-                results[name]["epoch"] = [r["epoch"] for r in rows]
-                results[name]["test_loss"] = [r["test_loss"] for r in rows]
-                bar.update(1)
-                bar.write(f"fig3: {name} done (test loss {rows[-1]['test_loss']:.4g})")
+    names = list(jobs)
+    with tqdm(total=len(jobs), desc="fig3 variants", disable=not progress) as bar:
+        for index, rows in run_tasks(_train_variant, list(jobs.values()), workers):
+            name = names[index]
+            results[name] = {key: [r[key] for r in rows] for key, _ in FIG3_PANELS}
+            results[name]["epoch"] = [r["epoch"] for r in rows]
+            results[name]["test_loss"] = [r["test_loss"] for r in rows]
+            bar.update(1)
+            bar.write(f"fig3: {name} done (test loss {rows[-1]['test_loss']:.4g})")
     results = {name: results[name] for name in FIG3_VARIANTS}
     window = 10 if quick else 30
     final = {name: {key: _tail_mean(series[key], window) for key, _ in FIG3_PANELS}

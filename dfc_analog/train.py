@@ -17,7 +17,7 @@ from dfc_analog import runio
 from dfc_analog.config.options import Config, load_config_file
 from dfc_analog.errors import ConfigError, DFCError
 from dfc_analog.config.presets import describe_presets, load_preset
-from dfc_analog.training.loop import metric_name, reported, run_training, schedule, summary_table
+from dfc_analog.training.loop import metric_name, reported, run_training, summary_table
 
 EXTRA_OPTIONS = ("config", "preset", "list_presets", "seeds", "out", "resume", "overwrite",
                  "progress")
@@ -109,28 +109,33 @@ def list_presets() -> None:
 
 
 def run_seeds(cfg: Config, out: Path, n: int, overwrite: bool, progress: bool) -> str:
-    """Train seeds cfg.seed .. cfg.seed+n-1 into ``out/seed<k>``, continuing any unfinished one,
-    and write the mean ± std table; returns its Markdown text."""
-    values = []
-    for seed in range(cfg.seed, cfg.seed + n):
-        run_cfg = cfg.replace(seed=seed)
-        run = out / f"seed{seed}"
-        resume = (run / runio.CHECKPOINT).exists() and not overwrite
-        if resume:
+    """Train seeds cfg.seed .. cfg.seed+n-1 into ``out/seed<k>`` as one sweep
+    (:mod:`dfc_analog.sweep`), continuing any unfinished one, and write the mean ± std table;
+    returns its Markdown text."""
+    from dfc_analog.sweep import SweepFolder, run_sweep
+    from dfc_analog.sweep.tasks import train_cell
+    cells = [{"seed": seed} for seed in range(cfg.seed, cfg.seed + n)]
+    base = {k: v for k, v in cfg.to_dict().items() if k != "seed"}
+    for cell in cells:                      # a folder of other settings: one sentence, up front
+        run = out / f"seed{cell['seed']}"
+        if (run / runio.CHECKPOINT).exists() and not overwrite:
             stored = runio.load_checkpoint(run)["config"]
-            if {**stored, "epochs": run_cfg.epochs} != run_cfg.to_dict():
+            if {**stored, "epochs": cfg.epochs} != {**cfg.to_dict(), **cell}:
                 raise ConfigError(f"'{run}' holds a run with other settings; use another --out "
                                   "or --overwrite.")
-            if stored["epochs"] != run_cfg.epochs:
-                runio.save_config(run / runio.CONFIG, run_cfg)
-            done = runio.load_checkpoint(run)["pass"] >= len(schedule(run_cfg))
-            print(f"seed {seed}: {'finished' if done else 'continuing'} run in {run}")
-        else:
-            print(f"seed {seed}: training into {run}")
-        rows = run_training(run_cfg, run, resume=resume, progress=progress)
-        value, epoch = reported(run_cfg, rows)
-        print(f"seed {seed}: {metric_name(run_cfg)} {value:.5g} (epoch {epoch})")
-        values.append(value)
+    folder = SweepFolder(out, "train", {"config": base, "root": str(out.resolve()),
+                                        "verbose": True, "runs": "."},
+                         cells, overwrite=overwrite, redefine=True)
+    finished = folder.done()
+    for key, cell in folder.cells.items():
+        if key in finished:
+            print(f"seed {cell['seed']}: finished run in {out / ('seed' + str(cell['seed']))}")
+    outcome = run_sweep(folder, train_cell, workers=1, progress=False)
+    if outcome.failed:
+        raise DFCError(outcome.failed[0]["error"])
+    values = [row["value"] for row in folder.rows()]
+    for cell, value in zip(cells, values):
+        print(f"seed {cell['seed']}: {metric_name(cfg)} {value:.5g}")
     label = f"{cfg.dataset} {cfg.method}" + (" (trained feedback)" if cfg.train_feedback else "")
     md, csv_text = summary_table({label: (metric_name(cfg), values)})
     runio.atomic_write(out / TABLE_MD, md.encode())

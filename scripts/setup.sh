@@ -29,6 +29,6 @@ fi
 stamp=.venv/.dfc_analog-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   echo "setup: installing Python packages into .venv ..."
-  .venv/bin/pip install -q -c constraints.txt -e '.[test]'
+  .venv/bin/pip install -q -c constraints.txt -e '.[test,sweep]'
   touch "$stamp"
 fi

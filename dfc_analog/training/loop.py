@@ -19,6 +19,7 @@ import torch
 
 from dfc_analog import runio
 from dfc_analog.config.options import Config
+from dfc_analog.config.seeds import generator
 from dfc_analog.data import load_dataset
 from dfc_analog.errors import ConfigError, DivergenceError
 from dfc_analog.learning.forward import ForwardSettings, forward_update
@@ -99,7 +100,7 @@ def summary_table(results: dict) -> tuple:
 
 def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     """Minibatch order of an epoch, a function of (seed, epoch) only, so resuming repeats it."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+    return torch.randperm(n, generator=generator("epoch_order", seed, epoch))
 
 
 def apply_update(cfg: Config, net: DFCNetwork, opt: torch.optim.Optimizer, upd) -> None:
@@ -174,7 +175,7 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
         raise ConfigError(f"device '{cfg.device}' was asked for, but torch sees no CUDA device; "
                           "use --device cpu (also with --resume).")
     out = runio.prepare_run_dir(out)
-    net = DFCNetwork.from_config(cfg, torch.Generator().manual_seed(cfg.seed))
+    net = DFCNetwork.from_config(cfg, generator("network", cfg.seed))
     opts = {"forward": make_optimizer(cfg, net),
             "pretrain": make_feedback_optimizer(cfg, net, cfg.fb_lr_init),
             "sleep": make_feedback_optimizer(cfg, net, cfg.fb_lr)}
@@ -233,8 +234,7 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
                     loss_sum += upd.loss * len(idx)
                     nfe_sum += upd.wake.nfe if upd.wake is not None else 0
                 else:
-                    noise = torch.Generator(device=x.device).manual_seed(
-                        cfg.seed * 1000003 + index * 10007 + b)
+                    noise = generator("sleep_noise", cfg.seed, index, b, device=x.device)
                     g_Q = feedback_update(net, x, sleep_params, noise)
                     apply_feedback_update(cfg, net, opts[phase.kind], g_Q)
                 b += 1

@@ -40,7 +40,6 @@ for classifiers, both predict the same class.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -56,6 +55,7 @@ from dfc_analog.learning.updates import trajectory_update, update_angle
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.model.trajectory import Trajectory
+from dfc_analog.parallel import run_tasks
 from dfc_analog.runio import load_run
 from dfc_analog.solvers.wake import SolverSettings, simulate_wake
 
@@ -308,15 +308,12 @@ def reference_trajectory(net: DFCNetwork, params: ControllerParams, x: torch.Ten
 
 def validate_sample(index: int, net: DFCNetwork, params: ControllerParams, x: torch.Tensor,
                     r_star: torch.Tensor | None, t_end: float, settings: ValidationSettings,
-                    classify: bool, circuit=spice_circuit, threads: int | None = None
-                    ) -> SampleResult:
+                    classify: bool, circuit=spice_circuit) -> SampleResult:
     """Simulate one sample by the circuit and by the ODE, and compare them.
 
     ``r_star`` is the eq. (3) target of the wake phase, None in the feed-forward phase (the
     controller stays at rest).
     """
-    if threads is not None:
-        torch.set_num_threads(threads)
     times = torch.linspace(0.0, t_end, settings.points, dtype=torch.float64)
     start = time.perf_counter()
     circ = circuit(net, params, x, r_star, t_end, times.numpy(), settings)
@@ -409,12 +406,9 @@ def load_samples(run_dir, samples: int, settings: ValidationSettings) -> SampleS
 
 def validate_samples(samples: SampleSet, settings: ValidationSettings, workers: int | None = None,
                      progress: bool = True, circuit=spice_circuit) -> RunValidation:
-    """Validate every sample of ``samples``, in parallel processes.
-
-    ``min(N, workers or cpu count)`` "spawn" processes take one sample at a time, each with an
-    equal share of the cores for torch; with one worker everything runs in this process. The
-    processes are reused: ngspice, which keeps global state and whose PySpice binding leaks
-    memory per run, already runs in a fresh process of its own for every simulation
+    """Validate every sample of ``samples``, in parallel processes (:func:`run_tasks`; default
+    one per core, at most one per sample). ngspice, which keeps global state and whose PySpice
+    binding leaks memory per run, runs in a fresh process of its own for every simulation
     (:func:`dfc_analog.circuit.simulate_circuit`). ``circuit`` is the circuit simulator
     (:func:`spice_circuit`, or a stand-in with its signature; in parallel runs it must be
     importable by name).
@@ -422,29 +416,16 @@ def validate_samples(samples: SampleSet, settings: ValidationSettings, workers: 
     settings.check()
     start = time.perf_counter()
     n = samples.x.shape[0]
-    workers = max(1, min(n, workers or os.cpu_count() or 1))
     jobs = [dict(index=k, net=samples.net, params=samples.params, x=samples.x[k],
                  r_star=None if samples.r_star is None else samples.r_star[k],
                  t_end=samples.t_end, settings=settings, classify=samples.classify,
                  circuit=circuit) for k in range(n)]
     from tqdm import tqdm
-    bar = tqdm(total=n, desc="validating samples", unit="sample", disable=not progress)
     results = []
-    try:
-        if workers == 1:
-            for job in jobs:
-                results.append(validate_sample(**job))
-                _advance(bar, results[-1])
-        else:
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                futures = [pool.submit(validate_sample, **job, threads=threads) for job in jobs]
-                for future in as_completed(futures):
-                    results.append(future.result())
-                    _advance(bar, results[-1])
-    finally:
-        bar.close()
+    with tqdm(total=n, desc="validating samples", unit="sample", disable=not progress) as bar:
+        for _, result in run_tasks(validate_sample, jobs, workers):
+            results.append(result)
+            _advance(bar, result)
     results.sort(key=lambda r: r.index)
     return RunValidation(samples.run_dir, settings, samples.t_end, samples.layer_sizes, results,
                          samples.classify, time.perf_counter() - start)

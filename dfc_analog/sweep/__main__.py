@@ -1,0 +1,5 @@
+import sys
+
+from dfc_analog.sweep.cli import main
+
+sys.exit(main())
