@@ -173,3 +173,15 @@ def test_training_with_the_expected_sleep_phase(tmp_path):
                  epochs=1, train_samples=256, val_samples=64, test_samples=64, diagnostics=False)
     rows = run_training(cfg, tmp_path / "run", progress=False)
     assert len(rows) == 2 and np.isfinite(rows[-1]["test_loss"])
+
+
+def test_every_trained_feedback_preset_has_an_expected_sleep_twin():
+    from dfc_analog.config.presets import preset_config, preset_names
+    names = preset_names()
+    trained = [n for n in names if not n.endswith("-exp") and "-dfc" in n
+               and preset_config(n).train_feedback and n.split("-dfc")[1] in ("", "-ss", "-ssa")]
+    assert len(trained) == 12
+    for name in trained:
+        exp = preset_config(f"{name}-exp")
+        assert exp.sleep == "expected"
+        assert exp.replace(sleep="simulated") == preset_config(name)
