@@ -72,7 +72,8 @@ def product_flops(cfg) -> tuple[int, int]:
     if not cfg.train_feedback:
         return bp, 0
     if cfg.sleep == "expected":
-        return bp, cfg.sleep_epochs * (forward + n[-1] * above_first + 3 * 2 * sum(n[1:]) * n[-1] ** 2)
+        jacobian = n[-1] * above_first
+        return bp, cfg.sleep_epochs * (forward + jacobian + 3 * 2 * sum(n[1:]) * n[-1] ** 2)
     steps = max(1, int(round(cfg.t_end_fb / cfg.dt_fb)))
     per_step = above_first + 2 * 2 * sum(n[1:]) * n[-1]
     return bp, cfg.sleep_epochs * (forward + steps * per_step)
@@ -185,23 +186,24 @@ def main(argv=None) -> int:
               f"{', '.join(shares)}")
     if args.autoencoder or not base:
         return 0
+
     def ratio(m):
         return (results[m]["wake"] + results[m]["sleep"]) / (base["wake"] + base["sleep"])
 
-    if {"dfc-ssa", "dfc", "dfa"} <= set(results):
+    if {"dfc-ssa", "dfc"} <= set(results):
         print(f"wake epochs only (sleep passes excluded), relative to BP: dfc_ssa="
               f"{results['dfc-ssa']['wake'] / base['wake']:.2f} dfc="
               f"{results['dfc']['wake'] / base['wake']:.2f}")
         print(f"simulated sleep: bp={base['value']:.2f} dfc_ssa={results['dfc-ssa']['value']:.2f} "
-              f"dfc={results['dfc']['value']:.2f} dfa={results['dfa']['value']:.2f} "
-              f"ssa_time_ratio={ratio('dfc-ssa'):.2f} dfc_time_ratio={ratio('dfc'):.2f}")
+              f"dfc={results['dfc']['value']:.2f} "
+              f"{'dfa=%.2f ' % results['dfa']['value'] if 'dfa' in results else ''}ssa_time_ratio={ratio('dfc-ssa'):.2f} dfc_time_ratio={ratio('dfc'):.2f}")
     expected = [m for m in results if m.endswith("-exp")]
     for m in expected:
         twin = results.get(m[:-4])
         vs_twin = f", {results[m]['value'] - twin['value']:+.2f} points from its simulated-sleep " \
             f"twin" if twin else ""
-        print(f"{m}: whole epoch {ratio(m):.2f}x BP's (wake {results[m]['wake'] / base['wake']:.2f}x, "
-              f"sleep passes {results[m]['sleep'] / base['wake']:.2f}x), test error "
+        print(f"{m}: whole epoch {ratio(m):.2f}x BP's (wake "
+              f"{results[m]['wake'] / base['wake']:.2f}x, sleep passes {results[m]['sleep'] / base['wake']:.2f}x), test error "
               f"{results[m]['value'] - base['value']:+.2f} points from BP's{vs_twin}")
     if {"dfc-ssa-exp", "dfc-exp"} <= set(results):
         print(f"RESULT bp={base['value']:.2f} dfc_ssa_exp={results['dfc-ssa-exp']['value']:.2f} "
