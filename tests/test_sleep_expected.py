@@ -12,6 +12,16 @@ from dfc_analog.learning.sleep_expected import expected_feedback_update, lyapuno
 from dfc_analog.theory import condition2_ratio
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Batched small LAPACK solves spin their threads against each other on a busy 2-core
+    machine (seconds instead of milliseconds); these tests are small, one thread suffices."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def kronecker_lyapunov(A, F):
     """Reference: (A ⊗ I + I ⊗ A) vec P = vec F, row-major vec, one dense solve per sample."""
     B, n, _ = A.shape
