@@ -13,12 +13,16 @@ training only), of its sleep epochs (the trained-feedback methods' X = 3 feedbac
 the whole epoch (medians over the epochs), each relative to BP. Evaluation after each epoch is
 excluded from every timing. The last line is
 
-    RESULT bp=<err%> dfc_ssa=<err%> dfc=<err%> dfa=<err%> ssa_time_ratio=<x> dfc_time_ratio=<y>
+    RESULT bp=<err%> dfc_ssa_exp=<err%> dfc_exp=<err%> ssa_exp_time_ratio=<x> dfc_exp_time_ratio=<y>
 
-with the time ratios of whole epochs (wake + sleep) to BP's epoch. Before it: the matrix-product
-arithmetic of one epoch's sleep passes relative to a BP epoch's, which is the time ratio they
-reach where they run at BP's FLOP/s, whatever the implementation. ``--autoencoder`` runs the
-MNIST-autoencoder presets of BP, DFA and DFC (trained feedback) instead and reports test losses.
+for the ``-exp`` variants (the sleep phase's expected update in closed form, ``sleep =
+"expected"``, docs/expected-sleep.md), with the time ratios of whole epochs (wake + sleep) to BP's
+epoch; before it, where the simulated-sleep rows ran, the same line for them (``dfc_ssa=``,
+``dfc=``, ``dfa=``) and each ``-exp`` row's difference to its simulated twin. Before those: the
+matrix-product arithmetic of one epoch's sleep passes relative to a BP epoch's, which is the time
+ratio they reach where they run at BP's FLOP/s, whatever the implementation.
+``--autoencoder`` runs the MNIST-autoencoder presets of BP, DFA and DFC (trained feedback,
+simulated and expected sleep) instead and reports test losses.
 """
 from __future__ import annotations
 
@@ -38,8 +42,8 @@ from dfc_analog.errors import DFCError  # noqa: E402
 from dfc_analog.config.presets import preset_config  # noqa: E402
 from dfc_analog.training.loop import metric_name, reported, run_training, schedule  # noqa: E402
 
-CLASSIFIERS = ("bp", "dfa", "dfc-ssa", "dfc", "dfc-ss")
-AUTOENCODERS = ("bp", "dfa", "dfc")
+CLASSIFIERS = ("bp", "dfa", "dfc-ssa", "dfc", "dfc-ss", "dfc-ssa-exp", "dfc-exp", "dfc-ss-exp")
+AUTOENCODERS = ("bp", "dfa", "dfc", "dfc-exp")
 
 
 def finished_rows(run: Path, cfg) -> list | None:
@@ -57,15 +61,22 @@ def product_flops(cfg) -> tuple[int, int]:
     """Floating-point operations (2 per multiply-add) of the matrix products per training sample:
     one BP step (forward pass, then gradients of the weights and of the hidden activations), and
     one epoch's ``sleep_epochs`` sleep passes (a forward pass, then per Euler-Maruyama step the
-    products W_i Δr_{i-1} of the layers above the first, Q u and v_A uᵀ; ``sleep._simulate``)."""
+    products W_i Δr_{i-1} of the layers above the first, Q u and v_A uᵀ; ``sleep._simulate``).
+    With the expected sleep phase a pass is a forward pass, the Jacobian (n_L rows back through
+    the layers above the first), J Q, J Σ² Jᵀ and Σ_b Jᵀ Y: the leading terms; the 2n_L × 2n_L
+    products of the Lyapunov solve are left out (``sleep_expected``)."""
     n = cfg.layer_sizes
     forward = 2 * sum(a * b for a, b in zip(n[:-1], n[1:]))
     above_first = 2 * sum(a * b for a, b in zip(n[1:-1], n[2:]))
     bp = 2 * forward + above_first
+    if not cfg.train_feedback:
+        return bp, 0
+    if cfg.sleep == "expected":
+        jacobian = n[-1] * above_first
+        return bp, cfg.sleep_epochs * (forward + jacobian + 3 * 2 * sum(n[1:]) * n[-1] ** 2)
     steps = max(1, int(round(cfg.t_end_fb / cfg.dt_fb)))
     per_step = above_first + 2 * 2 * sum(n[1:]) * n[-1]
-    sleep = cfg.sleep_epochs * (forward + steps * per_step) if cfg.train_feedback else 0
-    return bp, sleep
+    return bp, cfg.sleep_epochs * (forward + steps * per_step)
 
 
 def main(argv=None) -> int:
@@ -151,7 +162,7 @@ def main(argv=None) -> int:
 
     base = results.get("bp")
     print()
-    print(f"{'method':9s} {'metric':>12s} {'best ep':>7s} {'epochs':>6s} {'wake s/ep':>9s} "
+    print(f"{'method':12s} {'metric':>12s} {'best ep':>7s} {'epochs':>6s} {'wake s/ep':>9s} "
           f"{'sleep s/ep':>10s} {'total s/ep':>10s} {'wake/BP':>8s} {'total/BP':>8s} "
           f"{'nfe/batch':>9s}")
     for method, r in results.items():
@@ -159,7 +170,7 @@ def main(argv=None) -> int:
         rel = (f"{r['wake'] / base['wake']:8.1f} {total / (base['wake'] + base['sleep']):8.1f}"
                if base else f"{'-':>8s} {'-':>8s}")
         shown = f"{r['value']:.2f}%" if "error" in r["metric"] else f"{r['value']:.4f}"
-        print(f"{method:9s} {shown:>12s} {r['epoch']:7d} {args.epochs:6d} {r['wake']:9.2f} "
+        print(f"{method:12s} {shown:>12s} {r['epoch']:7d} {args.epochs:6d} {r['wake']:9.2f} "
               f"{r['sleep']:10.2f} {total:10.2f} {rel} {r['nfe']:9.0f}")
     print(f"metric: {next(iter(results.values()))['metric']} at the epoch of best validation")
     sleeping = [m for m, r in results.items() if r["flops"][1] and r["sleep"] > 0]
@@ -175,16 +186,30 @@ def main(argv=None) -> int:
               f"{', '.join(shares)}")
     if args.autoencoder or not base:
         return 0
-    need = {"dfc-ssa", "dfc", "dfa"}
-    if need <= set(results):
-        def ratio(m):
-            return (results[m]["wake"] + results[m]["sleep"]) / (base["wake"] + base["sleep"])
+
+    def ratio(m):
+        return (results[m]["wake"] + results[m]["sleep"]) / (base["wake"] + base["sleep"])
+
+    if {"dfc-ssa", "dfc"} <= set(results):
         print(f"wake epochs only (sleep passes excluded), relative to BP: dfc_ssa="
               f"{results['dfc-ssa']['wake'] / base['wake']:.2f} dfc="
               f"{results['dfc']['wake'] / base['wake']:.2f}")
-        print(f"RESULT bp={base['value']:.2f} dfc_ssa={results['dfc-ssa']['value']:.2f} "
-              f"dfc={results['dfc']['value']:.2f} dfa={results['dfa']['value']:.2f} "
-              f"ssa_time_ratio={ratio('dfc-ssa'):.2f} dfc_time_ratio={ratio('dfc'):.2f}")
+        print(f"simulated sleep: bp={base['value']:.2f} dfc_ssa={results['dfc-ssa']['value']:.2f} "
+              f"dfc={results['dfc']['value']:.2f} "
+              f"{'dfa=%.2f ' % results['dfa']['value'] if 'dfa' in results else ''}ssa_time_ratio={ratio('dfc-ssa'):.2f} dfc_time_ratio={ratio('dfc'):.2f}")
+    expected = [m for m in results if m.endswith("-exp")]
+    for m in expected:
+        twin = results.get(m[:-4])
+        vs_twin = f", {results[m]['value'] - twin['value']:+.2f} points from its simulated-sleep " \
+            f"twin" if twin else ""
+        print(f"{m}: whole epoch {ratio(m):.2f}x BP's (wake "
+              f"{results[m]['wake'] / base['wake']:.2f}x, sleep passes {results[m]['sleep'] / base['wake']:.2f}x), test error "
+              f"{results[m]['value'] - base['value']:+.2f} points from BP's{vs_twin}")
+    if {"dfc-ssa-exp", "dfc-exp"} <= set(results):
+        print(f"RESULT bp={base['value']:.2f} dfc_ssa_exp={results['dfc-ssa-exp']['value']:.2f} "
+              f"dfc_exp={results['dfc-exp']['value']:.2f} "
+              f"ssa_exp_time_ratio={ratio('dfc-ssa-exp'):.2f} "
+              f"dfc_exp_time_ratio={ratio('dfc-exp'):.2f}")
     return 0
 
 

@@ -11,6 +11,7 @@ The public API, in the order data flows through it:
     lemma1_control               u_ss of Lemma 1 (eq. 6) in closed form
     forward_update               one minibatch of DFC / DFC-SS / DFC-SSA (eqs. 5, 9), DFA or BP
     SleepParams, feedback_update the sleep phase: noisy dynamics (eq. 12), feedback rule (eq. 13)
+    expected_feedback_update     its update's expectation over the noise, in closed form
     diagnostics                  Conditions 1-3, GN / MN / SSA / BP angles (module theory)
     run_training                 a whole training run into a run folder
     load_run                     (config, network) of a run folder
@@ -32,6 +33,7 @@ from dfc_analog.model.network import DFCNetwork
 from dfc_analog.config.presets import preset_config, preset_names
 from dfc_analog.runio import load_run
 from dfc_analog.learning.sleep import SleepParams, feedback_update
+from dfc_analog.learning.sleep_expected import expected_feedback_update
 from dfc_analog.theory import diagnostics
 from dfc_analog.solvers.wake import SolverSettings, Trajectory, WakeResult, simulate_wake
 from dfc_analog.circuit import NgspiceError, SpiceOptions, simulate_circuit, write_netlist
@@ -40,7 +42,7 @@ from dfc_analog.training.loop import run_training
 __all__ = ["Config", "ConfigError", "ControllerParams", "DFCError", "DFCNetwork",
            "DivergenceError", "ForwardSettings", "ForwardUpdate", "NgspiceError", "Scaling", "SleepParams",
            "SolverSettings", "SpiceOptions", "Trajectory", "WakeResult", "build_graph",
-           "diagnostics", "feedback_update", "forward_update", "graph_from_run", "lemma1_control",
+           "diagnostics", "expected_feedback_update", "feedback_update", "forward_update", "graph_from_run", "lemma1_control",
            "load_dataset", "load_graph", "load_run", "output_target", "preset_config",
            "preset_names", "run_training", "save_graph", "simulate_circuit", "simulate_wake",
            "write_netlist"]

@@ -61,3 +61,20 @@ def test_product_flops_match_the_code():
     assert product_flops(preset_config("mnist-dfc-ssa")) == (bp_step_mnist,
                                                               3 * (forward + 47 * step))
     assert product_flops(preset_config("mnist-bp"))[1] == 0
+
+
+def test_expected_sleep_product_flops_match_the_code(monkeypatch):
+    """The expected sleep pass's leading terms (forward pass, Jacobian, J Q, J Σ² Jᵀ, Jᵀ Y) are
+    the products it executes, up to its n_L × n_L products (2% on MNIST at batch 4; the Lyapunov
+    solve, counted apart, is left out)."""
+    from dfc_analog.learning import sleep_expected
+    cfg = preset_config("mnist-dfc-ssa-exp", dtype="float64")
+    g = torch.Generator().manual_seed(0)
+    net = DFCNetwork.from_config(cfg, g)
+    batch = 4
+    x = torch.randn(batch, 784, generator=g, dtype=torch.float64)
+    monkeypatch.setattr(sleep_expected, "lyapunov", lambda A, F: torch.zeros_like(A))
+    phase = counted(lambda: sleep_expected.expected_feedback_update(
+        net, x, SleepParams.from_config(cfg)))
+    leading = batch * product_flops(cfg)[1] / cfg.sleep_epochs
+    assert leading <= phase <= 1.02 * leading, phase / leading

@@ -160,6 +160,15 @@ class Config:
     train_feedback: bool = _f(False, "Learn the feedback weights Q_i in sleep phases (eqs. 12-13); "
                               "without it Q_i keep their initial values (the paper's 'fixed' "
                               "variants). DFC methods only.", group="sleep")
+    sleep: str = _f("simulated",
+                    "Form of the sleep phase. 'simulated': eqs. (12)-(13) integrated with "
+                    "Euler-Maruyama on one noise path (uses τ_v,fb, Δt_fb, T_fb); 'expected': the "
+                    "expectation of eq. (13)'s update E[v_A uᵀ]/σ̂² over the noise ε of eq. (12), "
+                    "in closed form per sample for the network linearised at its feed-forward "
+                    "state (J), the soma following its apical compartment (τ_v,fb ≪ τ_A, τ_u), "
+                    "and the stationary statistics of the controller filtered through τ_A "
+                    "(docs/expected-sleep.md); uses J, Q, σ, σ_L, τ_A, α_fb, k_p,fb and the leak.",
+                    "", ("simulated", "expected"), group="sleep")
     sleep_epochs_init: int = _f(0, "Sleep-only epochs before the first wake epoch (feedback "
                                 "pre-training).", group="sleep")
     sleep_epochs: int = _f(3, "Sleep epochs after each wake epoch (the paper's X).", "X",

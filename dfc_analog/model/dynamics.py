@@ -188,18 +188,21 @@ class WakeDynamics(nn.Module):
         slopes, paths = self.paths
         eye = torch.eye(n_L, dtype=y.dtype, device=y.device)
         D_L = slopes[L - 1]
-        # H = (I a_v - βL)⁻¹ Q = Q / a_v + K per sample, K = Σ_k β^k / a_v^{k+1} L^k Q (B, N - n_1,
-        # n_L) on the layers above the first (L^k Q vanishes on the first k); P its output block
-        K = None
+        # H = (I a_v - βL)⁻¹ Q = Q / a_v + K per sample, K = Σ_k β^k / a_v^{k+1} L^k Q on the
+        # layers above the first (L^k Q vanishes on the first k), held transposed as Kᵀ (B, n_L,
+        # N - n_1): the products Kᵀ-row × z run as (1 × n_L)(n_L × (N - n_1)) per sample, where
+        # bmm's (N - n_1) × n_L matrix-vector form is some 50 times slower on the CPU. P is the
+        # output block of H.
+        KT = None
         for k in range(1, L):
             weight = beta ** k / a_v ** (k + 1)
-            if K is None:
-                K = torch.mul(paths[0], weight)
+            if KT is None:
+                KT = torch.mul(paths[0], weight)
             else:
-                K[:, n[k] - n[1]:].add_(paths[k - 1][:, n[k] - n[1]:], alpha=weight)
+                KT[:, :, n[k] - n[1]:].add_(paths[k - 1][:, :, n[k] - n[1]:], alpha=weight)
         P = self.Q[n[L - 1]:N].div(a_v).expand(y.shape[0], -1, -1)
-        if K is not None:
-            P = P + K[:, n[L - 1] - n[1]:]
+        if KT is not None:
+            P = P + KT[:, :, n[L - 1] - n[1]:].transpose(1, 2)
         S_inv = torch.linalg.inv(torch.mul(P, D_L.unsqueeze(1)).mul_(beta * kappa).add_(eye))
         WT = self.WT_tau    # W_iᵀ / τ_v: forward substitution with β τ_v = c
         QT = self.QT
@@ -221,28 +224,27 @@ class WakeDynamics(nn.Module):
             w_L = torch.bmm(S_inv, rhs)                                      # (B, n_L, 1)
             z = torch.addcmul(b_u / a_u, D_L, w_L.squeeze(2), value=-kappa)   # w_u - k_p D w_L
             w_v.addmm_(z, QT, alpha=beta / a_v)                                # + β H z
-            if K is not None:
-                w_v[:, n[1]:].add_(torch.bmm(K, z.unsqueeze(2)).squeeze(2), alpha=beta)
+            if KT is not None:
+                w_v[:, n[1]:].add_(torch.bmm(z.unsqueeze(1), KT).squeeze(1), alpha=beta)
             torch.addcmul(z, D_L, w_L.squeeze(2), value=p.k_p, out=w_u)
             return out.mul_(scale)
 
         return solve
 
     def _loop_paths(self):
-        """(slopes, paths): the slopes φ_i'(v_i^-) per layer, and L^k Q for k = 1..L-1 on the
-        layers above the first, stacked as (L-1, B, N - n_1, n_L), with (L^k Q)_i = W_i D_{i-1}
+        """(slopes, paths): the slopes φ_i'(v_i^-) per layer, and (L^k Q)ᵀ for k = 1..L-1 on the
+        layers above the first, stacked as (L-1, B, n_L, N - n_1), with (L^k Q)_i = W_i D_{i-1}
         (L^{k-1} Q)_{i-1}: the feedback that reaches layer i through k feed-forward synapses."""
         net, n, L = self.net, self.offsets, self.net.num_layers
         slopes = [net.dphi(i, self.origin[:, n[i]:n[i + 1]]) for i in range(L)]
         B, n_L = self.x.shape[0], self.Q.shape[1]
-        paths = torch.zeros(L - 1, B, n[L] - n[1], n_L, dtype=self.Q.dtype, device=self.Q.device)
-        prev = self.Q.expand(B, -1, -1)     # L^0 Q, on all layers
-        shift = 0                           # row of layer 1 in prev
+        paths = torch.zeros(L - 1, B, n_L, n[L] - n[1], dtype=self.Q.dtype, device=self.Q.device)
+        prev = self.Q.T.expand(B, -1, -1)   # (L^0 Q)ᵀ, on all layers
+        shift = 0                           # column of layer 1 in prev
         for k in range(L - 1):
             for i in range(k + 1, L):      # L^k Q is zero in the first k layers
-                below = prev[:, n[i - 1] - shift:n[i] - shift] * slopes[i - 1].unsqueeze(2)
-                paths[k, :, n[i] - n[1]:n[i + 1] - n[1]] = torch.einsum("ij,bjm->bim",
-                                                                        net.W[i], below)
+                below = prev[:, :, n[i - 1] - shift:n[i] - shift] * slopes[i - 1].unsqueeze(1)
+                paths[k, :, :, n[i] - n[1]:n[i + 1] - n[1]] = below @ net.W[i].T
             prev, shift = paths[k], n[1]
         return slopes, paths
 

@@ -130,16 +130,18 @@ class DFCNetwork(nn.Module):
         return vs, rs
 
     def jacobian(self, vs) -> torch.Tensor:
-        """J = [∂r_L/∂v_1, ..., ∂r_L/∂v_L] of Lemma 1 at voltages ``vs``: shape (B, n_L, Σ n_i).
+        """J = [∂r_L/∂v_1, ..., ∂r_L/∂v_L] of Lemma 1 at voltages ``vs``: shape (B, n_L, Σ n_i)."""
+        return torch.cat(self.jacobian_blocks(vs), dim=2)
 
-        Computed analytically, J_L = diag φ_L'(v_L) and J_i = J_{i+1} W_{i+1} diag φ_i'(v_i).
-        """
+    def jacobian_blocks(self, vs) -> list:
+        """The blocks J_i = ∂r_L/∂v_i of :meth:`jacobian`, each (B, n_L, n_i), computed
+        analytically: J_L = diag φ_L'(v_L) and J_i = J_{i+1} W_{i+1} diag φ_i'(v_i)."""
         L = self.num_layers
         blocks = [None] * L
         blocks[L - 1] = torch.diag_embed(self.dphi(L - 1, vs[L - 1]))
         for i in range(L - 2, -1, -1):
             blocks[i] = (blocks[i + 1] @ self.W[i + 1]) * self.dphi(i, vs[i]).unsqueeze(1)
-        return torch.cat(blocks, dim=2)
+        return blocks
 
     def feedback_matrix(self) -> torch.Tensor:
         """Q = [Q_1; ...; Q_L] stacked over layers: shape (Σ n_i, n_L)."""

@@ -1,8 +1,9 @@
 """Training a DFC network into a run folder (the command line is :mod:`dfc_analog.train`).
 
 A run is a schedule of passes over the training set (:func:`schedule`): with trained feedback,
-pre-training sleep passes first, then per epoch X sleep passes (eqs. 12-13, :mod:`.sleep`) and one
-wake pass. Each wake minibatch runs the feed-forward pass (eq. 2), the output target (eq. 3), the
+pre-training sleep passes first, then per epoch X sleep passes (eqs. 12-13: simulated,
+:mod:`.sleep`, or their expected update in closed form, :mod:`.sleep_expected`, by ``cfg.sleep``)
+and one wake pass. Each wake minibatch runs the feed-forward pass (eq. 2), the output target (eq. 3), the
 controlled dynamics (eqs. 1, 4) and the forward rule of the chosen method (eq. 5 along the
 trajectory, at the steady state, or at the Lemma-1 steady state; or a DFA / BP baseline). After
 every epoch the run folder (see :mod:`dfc_analog.runio`) is brought up to date; Ctrl-C saves a
@@ -26,6 +27,7 @@ from dfc_analog.learning.forward import ForwardSettings, forward_update
 from dfc_analog.learning.targets import task_loss
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.learning.sleep import SleepParams, feedback_update
+from dfc_analog.learning.sleep_expected import expected_feedback_update
 from dfc_analog.theory import DIAGNOSTICS, condition2_ratio, diagnostics
 
 def make_optimizer(cfg: Config, net: DFCNetwork) -> torch.optim.Optimizer:
@@ -183,6 +185,15 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
     wake_settings = ForwardSettings.from_config(cfg)
     sleep_params = SleepParams.from_config(cfg)
     n_train = len(data.train)
+
+    def sleep_update(x, index, b):
+        """g_Q of one sleep minibatch: simulated (its noise a function of seed, pass and batch,
+        so resuming repeats it) or expected."""
+        if cfg.sleep == "expected":
+            return expected_feedback_update(net, x, sleep_params)
+        noise = generator("sleep_noise", cfg.seed, index, b, device=x.device)
+        return feedback_update(net, x, sleep_params, noise)
+
     n_batches = math.ceil(n_train / cfg.batch_size)
     passes = schedule(cfg)
 
@@ -234,8 +245,7 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
                     loss_sum += upd.loss * len(idx)
                     nfe_sum += upd.wake.nfe if upd.wake is not None else 0
                 else:
-                    noise = generator("sleep_noise", cfg.seed, index, b, device=x.device)
-                    g_Q = feedback_update(net, x, sleep_params, noise)
+                    g_Q = sleep_update(x, index, b)
                     apply_feedback_update(cfg, net, opts[phase.kind], g_Q)
                 b += 1
                 seen += len(idx)
