@@ -40,9 +40,11 @@ for classifiers, both predict the same class.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import numpy as np
