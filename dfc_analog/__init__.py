@@ -21,28 +21,40 @@ The public API, in the order data flows through it:
     SpiceOptions, write_netlist, simulate_circuit
                                  ngspice netlist text and its simulation -> Trajectory (spice)
     DFCError                     the one exception type of bad input or diverging dynamics
-"""
-from dfc_analog.config.options import Config
-from dfc_analog.model.dynamics import ControllerParams
-from dfc_analog.data import load_dataset
-from dfc_analog.errors import ConfigError, DFCError, DivergenceError
-from dfc_analog.circuit.graph import Scaling, build_graph, graph_from_run, load_graph, save_graph
-from dfc_analog.learning import (ForwardSettings, ForwardUpdate, forward_update, lemma1_control,
-                                 output_target)
-from dfc_analog.model.network import DFCNetwork
-from dfc_analog.config.presets import preset_config, preset_names
-from dfc_analog.runio import load_run
-from dfc_analog.learning.sleep import SleepParams, feedback_update
-from dfc_analog.learning.sleep_expected import expected_feedback_update
-from dfc_analog.theory import diagnostics
-from dfc_analog.solvers.wake import SolverSettings, Trajectory, WakeResult, simulate_wake
-from dfc_analog.circuit import NgspiceError, SpiceOptions, simulate_circuit, write_netlist
-from dfc_analog.training.loop import run_training
 
-__all__ = ["Config", "ConfigError", "ControllerParams", "DFCError", "DFCNetwork",
-           "DivergenceError", "ForwardSettings", "ForwardUpdate", "NgspiceError", "Scaling", "SleepParams",
-           "SolverSettings", "SpiceOptions", "Trajectory", "WakeResult", "build_graph",
-           "diagnostics", "expected_feedback_update", "feedback_update", "forward_update", "graph_from_run", "lemma1_control",
-           "load_dataset", "load_graph", "load_run", "output_target", "preset_config",
-           "preset_names", "run_training", "save_graph", "simulate_circuit", "simulate_wake",
-           "write_netlist"]
+Names load on first use (PEP 562), so that the command lines start, and answer ``--version`` or
+Ctrl-C, before torch is imported.
+"""
+import importlib
+
+from dfc_analog.version import __version__
+
+_HOME = {
+    "Config": "config.options", "ControllerParams": "model.dynamics", "load_dataset": "data",
+    "ConfigError": "errors", "DFCError": "errors", "DivergenceError": "errors",
+    "Scaling": "circuit.graph", "build_graph": "circuit.graph",
+    "graph_from_run": "circuit.graph", "load_graph": "circuit.graph",
+    "save_graph": "circuit.graph", "ForwardSettings": "learning", "ForwardUpdate": "learning",
+    "forward_update": "learning", "lemma1_control": "learning", "output_target": "learning",
+    "DFCNetwork": "model.network", "preset_config": "config.presets",
+    "preset_names": "config.presets", "load_run": "runio", "SleepParams": "learning.sleep",
+    "feedback_update": "learning.sleep", "diagnostics": "theory",
+    "expected_feedback_update": "learning.sleep_expected",
+    "SolverSettings": "solvers.wake", "Trajectory": "model.trajectory", "WakeResult": "solvers.wake",
+    "simulate_wake": "solvers.wake", "NgspiceError": "circuit", "SpiceOptions": "circuit",
+    "simulate_circuit": "circuit", "write_netlist": "circuit", "run_training": "training.loop",
+}
+
+__all__ = sorted(_HOME) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"dfc_analog.{_HOME[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dfc_analog' has no attribute '{name}'")
+
+
+def __dir__():
+    return __all__

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import zlib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -121,8 +122,9 @@ def read_idx(path: str | Path) -> np.ndarray:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DatasetError(f"'{path}' cannot be read as an IDX file: {exc}.") from None
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DatasetError(f"'{path}' cannot be read as an IDX file (damaged or truncated "
+                           f"gzip?): {exc}.") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
         raise DatasetError(f"'{path}' is not an IDX file (wrong magic number "
                            f"{raw[:4].hex() or 'none'}).")
@@ -150,10 +152,6 @@ def download_idx(data_dir: Path, source: str, stems) -> None:
     """Fetch the gzip IDX files ``stems`` from the first public mirror that answers."""
     from dfc_analog.runio import atomic_write
 
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return
     for stem in stems:
         for mirror in MIRRORS[source]:
             try:
@@ -164,6 +162,10 @@ def download_idx(data_dir: Path, source: str, stems) -> None:
                 continue
             if payload[:2] != b"\x1f\x8b":  # an error page, not the gzip file
                 continue
+            try:    # the folder is made only once there is something to put into it
+                data_dir.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                return
             atomic_write(data_dir / (stem + ".gz"), payload)
             break
 
@@ -212,8 +214,11 @@ def image_dataset(name: str, data_dir: str | Path, train_samples: int = 0, val_s
         if y.ndim != 1 or y.shape[0] != x.shape[0]:
             raise DatasetError(f"'{paths[part + '_y']}' must hold one label per image of "
                                f"'{paths[part + '_x'].name}' ({x.shape[0]}), got shape {y.shape}.")
-        if y.size and int(y.max()) > 9:
-            raise DatasetError(f"'{paths[part + '_y']}' holds label {int(y.max())}; MNIST-style "
+        if x.shape[0] == 0:
+            raise DatasetError(f"'{paths[part + '_x']}' holds no images.")
+        if y.size and not 0 <= int(y.min()) <= int(y.max()) <= 9:
+            bad = int(y.max()) if int(y.max()) > 9 else int(y.min())
+            raise DatasetError(f"'{paths[part + '_y']}' holds label {bad}; MNIST-style "
                                "labels are 0-9.")
     n_file = arrays["train_x"].shape[0]
     n_val = validation_size(n_file, val_samples)

@@ -15,3 +15,8 @@ class ConfigError(DFCError):
 
 class DivergenceError(DFCError):
     """The network-plus-controller dynamics left every sensible range (NaN, inf, or no progress)."""
+
+
+class StepLimitError(DivergenceError):
+    """An adaptive solver used up its step budget (``max_steps``) before the end of the phase:
+    stiff dynamics for an explicit method, or diverging ones."""

@@ -14,32 +14,39 @@ netlist as numbers, so ``ngspice -b OUT.cir`` runs the file unchanged.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":
+    from dfc_analog.cli import quiet_startup
+    quiet_startup()
+
 import argparse
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dfc_analog import cli, runio
 from dfc_analog.data import load_dataset
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.errors import DFCError
 from dfc_analog.circuit.graph import (add_scaling_arguments, build_graph, save_graph,
                                       scaling_from_args, summary)
 from dfc_analog.learning.targets import output_target
-from dfc_analog.runio import atomic_write, load_run
+from dfc_analog.runio import atomic_write, load_run, refuse_overwriting_inputs
 from dfc_analog.circuit.netlist import (PHASES, add_spice_arguments, output_times, spice_options,
                                         write_netlist)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="dfc-export",
+    p = cli.parser(
+        "export",
         description="Export a trained DFC run as a component graph (networkx node-link JSON) "
                     "and/or a standalone ngspice netlist of one experiment on one input sample. "
                     "Times are in units of the controller time constant τ_u; t = 0 is the "
                     "moment the controller switches on.",
-        epilog="example: dfc-export --netlist wake.cir --sample 3 runs/student-teacher-dfc-seed42")
+        epilog=f"example: {cli.prog('export')} --netlist wake.cir --sample 3 "
+               "runs/student-teacher-dfc-seed42")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by dfc-train")
     out = p.add_argument_group("outputs (at least one)")
     out.add_argument("--netlist", metavar="OUT.cir", help="write the ngspice netlist here")
@@ -51,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                           ".npy file holding one vector of n_0 values (default: 0)")
     exp.add_argument("--split", default="test", choices=("train", "val", "test"),
                      help="dataset split that --sample indexes (default: test)")
+    exp.add_argument("--data-dir", metavar="DIR",
+                     help="folder with the IDX files, if not where the run found them (e.g. "
+                          "after moving the run to another machine; default: the run's "
+                          "data_dir)")
     exp.add_argument("--target", metavar="FILE.npy",
                      help="output target r* (n_L values) instead of eq. (3) from the sample's "
                           "label; needed for the wake phase when --sample is an .npy file")
@@ -77,14 +88,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_vector(path: str, n: int, what: str) -> np.ndarray:
+    """The n real, finite values of an .npy file."""
     try:
         arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DFCError(f"cannot read {what} file '{path}': {exc}.") from None
-    arr = np.asarray(arr, dtype=np.float64).reshape(-1) if np.ndim(arr) <= 2 and \
-        np.size(arr) == n else None
-    if arr is None:
-        raise DFCError(f"{what} file '{path}' must hold {n} values for this network.")
+    except OSError as exc:
+        raise DFCError(f"cannot read {what} file '{path}': {exc.strerror or exc}.") from None
+    except (ValueError, EOFError):
+        raise DFCError(f"cannot read {what} file '{path}': it is damaged or holds Python "
+                       "objects, not an .npy array of numbers.") from None
+    if not isinstance(arr, np.ndarray) or not (np.issubdtype(arr.dtype, np.integer) or
+                                               np.issubdtype(arr.dtype, np.floating)):
+        kind = getattr(arr, "dtype", type(arr).__name__)
+        raise DFCError(f"{what} file '{path}' must hold real numbers, not {kind}.")
+    if np.ndim(arr) > 2 or np.size(arr) != n:
+        raise DFCError(f"{what} file '{path}' must hold {n} values for this network, got shape "
+                       f"{arr.shape}.")
+    arr = np.asarray(arr, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(arr)):
+        raise DFCError(f"{what} file '{path}' holds NaN or infinite values.")
     return arr
 
 
@@ -119,34 +140,32 @@ def experiment(cfg, net, sample: str, split: str, target: str | None, phase: str
     return x, r_star[0].numpy()
 
 
-def _write(path: str, text: str) -> None:
-    try:
-        atomic_write(Path(path), text.encode())
-    except OSError as exc:
-        raise DFCError(f"cannot write netlist '{path}': {exc.strerror or exc}.") from None
-
-
+@cli.command
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if not (args.netlist or args.graph):
-            raise DFCError("nothing to write: give --netlist OUT.cir and/or --graph OUT.json.")
-        cfg, net = load_run(args.run_dir, device="cpu")
-        net = net.double()
-        x, r_star = experiment(cfg, net, args.sample, args.split, args.target, args.phase)
-        scaling = scaling_from_args(args)
-        options = spice_options(args, sum_inputs=not args.each_input_synapse)
-        t_end = args.t_end if args.t_end is not None else cfg.t_end
-        times = output_times(t_end, args.step if args.step is not None else t_end / 100)
-        g = build_graph(net, ControllerParams.from_config(cfg), scaling, x, r_star)
-        if args.netlist:
-            _write(args.netlist, write_netlist(g, args.phase, t_end, times, args.settle,
-                                               options))
-        if args.graph:
-            save_graph(g, args.graph)
-    except DFCError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if not (args.netlist or args.graph):
+        raise DFCError("nothing to write: give --netlist OUT.cir and/or --graph OUT.json.")
+    run = Path(args.run_dir)
+    inputs = [run / name for name in runio.RUN_FILES] + [
+        p for p in (args.sample, args.target) if p and p.endswith(".npy")]
+    refuse_overwriting_inputs({"--netlist": args.netlist, "--graph": args.graph}, inputs)
+    cli.set_threads(args.threads)
+    cfg, net = load_run(run, device="cpu")
+    if args.data_dir is not None:
+        cfg = cfg.replace(data_dir=os.path.abspath(args.data_dir))
+    net = net.double()
+    x, r_star = experiment(cfg, net, args.sample, args.split, args.target, args.phase)
+    scaling = scaling_from_args(args)
+    options = spice_options(args, sum_inputs=not args.each_input_synapse)
+    t_end = args.t_end if args.t_end is not None else cfg.t_end
+    times = output_times(t_end, args.step if args.step is not None else t_end / 100) \
+        if args.phase != "op" else None
+    g = build_graph(net, ControllerParams.from_config(cfg), scaling, x, r_star)
+    if args.netlist:
+        atomic_write(Path(args.netlist), write_netlist(g, args.phase, t_end, times, args.settle,
+                                                       options).encode())
+    if args.graph:
+        save_graph(g, args.graph)
     print(summary(g))
     for what, path in (("netlist", args.netlist), ("graph", args.graph)):
         if path:

@@ -12,7 +12,10 @@ the runs (fig3: 50 epochs instead of 300) so that fig3 takes minutes rather than
 """
 from __future__ import annotations
 
-import argparse
+if __name__ == "__main__":
+    from dfc_analog.cli import quiet_startup
+    quiet_startup()
+
 import contextlib
 import io
 import json
@@ -22,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from dfc_analog import runio
-from dfc_analog.config.options import Config
+from dfc_analog import cli, runio
+from dfc_analog.config.options import MAX_SEED, Config
 from dfc_analog.config.seeds import generator
 from dfc_analog.data import load_dataset
 from dfc_analog.model.dynamics import ControllerParams
@@ -198,17 +201,13 @@ def _tail_mean(values, window):
 
 
 def _write_figure(out: Path, name: str, fig, data: dict) -> None:
-    import matplotlib.pyplot as plt
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    runio.atomic_write(out / f"{name}.png", buf.getvalue())
+    runio.save_figure(out / f"{name}.png", fig)
     runio.atomic_write(out / f"{name}.json", (json.dumps(data, indent=1) + "\n").encode())
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dfc_analog.figures",
+def build_parser():
+    parser = cli.parser(
+        "figures",
         description="Reproduce the paper's Figure 1D or Figure 3 as a PNG and a JSON of the "
                     "plotted series and their final values.")
     parser.add_argument("figure", choices=["fig1d", "fig3"], help="which figure")
@@ -217,18 +216,20 @@ def main(argv=None) -> int:
                         help="shorter runs (fig3: 50 epochs instead of 300, about 5 minutes "
                              "on two cores; fig1d: 10 pre-training epochs instead of 50)")
     parser.add_argument("--seed", type=int, default=42, help="seed of data and weights")
-    args = parser.parse_args(argv)
-    try:
-        out = runio.prepare_run_dir(Path(args.out))
+    return parser
+
+
+@cli.command
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if not 0 <= args.seed <= MAX_SEED:
+        raise DFCError(f"--seed must be an integer from 0 to {MAX_SEED}, got {args.seed}.")
+    cli.set_threads(args.threads)
+    with runio.output_dir(Path(args.out)) as out:
         if args.figure == "fig1d":
             final = fig1d(out, args.quick, args.seed)
         else:
             final = fig3(out, args.quick, args.seed, progress=sys.stderr.isatty())
-    except DFCError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
     print(json.dumps(final, indent=1))
     print(f"wrote {out / (args.figure + '.png')} and {out / (args.figure + '.json')}")
     return 0

@@ -54,12 +54,13 @@ def _call(fn: Callable, kwargs: dict, threads: int | None, capture: bool, index:
                                   f":{last.lineno})")
 
 
-def _local(fn: Callable, jobs: list, workers: int, capture: bool) -> Iterator[tuple]:
+def _local(fn: Callable, jobs: list, workers: int, capture: bool, threads: int | None
+           ) -> Iterator[tuple]:
     if workers == 1:
         for index, kwargs in enumerate(jobs):
             yield index, _call(fn, kwargs, None, capture, index)
         return
-    threads = max(1, available_cores() // workers)
+    threads = max(1, (threads or available_cores()) // workers)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         futures = {pool.submit(_call, fn, kwargs, threads, capture, index): index
@@ -110,11 +111,13 @@ EXECUTORS = ("local", "ray")
 
 
 def run_tasks(fn: Callable, jobs: list, workers: int | None = None, capture: bool = False,
-              executor: str = "local", address: str | None = None) -> Iterator[tuple]:
+              executor: str = "local", address: str | None = None,
+              threads: int | None = None) -> Iterator[tuple]:
     """Run ``fn(**job)`` for every job; yields ``(index, result)`` as each finishes.
 
     ``workers``: parallel processes (default: one per available core, at most one per job; on a
-    Ray cluster the cluster's own resources decide). ``address``: a Ray cluster (``ray`` only).
+    Ray cluster the cluster's own resources decide). ``threads``: torch threads in all, shared
+    equally by local workers (default: the available cores). ``address``: a Ray cluster.
     """
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor '{executor}': choose one of "
@@ -128,4 +131,4 @@ def run_tasks(fn: Callable, jobs: list, workers: int | None = None, capture: boo
     workers = max(1, min(len(jobs), workers or available_cores()))
     if executor == "ray":
         return _ray(fn, list(jobs), workers, capture, address)
-    return _local(fn, list(jobs), workers, capture)
+    return _local(fn, list(jobs), workers, capture, threads)

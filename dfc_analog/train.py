@@ -8,13 +8,19 @@ one sentence and exit status 2.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":
+    from dfc_analog.cli import quiet_startup
+    quiet_startup()
+
 import argparse
 import dataclasses
+import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
-from dfc_analog import runio
-from dfc_analog.config.options import Config, load_config_file
+from dfc_analog import cli, runio
+from dfc_analog.config.options import MAX_SEED, Config, load_config_file
 from dfc_analog.errors import ConfigError, DFCError
 from dfc_analog.config.presets import describe_presets, load_preset
 from dfc_analog.training.loop import metric_name, reported, run_training, summary_table
@@ -25,13 +31,13 @@ TABLE_MD, TABLE_CSV = "table.md", "table.csv"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m dfc_analog.train", usage="%(prog)s [options]",
+    parser = cli.parser(
+        "train", threads=False, usage="%(prog)s [options]",
         description="Train a Deep Feedback Control network (Meulemans et al., NeurIPS 2021) with "
                     "its continuous-time dynamics. Every option is also a key of a TOML/JSON "
                     "config file (--config); the command line wins over the file. Time is in "
                     "units of the controller time constant τ_u.",
-        epilog="example: python -m dfc_analog.train --method dfc-ssa --epochs 10 --out runs/ssa",
+        epilog=f"example: {cli.prog('train')} --method dfc-ssa --epochs 10 --out runs/ssa",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter, argument_default=argparse.SUPPRESS)
     parser.add_argument("--preset", metavar="NAME",
                         help="start from a named configuration of the paper (Table 1: "
@@ -53,9 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "seed<seed>, or runs/<preset or dataset-method>-seeds with --seeds)")
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue an interrupted or finished run with its own settings; "
-                             "only --epochs and --device may change")
+                             "only --epochs, --device and --threads may change")
     parser.add_argument("--overwrite", action="store_true",
-                        help="start afresh in a run folder that already holds a run")
+                        help="start afresh in a run folder that already holds a run (its "
+                             "training, evaluation and validation files are removed)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bars (epoch summaries are still printed)")
     groups = {}
@@ -93,7 +100,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
     data.update(given)
     source = getattr(args, "config", None) or (f"preset '{args.preset}'" if "preset" in args
                                                else "options")
-    return Config.from_dict(data, source=source)
+    cfg = Config.from_dict(data, source=source)
+    return cfg.replace(data_dir=os.path.abspath(cfg.data_dir),
+                       threads=cfg.threads or cli.available_cores())
 
 
 def run_name(args: argparse.Namespace, cfg: Config) -> str:
@@ -119,10 +128,9 @@ def run_seeds(cfg: Config, out: Path, n: int, overwrite: bool, progress: bool) -
     for cell in cells:                      # a folder of other settings: one sentence, up front
         run = out / f"seed{cell['seed']}"
         if (run / runio.CHECKPOINT).exists() and not overwrite:
-            stored = runio.load_checkpoint(run)["config"]
-            if {**stored, "epochs": cfg.epochs} != {**cfg.to_dict(), **cell}:
-                raise ConfigError(f"'{run}' holds a run with other settings; use another --out "
-                                  "or --overwrite.")
+            runio.check_same_run(run, cfg.replace(**cell))
+        elif overwrite:
+            runio.clear_run(run)
     folder = SweepFolder(out, "train", {"config": base, "root": str(out.resolve()),
                                         "verbose": True, "runs": "."},
                          cells, overwrite=overwrite, redefine=True)
@@ -143,47 +151,50 @@ def run_seeds(cfg: Config, out: Path, n: int, overwrite: bool, progress: bool) -
     return md
 
 
+@cli.command
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     progress = getattr(args, "progress", True) and sys.stderr.isatty()
     if getattr(args, "list_presets", False):
         list_presets()
         return 0
-    try:
-        if "seeds" in args:
-            if "resume" in args:
-                raise ConfigError("--seeds continues its unfinished seeds by itself: run the same "
-                                  "command again instead of --resume.")
-            if args.seeds < 1:
-                raise ConfigError(f"--seeds must be at least 1, got {args.seeds}.")
-            cfg = config_from_args(args)
-            out = runio.prepare_run_dir(
-                Path(getattr(args, "out", f"runs/{run_name(args, cfg)}-seeds")))
-            md = run_seeds(cfg, out, args.seeds, getattr(args, "overwrite", False), progress)
-            print(md + f"written: {out / TABLE_MD}, {out / TABLE_CSV}")
-            return 0
+    if "seeds" in args:
         if "resume" in args:
-            out = Path(args.resume)
+            raise ConfigError("--seeds continues its unfinished seeds by itself: run the same "
+                              "command again instead of --resume.")
+        if args.seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {args.seeds}.")
+        cfg = config_from_args(args)
+        if cfg.seed + args.seeds - 1 > MAX_SEED:
+            raise ConfigError(f"--seeds {args.seeds} from seed {cfg.seed} runs past the largest "
+                              f"seed {MAX_SEED}.")
+        out = Path(getattr(args, "out", f"runs/{run_name(args, cfg)}-seeds"))
+        with runio.run_lock(out):
+            md = run_seeds(cfg, out, args.seeds, getattr(args, "overwrite", False), progress)
+        print(md + f"written: {out / TABLE_MD}, {out / TABLE_CSV}")
+        return 0
+    if "resume" in args:
+        out = Path(args.resume)
+        changes = {k: v for k, v in vars(args).items() if k not in EXTRA_OPTIONS}
+        if "config" in args or "preset" in args or set(changes) - set(runio.RESUME_CHANGES):
+            raise ConfigError("--resume continues a run with its own settings; only "
+                              "--epochs, --device and --threads may change.")
+        with runio.run_lock(out) if out.is_dir() else nullcontext():
             state = runio.load_checkpoint(out)
-            changes = {k: v for k, v in vars(args).items() if k not in EXTRA_OPTIONS}
-            if "config" in args or "preset" in args or set(changes) - {"epochs", "device"}:
-                raise ConfigError("--resume continues a run with its own settings; only "
-                                  "--epochs and --device may change.")
-            cfg = Config.from_dict({**state["config"], **changes}, source=f"{out}/config.json")
-            if cfg.epochs != state["config"]["epochs"]:
-                runio.save_config(out / runio.CONFIG, cfg)
-        else:
-            cfg = config_from_args(args)
-            out = Path(getattr(args, "out", f"runs/{run_name(args, cfg)}-seed{cfg.seed}"))
-            if (out / runio.CHECKPOINT).exists() and not getattr(args, "overwrite", False):
-                raise ConfigError(f"'{out}' already holds a run; continue it with --resume {out} "
-                                  "or start afresh with --overwrite.")
-        rows = run_training(cfg, out, resume="resume" in args, progress=progress)
-    except DFCError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+            stored = {**state["config"], "threads": 0, **changes}
+            cfg = Config.from_dict(stored, source=f"{out}/{runio.CHECKPOINT}")
+            cfg = cfg.replace(threads=cfg.threads or cli.available_cores())
+            rows = run_training(cfg, out, resume=True, progress=progress)
+    else:
+        cfg = config_from_args(args)
+        out = Path(getattr(args, "out", f"runs/{run_name(args, cfg)}-seed{cfg.seed}"))
+        with runio.run_lock(out):
+            if (out / runio.CHECKPOINT).exists():
+                if not getattr(args, "overwrite", False):
+                    raise ConfigError(f"'{out}' already holds a run; continue it with --resume "
+                                      f"{out} or start afresh with --overwrite.")
+                runio.clear_run(out)
+            rows = run_training(cfg, out, progress=progress)
     first, last = rows[0], rows[-1]
     value, epoch = reported(cfg, rows)
     rule = "last epoch" if cfg.report == "final-train-loss" else "best validation"

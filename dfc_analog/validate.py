@@ -2,24 +2,29 @@
 model, sample by sample (:mod:`dfc_analog.validation`)."""
 from __future__ import annotations
 
+if __name__ == "__main__":
+    from dfc_analog.cli import quiet_startup
+    quiet_startup()
+
 import argparse
 import sys
 from pathlib import Path
 
+from dfc_analog import cli
 from dfc_analog.circuit.graph import add_scaling_arguments, scaling_from_args
 from dfc_analog.circuit.netlist import add_spice_arguments, spice_options
-from dfc_analog.errors import ConfigError, DFCError
-from dfc_analog.runio import prepare_run_dir
-from dfc_analog.validation.compare import (PHASES, RunValidation, ValidationSettings,
+from dfc_analog.errors import ConfigError
+from dfc_analog.runio import output_dir
+from dfc_analog.validation.compare import (PHASES, SPLITS, RunValidation, ValidationSettings,
                                            load_samples, validate_samples)
 from dfc_analog.validation.report import write_report
 
 def build_parser() -> argparse.ArgumentParser:
     d = ValidationSettings()
-    parser = argparse.ArgumentParser(
-        prog="dfc-validate",
+    parser = cli.parser(
+        "validate",
         description="Validate a run's circuit against its model: simulate the first N test "
-                    "samples with SPICE (the netlist dfc-export writes) and with the ODE of eqs. "
+                    "samples (or those --sample-index names, of --split) with SPICE (the netlist dfc-export writes) and with the ODE of eqs. "
                     "(1) and (4) at far tighter tolerances, from the same input and the same "
                     "eq. (3) target, and report per signal group (soma, basal, apical, rate per "
                     "layer; u, u_int, error) the maximum, RMS and steady-state error normalised "
@@ -27,10 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "classifiers the predicted class. Writes report.md, report.json, "
                     "trajectories.npz and overlay plots. Exit status 0: all samples pass; "
                     "1: validation failed (report written); 2: bad input.",
-        epilog="example: dfc-validate runs/student-teacher-dfc-seed42 --samples 4 --reltol 1e-6")
+        epilog=f"example: {cli.prog('validate')} runs/student-teacher-dfc-seed42 --samples 4 "
+               "--reltol 1e-6")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by dfc-train")
     parser.add_argument("--samples", type=int, default=4, metavar="N",
-                        help="validate the first N test samples (default 4)")
+                        help="validate the first N samples of the split (default 4)")
+    parser.add_argument("--sample-index", type=int, nargs="+", metavar="I",
+                        help="validate these samples of the split instead of the first N")
+    parser.add_argument("--split", choices=SPLITS, default="test",
+                        help="dataset split the samples come from (default: test)")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="folder with the IDX files, if not where the run found them "
+                             "(default: the run's data_dir)")
     parser.add_argument("--phase", choices=PHASES, default=d.phase,
                         help="'wake': the controlled phase from the feed-forward state with the "
                              "eq. (3) target; 'feedforward': the circuit's operating point "
@@ -56,27 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@cli.command
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        settings = ValidationSettings(
-            phase=args.phase, points=args.points, t_end=args.t_end, safety=args.safety,
-            spice=spice_options(args), scaling=scaling_from_args(args))
-        settings.check()
-        if args.workers is not None and args.workers < 1:
-            raise ConfigError(f"workers must be at least 1, got {args.workers}.")
-        run_dir = Path(args.run_dir)
-        out = Path(args.out) if args.out else run_dir / f"validation-{args.phase}"
-        samples = load_samples(run_dir, args.samples, settings)
-        prepare_run_dir(out)
+    settings = ValidationSettings(
+        phase=args.phase, points=args.points, t_end=args.t_end, safety=args.safety,
+        spice=spice_options(args), scaling=scaling_from_args(args))
+    settings.check()
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {args.workers}.")
+    threads = cli.set_threads(args.threads)
+    run_dir = Path(args.run_dir)
+    out = Path(args.out) if args.out else run_dir / f"validation-{args.phase}"
+    samples = load_samples(run_dir, args.sample_index or args.samples, settings, args.split,
+                           args.data_dir)
+    with output_dir(out):
         outcome = validate_samples(samples, settings, args.workers,
-                                   progress=args.progress and sys.stderr.isatty())
+                                   progress=args.progress and sys.stderr.isatty(),
+                                   threads=threads)
         write_report(outcome, out, plots=args.plots)
-    except DFCError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
     print(summary_line(outcome, out))
     return 0 if outcome.passed else 1
 

@@ -2,6 +2,9 @@
 
     .venv/bin/python netlists/regenerate.py            # rewrite every example
     .venv/bin/python netlists/regenerate.py --check    # exit 1 if an example is out of date
+
+The check skips the header's ``* dfc_analog <version>`` line, so a release does not make the
+examples stale.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from dfc_analog.circuit.graph import Scaling, build_graph
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.runio import atomic_write
 from dfc_analog.circuit import output_times, write_netlist
+from dfc_analog.circuit.netlist import without_version
 
 HERE = Path(__file__).resolve().parent
 
@@ -73,7 +77,7 @@ def main(argv=None) -> int:
     for name, text in examples().items():
         path = HERE / name
         if args.check:
-            if not path.exists() or path.read_text() != text:
+            if not path.exists() or without_version(path.read_text()) != without_version(text):
                 stale.append(name)
         else:
             atomic_write(path, text.encode())

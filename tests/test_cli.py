@@ -108,7 +108,7 @@ def test_resume_extends_and_refuses_other_changes(capsys, tmp_path):
     assert main(["--resume", out, "--epochs", "2", "--no-progress"]) == 0
     assert "after 2 epochs" in capsys.readouterr().out
     code, err = run_main(capsys, ["--resume", out, "--k-p", "3"])
-    assert_one_sentence(code, err, "only --epochs and --device")
+    assert_one_sentence(code, err, "only --epochs, --device and --threads")
 
 
 @pytest.mark.parametrize("setup,words", [

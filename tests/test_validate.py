@@ -49,7 +49,7 @@ def run_dir(tmp_path_factory):
 def model_circuit(net, params, x, r_star, t_end, times, settings):
     """Stand-in circuit: the model itself, solved a second time at the same tolerance."""
     return reference_trajectory(net, params, x, r_star, t_end, torch.as_tensor(times),
-                                settings.reference_tol)
+                                settings.reference_tol)[0]
 
 
 def perturbed(circuit, samples, delta):
@@ -122,8 +122,8 @@ def test_trajectory_update_is_the_training_rule(make_net, batch):
     solver = SolverSettings("dopri5", rtol=1e-9, atol=1e-9)
     upd = forward_update(net, x, y, ForwardSettings("dfc", params, solver, 5.0, "mse", "sample", 0.05))
     r_star, _ = output_target(net.feedforward(x)[1][-1], y, "mse", "sample", 0.05)
-    traj = reference_trajectory(net, params, x[0], r_star[0], 5.0,
-                                torch.linspace(0, 5, 4001, dtype=torch.float64), 1e-9)
+    traj, _ = reference_trajectory(net, params, x[0], r_star[0], 5.0,
+                                   torch.linspace(0, 5, 4001, dtype=torch.float64), 1e-9)
     g = trajectory_update(net, traj, x, params.plasticity)
     angle, rel = update_angle(list(upd.gW) + list(upd.gb), g)
     assert angle < 1e-3 and rel < 1e-4
@@ -201,7 +201,12 @@ def check_report(out, samples: int, points: int):
     report = json.loads((out / "report.json").read_text())
     assert report["pass"] and [s["index"] for s in report["samples"]] == list(range(samples))
     assert report["summary"]["max_error"] <= 1e-3
-    assert "tol = k·(reltol·P + F)/R" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "tol = k·(reltol·P + F)/R" in md
+    from dfc_analog.version import __version__, git_commit
+    assert report["dfc_analog_version"] == __version__ and f"dfc_analog {__version__}" in md
+    assert report.get("git_commit") == git_commit()
+    assert all(s["reference_solver"] == "dopri5" for s in report["samples"])
     last = samples - 1
     with np.load(out / "trajectories.npz") as data:
         circuit, reference = data[f"sample{last}_circuit_soma2"], \
@@ -218,6 +223,11 @@ def test_cli_writes_the_report(run_dir, tmp_path, capsys):
     assert code == 0, capsys.readouterr()
     assert "1/1 samples pass" in capsys.readouterr().out
     check_report(out, 1, 101)
+    code = main([str(run_dir), "--sample-index", "3", "--split", "val", "--workers", "1",
+                 "--points", "11", "--out", str(tmp_path / "val"), "--no-progress"])
+    assert code == 0, capsys.readouterr()
+    report = json.loads((tmp_path / "val" / "report.json").read_text())
+    assert report["split"] == "val" and [s["index"] for s in report["samples"]] == [3]
 
 
 @needs_ngspice
@@ -257,7 +267,7 @@ def run_cli(capsys, argv):
     (["--samples", "0"], ["samples must be between 1 and the 16 test samples"]),
     (["--samples", "17"], ["samples must be between 1 and the 16 test samples"]),
     (["--reltol", "-1"], ["reltol must be a positive number"]),
-    (["--points", "1"], ["points must be at least 2"]),
+    (["--points", "1"], ["points must be between 2"]),
     (["--workers", "0"], ["workers must be at least 1"]),
 ])
 def test_bad_options(run_dir, tmp_path, capsys, args, words):

@@ -273,10 +273,7 @@ def summary(g: nx.DiGraph) -> str:
 def save_graph(g: nx.DiGraph, path: str | Path) -> None:
     """Write node-link JSON (networkx's format, ``edges="edges"``), atomically."""
     data = nx.node_link_data(g, edges="edges")
-    try:
-        atomic_write(Path(path), json.dumps(data, separators=(",", ":")).encode())
-    except OSError as exc:
-        raise DFCError(f"cannot write graph file '{path}': {exc.strerror or exc}.") from None
+    atomic_write(Path(path), json.dumps(data, separators=(",", ":")).encode())
 
 
 def load_graph(path: str | Path) -> nx.DiGraph:

@@ -29,6 +29,7 @@ are not written.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import networkx as nx
@@ -36,10 +37,19 @@ import numpy as np
 
 from dfc_analog.errors import ConfigError
 from dfc_analog.circuit.graph import controller_name, neuron_name
+from dfc_analog.version import __version__
 
 PHASES = ("op", "feedforward", "wake")
 # The controller switch rises over this fraction of a τ_u, ending exactly at t_on.
 SWITCH_RISE = 1e-9
+MAX_TIME_POINTS = 1_000_000     # output times of a transient
+# The header's version line: comparisons of netlists across releases skip it.
+VERSION_LINE = re.compile(r"^\* dfc_analog \S+\n", re.MULTILINE)
+
+
+def without_version(text: str) -> str:
+    """Netlist text without its ``* dfc_analog <version>`` line."""
+    return VERSION_LINE.sub("", text, count=1)
 
 
 @dataclass(frozen=True)
@@ -113,9 +123,14 @@ def spice_options(args, **extra) -> SpiceOptions:
 
 
 def output_times(t_end: float, step: float) -> np.ndarray:
-    """0, step, 2 step, ..., t_end (τ_u from the switch-on)."""
-    if not (t_end > 0 and step > 0):
-        raise ConfigError(f"simulation time and step must be positive, got {t_end} and {step}.")
+    """0, step, 2 step, ..., t_end (τ_u from the switch-on), at most MAX_TIME_POINTS."""
+    if not (math.isfinite(t_end) and math.isfinite(step) and t_end > 0 and step > 0):
+        raise ConfigError(f"simulation time and step must be positive numbers, got {t_end} and "
+                          f"{step}.")
+    if t_end / step > MAX_TIME_POINTS:
+        raise ConfigError(f"an output step of {step:g} over {t_end:g} tau_u makes "
+                          f"{t_end / step:.3g} time points, more than the limit of "
+                          f"{MAX_TIME_POINTS}: raise the step.")
     n = max(1, int(round(t_end / step)))
     return np.linspace(0.0, t_end, n + 1)
 
@@ -229,6 +244,7 @@ def _header(g: nx.DiGraph, phase: str, settle: float, t_end: float, sum_inputs: 
     return [
         f"* DFC network {'-'.join(map(str, sizes))} (Meulemans et al., NeurIPS 2021) -- "
         "written by dfc_analog.circuit.netlist",
+        f"* dfc_analog {__version__}",
         f"* analysis: {what}",
         f"* scaling: 1 tau_u = {sc['time_scale']:g} s, 1 model unit = {sc['v_scale']:g} V, "
         f"R = {sc['resistance']:g} Ohm; tau_v = {g.graph['tau_v']:g}, k_p = {g.graph['k_p']:g}, "
@@ -268,7 +284,8 @@ def write_netlist(g: nx.DiGraph, phase: str = "wake", t_end: float = 5.0, times=
     sizes = g.graph["layer_sizes"]
     L = len(sizes) - 1
     if phase != "op":
-        if not (t_end > 0 and (settle > 0 if phase == "wake" else settle >= 0)):
+        if not (math.isfinite(t_end) and math.isfinite(settle) and t_end > 0 and
+                (settle > 0 if phase == "wake" else settle >= 0)):
             raise ConfigError(f"simulation time and settling time must be positive, got "
                               f"{t_end} and {settle} tau_u.")
         times = output_times(t_end, t_end / 100) if times is None else \

@@ -32,6 +32,14 @@ DATASET_SHAPES = {"mnist": (784, 10), "fashion-mnist": (784, 10), "mnist-autoenc
 DATASET_LOSS = {"mnist": "cross_entropy", "fashion-mnist": "cross_entropy",
                 "mnist-autoencoder": "mse", "student-teacher": "mse"}
 REPORTS = ("test-at-best-val", "final-train-loss")
+# Keys config.json records beside the settings (who wrote the run); reading a config skips them.
+RECORD_KEYS = ("dfc_analog_version", "git_commit")
+# Bounds checked before anything is allocated.
+MAX_WEIGHTS = 100_000_000       # W_i and Q_i entries together (0.8 GB in float64, x4 with Adam)
+MAX_COUNT = 1_000_000           # epochs, samples, batch size, steps of a sleep phase
+MAX_STEPS = 100_000_000         # max_steps
+MAX_SEED = 2 ** 32 - 1
+EPS = {"float32": 1.1920929e-07, "float64": 2.220446049250313e-16}
 
 
 def _f(default, help: str, symbol: str = "", choices=None, group: str = "run"):
@@ -203,6 +211,9 @@ class Config:
     seed: int = _f(42, "Seed of weights, data and minibatch order: equal seeds, equal runs.",
                    group="run")
     device: str = _f("cpu", "Torch device: 'cpu', 'cuda' or 'cuda:N'.", group="run")
+    threads: int = _f(0, "Torch threads (torch.set_num_threads); 0: the cores available to "
+                      "the process. The run's config.json records the number used.",
+                      group="run")
     dtype: str = _f("float32", "Floating-point type of the simulation.", "",
                     ("float32", "float64"), group="run")
 
@@ -229,6 +240,8 @@ class Config:
         names = {f.name: f for f in dataclasses.fields(cls)}
         kwargs = {}
         for key, value in data.items():
+            if key in RECORD_KEYS:
+                continue
             name = key.replace("-", "_")
             if name not in names:
                 hint = difflib.get_close_matches(name, names, n=1)
@@ -250,6 +263,24 @@ class Config:
         if L < 1 or any(not isinstance(n, int) or n < 1 for n in self.layer_sizes):
             raise ConfigError(f"layer_sizes must list at least two positive integers (input and "
                               f"output width), got {self.layer_sizes}.")
+        n = self.layer_sizes
+        weights = sum(n[i] * n[i + 1] + n[i + 1] * n[-1] for i in range(L))
+        if weights > MAX_WEIGHTS:
+            raise ConfigError(f"layer_sizes {n} make {weights:.3g} weights W_i and Q_i, more than "
+                              f"the limit of {MAX_WEIGHTS:.0e}.")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed}.")
+        for name in ("epochs", "batch_size", "sleep_epochs_init", "sleep_epochs",
+                     "train_samples", "val_samples", "test_samples"):
+            if getattr(self, name) > MAX_COUNT:
+                raise ConfigError(f"{name} {getattr(self, name)} is more than the limit of "
+                                  f"{MAX_COUNT}.")
+        if self.max_steps > MAX_STEPS:
+            raise ConfigError(f"max_steps {self.max_steps} is more than the limit of "
+                              f"{MAX_STEPS:.0e}.")
+        if not 0 <= self.threads <= 4096:
+            raise ConfigError(f"threads must be between 0 (all available cores) and 4096, got "
+                              f"{self.threads}.")
         if len(self.activations) != L:
             raise ConfigError(f"activations must name one nonlinearity per layer: {L} for "
                               f"layer_sizes {self.layer_sizes}, got {len(self.activations)}.")
@@ -280,6 +311,15 @@ class Config:
                 raise ConfigError(f"{name} must be a positive number, got {value}.")
         if self.dt_fb > self.t_end_fb:
             raise ConfigError(f"dt_fb {self.dt_fb} is longer than t_end_fb {self.t_end_fb}.")
+        if self.t_end_fb / self.dt_fb > MAX_COUNT:
+            raise ConfigError(f"a sleep phase of t_end_fb / dt_fb = {self.t_end_fb / self.dt_fb:.3g} "
+                              f"steps is more than the limit of {MAX_COUNT}.")
+        eps = EPS.get(self.dtype, EPS["float64"])
+        for name in ("rtol", "atol"):
+            if getattr(self, name) < eps:
+                raise ConfigError(f"{name} {getattr(self, name):g} is below the resolution of "
+                                  f"{self.dtype} ({eps:.2g}): no solver step can meet it; use "
+                                  f"{name} >= {eps:.2g}.")
         if self.train_feedback and self.method in ("dfa", "bp"):
             raise ConfigError(f"train_feedback applies to the DFC methods; '{self.method}' has no "
                               "feedback weights to learn.")
@@ -298,6 +338,11 @@ class Config:
             raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}.")
         if self.solver not in ADAPTIVE_SOLVERS and self.step_size > self.t_end:
             raise ConfigError(f"step_size {self.step_size} is longer than t_end {self.t_end}.")
+        if self.solver not in ADAPTIVE_SOLVERS and self.t_end / self.step_size > self.max_steps:
+            raise ConfigError(f"the fixed-step solver '{self.solver}' would take t_end / "
+                              f"step_size = {self.t_end / self.step_size:.3g} steps per wake "
+                              f"phase, more than max_steps {self.max_steps}: raise step_size or "
+                              "max_steps.")
         for name in ("epochs", "batch_size", "max_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
@@ -358,6 +403,8 @@ def _kind(default) -> str:
 def load_config_file(path: str | Path) -> dict:
     """Read the settings table of a TOML (``.toml``) or JSON (``.json``) file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a directory: give the TOML or JSON file.")
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist.")
     try:
@@ -366,6 +413,8 @@ def load_config_file(path: str | Path) -> dict:
             data = json.loads(text)
         else:
             data = tomllib.loads(text)
+    except OSError as exc:
+        raise ConfigError(f"config file '{path}' cannot be read: {exc.strerror or exc}.") from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file '{path}' is not valid "
                           f"{'JSON' if path.suffix == '.json' else 'TOML'}: {exc}.") from None

@@ -95,6 +95,14 @@ class DFCNetwork(nn.Module):
         return [q.to(dtype=dtype, device=device) for q in Q]
 
     # ---------------------------------------------------------------------------------------
+    def nonfinite_weights(self) -> list:
+        """Names (W1, b2, Q3, ...; layers 1..L) of the weight tensors holding NaN or ±inf."""
+        bad = []
+        for name, tensors in (("W", self.W), ("b", self.b), ("Q", self.Q)):
+            bad += [f"{name}{i + 1}" for i, t in enumerate(tensors)
+                    if not bool(torch.isfinite(t).all())]
+        return bad
+
     @property
     def num_layers(self) -> int:
         return len(self.layer_sizes) - 1

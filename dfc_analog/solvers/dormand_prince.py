@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from dfc_analog.errors import DivergenceError
+from dfc_analog.errors import DivergenceError, StepLimitError
 
 _C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
 _A = (
@@ -69,7 +69,7 @@ def dormand_prince(f, y0: torch.Tensor, times, rtol: float, atol: float, max_ste
         while t_out > t:
             attempts += 1
             if attempts > max_steps:
-                raise DivergenceError(
+                raise StepLimitError(
                     f"the dopri5 solver gave up after {max_steps} steps (max_steps): the dynamics "
                     "are too stiff or diverge; lower k_p or target_stepsize, or raise alpha.")
             if not t + h > t:

@@ -22,7 +22,7 @@ import math
 import torch
 
 from dfc_analog.solvers.dormand_prince import SAFETY, GROWTH, SHRINK, initial_step, rms
-from dfc_analog.errors import DivergenceError
+from dfc_analog.errors import DivergenceError, StepLimitError
 
 GAMMA = 0.4358665215084590
 _ALPHA = ((), (0.87173304301691801,), (0.84457060015369423, -0.11299064236484185),
@@ -86,7 +86,7 @@ def rosenbrock_w(f, stiff, y0: torch.Tensor, times, rtol: float, atol: float, ma
     while pending:
         attempts += 1
         if attempts > max_steps:
-            raise DivergenceError(
+            raise StepLimitError(
                 f"the rosenbrock solver gave up after {max_steps} steps (max_steps): the dynamics "
                 "are too stiff or diverge; lower k_p or target_stepsize, or raise alpha.")
         h = min(h, t_end - t)

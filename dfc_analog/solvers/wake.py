@@ -68,6 +68,10 @@ def simulate_wake(net: DFCNetwork, x: torch.Tensor, r_star: torch.Tensor,
     """
     if solver.method not in SOLVERS:
         raise ConfigError(f"unknown solver '{solver.method}'.")
+    if solver.method not in ADAPTIVE_SOLVERS and t_end / solver.step_size > solver.max_steps:
+        raise ConfigError(f"the fixed-step solver '{solver.method}' would take t_end / step_size "
+                          f"= {t_end / solver.step_size:.3g} steps, more than max_steps "
+                          f"{solver.max_steps}: raise step_size or max_steps.")
     with torch.no_grad():
         v_ff, _ = net.feedforward(x)
         dyn = WakeDynamics(net, x, r_star, params, v_ff)

@@ -1,5 +1,9 @@
-import sys
+from dfc_analog.cli import quiet_startup
 
-from dfc_analog.sweep.cli import main
+quiet_startup()
+
+import sys  # noqa: E402
+
+from dfc_analog.sweep.cli import main  # noqa: E402
 
 sys.exit(main())

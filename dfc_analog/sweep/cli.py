@@ -2,14 +2,15 @@
 or on a Ray cluster, written cell by cell into a sweep folder that resumes where it stopped."""
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 from pathlib import Path
 
+from dfc_analog import cli
+
 from dfc_analog.config.options import Config, load_config_file
 from dfc_analog.config.presets import load_preset
-from dfc_analog.errors import ConfigError, DFCError
+from dfc_analog.errors import ConfigError
 from dfc_analog.parallel import EXECUTORS
 from dfc_analog.sweep.folder import SweepFolder
 from dfc_analog.sweep.run import run_sweep
@@ -35,9 +36,9 @@ def parse_values(text: str) -> tuple:
     return key, out
 
 
-def build_parser(prog: str = "dfc-sweep") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
+def build_parser():
+    parser = cli.parser(
+        "sweep",
         description="Run many trainings as one sweep: every combination of the --vary values "
                     "times --seeds seeds, each a cell whose run folder and result are written "
                     "as soon as it finishes. Running the same command again computes only the "
@@ -45,8 +46,8 @@ def build_parser(prog: str = "dfc-sweep") -> argparse.ArgumentParser:
                     "a cell that fails is reported with its parameters and the others go on. "
                     "Writes OUT/results.csv (a row per cell), OUT/table.md (mean ± std over "
                     "seeds, Table-1 style) and OUT/runs/<cell>/ (ordinary run folders).",
-        epilog="examples: dfc-sweep --preset mnist-dfc --vary target_stepsize=0.001,0.01,0.1 "
-               "--seeds 3 --out runs/table2-lambda   |   dfc-sweep --preset mnist-bp --seeds 5 "
+        epilog=f"examples: {cli.prog('sweep')} --preset mnist-dfc --vary target_stepsize=0.001,0.01,0.1 "
+               "--seeds 3 --out runs/table2-lambda   |   {cli.prog('sweep')} --preset mnist-bp --seeds 5 "
                "--executor ray --address 10.0.0.1:6379")
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--preset", help="start from a preset (dfc-train --list-presets)")
@@ -99,8 +100,10 @@ def base_settings(args) -> dict:
     return base
 
 
+@cli.command
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    threads = cli.set_threads(args.threads)
     try:
         if args.seeds < 1:
             raise ConfigError(f"--seeds must be at least 1, got {args.seeds}.")
@@ -113,11 +116,8 @@ def main(argv=None) -> int:
                              {"config": base, "root": str(Path(args.out).resolve()),
                               "verbose": args.workers == 1}, cells, args.overwrite)
         outcome = run_sweep(folder, TASKS["train"], args.executor, args.workers, args.address,
-                            progress=args.progress and sys.stderr.isatty())
+                            progress=args.progress and sys.stderr.isatty(), threads=threads)
         md = seeds_table(folder, [k for k, _ in vary])
-    except DFCError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted: run the same command again to continue the sweep.", file=sys.stderr)
         return 130

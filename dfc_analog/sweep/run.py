@@ -35,7 +35,7 @@ def timed(task: Callable, kwargs: dict) -> tuple:
 
 def run_sweep(folder: SweepFolder, task: Callable, executor: str = "local",
               workers: int | None = None, address: str | None = None,
-              progress: bool = True) -> SweepOutcome:
+              progress: bool = True, threads: int | None = None) -> SweepOutcome:
     """Compute every pending cell of ``folder`` by ``task(params=cell, **settings)``."""
     from tqdm import tqdm
 
@@ -48,7 +48,7 @@ def run_sweep(folder: SweepFolder, task: Callable, executor: str = "local",
     with tqdm(total=len(folder.cells), initial=reused, desc=f"sweep {folder.path.name}",
               unit="cell", disable=not progress) as bar:
         for index, outcome in run_tasks(timed, jobs, workers, capture=True, executor=executor,
-                                        address=address):
+                                        address=address, threads=threads):
             key = keys[index]
             if isinstance(outcome, TaskFailure):
                 folder.record_failure(key, outcome.error)

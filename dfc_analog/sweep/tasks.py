@@ -8,7 +8,6 @@ from pathlib import Path
 
 from dfc_analog import runio
 from dfc_analog.config.options import Config
-from dfc_analog.errors import ConfigError
 from dfc_analog.training.loop import metric_name, reported, run_training
 
 
@@ -27,12 +26,7 @@ def train_cell(params: dict, config: dict, root: str, verbose: bool = False,
     out = Path(root) / runs / run_folder_name(params)
     resume = (out / runio.CHECKPOINT).exists()
     if resume:
-        stored = runio.load_checkpoint(out)["config"]
-        if {**stored, "epochs": cfg.epochs} != cfg.to_dict():
-            raise ConfigError(f"'{out}' holds a run with other settings; use another --out or "
-                              "--overwrite.")
-        if stored["epochs"] != cfg.epochs:
-            runio.save_config(out / runio.CONFIG, cfg)
+        runio.check_same_run(out, cfg)
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet:
         if verbose:

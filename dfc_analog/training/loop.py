@@ -12,6 +12,7 @@ checkpoint that ``--resume RUN_DIR`` continues from, batch for batch as if never
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +38,6 @@ def make_optimizer(cfg: Config, net: DFCNetwork) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr)
     return torch.optim.Adam(params, lr=lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
-
-
-@torch.no_grad()
-def evaluate(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, loss: str,
-             batch: int = 4096) -> float:
-    """Minibatch-mean task loss of the feed-forward network over a whole split."""
-    return evaluate_split(net, x, y, loss, batch)[0]
 
 
 @torch.no_grad()
@@ -117,6 +111,16 @@ def apply_update(cfg: Config, net: DFCNetwork, opt: torch.optim.Optimizer, upd) 
             torch.nn.utils.clip_grad_norm_(p, cfg.clip_grad_norm)
     opt.step()
     opt.zero_grad(set_to_none=True)
+    _check_step(net, "optimizer")
+
+
+def _check_step(net: DFCNetwork, which: str) -> None:
+    """The weights after a step must be finite: a NaN or inf there is the optimizer's doing
+    (a finite update times a huge rate), not the dynamics'."""
+    bad = net.nonfinite_weights()
+    if bad:
+        raise DivergenceError(f"the {which} step made the weights {', '.join(bad)} NaN or "
+                              "infinite; lower the learning rate.")
 
 
 @dataclass(frozen=True)
@@ -165,22 +169,53 @@ def apply_feedback_update(cfg: Config, net: DFCNetwork, opt, g_Q) -> None:
         torch.nn.utils.clip_grad_norm_(list(net.Q), cfg.fb_clip_grad_norm)
     opt.step()
     opt.zero_grad(set_to_none=True)
+    _check_step(net, "feedback optimizer")
 
 
 def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -> list:
     """Train into run folder ``out`` (continuing its checkpoint if ``resume``); returns the
-    per-epoch metrics."""
-    from tqdm import tqdm
-
+    per-epoch metrics. The folder's lock (:func:`dfc_analog.runio.run_lock`) is held
+    throughout; ``data_dir`` is recorded as an absolute path; ``cfg.threads`` > 0 sets torch's
+    threads."""
     cfg.validate()
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device '{cfg.device}' was asked for, but torch sees no CUDA device; "
                           "use --device cpu (also with --resume).")
-    out = runio.prepare_run_dir(out)
+    cfg = cfg.replace(data_dir=os.path.abspath(cfg.data_dir))
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    with runio.run_lock(out):
+        return _train(cfg, Path(out), resume, progress)
+
+
+def _resume_state(cfg: Config, out: Path, net: DFCNetwork, opts: dict) -> dict:
+    """The checkpoint of ``out``, loaded into ``net`` and ``opts`` after every check (a failed
+    resume changes nothing in the folder)."""
+    state = runio.load_checkpoint(out, runio.CHECKPOINT_KEYS)
+    where = f"{out}/{runio.CHECKPOINT}"
+    try:
+        net.load_state_dict(state["network"])
+        for name, opt in opts.items():
+            opt.load_state_dict(state["optimizers"][name])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise ConfigError(f"the checkpoint '{where}' does not fit the run's settings "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0]}).") from None
+    runio.check_weights(net, where)
+    done = max((int(r.get("epoch", 0)) for r in state["metrics"]), default=0)
+    if cfg.epochs < done:
+        raise ConfigError(f"the run in '{out}' has trained {done} epochs already: --epochs must "
+                          f"be at least {done}, got {cfg.epochs}.")
+    return state
+
+
+def _train(cfg: Config, out: Path, resume: bool, progress: bool) -> list:
+    from tqdm import tqdm
+
     net = DFCNetwork.from_config(cfg, generator("network", cfg.seed))
     opts = {"forward": make_optimizer(cfg, net),
             "pretrain": make_feedback_optimizer(cfg, net, cfg.fb_lr_init),
             "sleep": make_feedback_optimizer(cfg, net, cfg.fb_lr)}
+    state = _resume_state(cfg, out, net, opts) if resume else None
     data = load_dataset(cfg)
     wake_settings = ForwardSettings.from_config(cfg)
     sleep_params = SleepParams.from_config(cfg)
@@ -198,17 +233,13 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
     passes = schedule(cfg)
 
     if resume:
-        state = runio.load_checkpoint(out)
-        net.load_state_dict(state["network"])
-        for name, opt in opts.items():
-            opt.load_state_dict(state["optimizers"][name])
         rows, index, start_batch = state["metrics"], state["pass"], state["batch"]
         loss_sum, nfe_sum = state["loss_sum"], state["nfe_sum"]
         sleep_seconds = state.get("sleep_seconds", 0.0)
     else:
         rows = [_metrics_row(0, float("nan"), net, data, cfg, 0.0, 0)]
         index, start_batch, loss_sum, nfe_sum, sleep_seconds = 0, 0, 0.0, 0, 0.0
-        runio.save_config(out / runio.CONFIG, cfg)
+    runio.save_config(out / runio.CONFIG, cfg)
 
     def save(next_pass, next_batch, loss_sum_, nfe_sum_, everything=True):
         runio.save_checkpoint(out / runio.CHECKPOINT, {
@@ -318,8 +349,6 @@ def _metrics_row(epoch, train_loss, net, data, cfg, seconds, nfe, sleep_seconds=
 
 
 def plot_losses(path: Path, rows: list, cfg: Config) -> None:
-    import io
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -338,7 +367,4 @@ def plot_losses(path: Path, rows: list, cfg: Config) -> None:
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    runio.atomic_write(path, buf.getvalue())
+    runio.save_figure(path, fig)

@@ -40,6 +40,7 @@ for classifiers, both predict the same class.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -47,9 +48,9 @@ import numpy as np
 import torch
 
 from dfc_analog.circuit.graph import Scaling
-from dfc_analog.circuit.netlist import SpiceOptions
+from dfc_analog.circuit.netlist import MAX_TIME_POINTS, SpiceOptions
 from dfc_analog.data import load_dataset
-from dfc_analog.errors import ConfigError, DFCError
+from dfc_analog.errors import ConfigError, DFCError, StepLimitError
 from dfc_analog.learning.targets import output_target
 from dfc_analog.learning.updates import trajectory_update, update_angle
 from dfc_analog.model.dynamics import ControllerParams
@@ -60,9 +61,12 @@ from dfc_analog.runio import load_run
 from dfc_analog.solvers.wake import SolverSettings, simulate_wake
 
 PHASES = ("wake", "feedforward")
+SPLITS = ("train", "val", "test")
 MAX_ANGLE_DEG = 1.0
 REFERENCE_TIGHTENING = 1e-3     # reference tolerance = this × the simulator's reltol (or F)
 REFERENCE_TOL_FLOOR = 1e-13     # float64 resolution of the departure
+REFERENCE_EXPLICIT_STEPS = 20_000   # dopri5 steps before the reference counts as stiff
+REFERENCE_MAX_STEPS = 10_000_000
 CONTROLLER = ("error", "u_int", "u")
 
 
@@ -90,8 +94,9 @@ class ValidationSettings:
             raise ConfigError(f"safety must be a positive number, got {self.safety}.")
         if self.reltol >= 1:
             raise ConfigError(f"reltol must be below 1, got {self.reltol}.")
-        if self.points < 2:
-            raise ConfigError(f"points must be at least 2, got {self.points}.")
+        if not 2 <= self.points <= MAX_TIME_POINTS:
+            raise ConfigError(f"points must be between 2 and the limit of {MAX_TIME_POINTS}, "
+                              f"got {self.points}.")
         if self.t_end is not None and not (math.isfinite(self.t_end) and self.t_end > 0):
             raise ConfigError(f"t_end must be a positive number, got {self.t_end}.")
 
@@ -121,7 +126,9 @@ class ValidationSettings:
                 f"R = max(max − min of the reference over time and neurons, F); departures "
                 f"v_i(t) − v_i(0) use the P of the soma itself and their own R; update angle "
                 f"≤ min({MAX_ANGLE_DEG:g}°, largest soma-departure tol in rad); ODE reference: "
-                f"dopri5 rtol = atol = {self.reference_tol:g} (= 1e-3·reltol relative to the "
+                f"dopri5 (rosenbrock where stiff dynamics need more than "
+                f"{REFERENCE_EXPLICIT_STEPS} dopri5 steps) at rtol = atol = "
+                f"{self.reference_tol:g} (= 1e-3·reltol relative to the "
                 f"nudge max|δ_L| in the wake phase, 1e-3·F in model units in the feed-forward "
                 f"phase), float64.")
 
@@ -240,6 +247,7 @@ class SampleResult:
     seconds_reference: float
     reference: dict = field(repr=False)   # Trajectory.numpy() of the ODE reference
     circuit: dict = field(repr=False)     # Trajectory.numpy() of the circuit
+    reference_solver: str = "dopri5"      # 'rosenbrock' where the dynamics were stiff
 
     @property
     def failures(self) -> list:
@@ -293,17 +301,32 @@ def spice_circuit(net, params, x, r_star, t_end, times, settings: ValidationSett
 
 def reference_trajectory(net: DFCNetwork, params: ControllerParams, x: torch.Tensor,
                          r_star: torch.Tensor | None, t_end: float, times: torch.Tensor,
-                         tol: float) -> Trajectory:
-    """The ODE of eqs. (1) and (4) from the feed-forward state (eq. 2), one sample, float64,
-    Dormand–Prince at rtol = atol = ``tol``, read at exactly ``times``. ``r_star=None`` is the
-    feed-forward phase: the target is the feed-forward output itself, computed by the very call
-    the solver starts from, so that the nudge is exactly zero (a nudge of rounding size would
-    become the solver's unit, see :mod:`dfc_analog.model.dynamics`)."""
+                         tol: float, note=None) -> tuple:
+    """(trajectory, solver name) of the ODE of eqs. (1) and (4) from the feed-forward state
+    (eq. 2), one sample, float64, at rtol = atol = ``tol``, read at exactly ``times``.
+
+    Dormand–Prince first, within REFERENCE_EXPLICIT_STEPS steps; stiff dynamics (a large k_p
+    against τ_v) need more than that for stability alone, and are solved by the Rosenbrock-W
+    method at the same tolerance instead (``note`` is told, with one line). ``r_star=None`` is
+    the feed-forward phase: the target is the feed-forward output itself, computed by the very
+    call the solver starts from, so that the nudge is exactly zero (a nudge of rounding size
+    would become the solver's unit, see :mod:`dfc_analog.model.dynamics`)."""
     if r_star is None:
         r_star = net.feedforward(x[None])[1][-1][0]
-    solver = SolverSettings("dopri5", rtol=tol, atol=tol, max_steps=10_000_000)
-    wake = simulate_wake(net, x[None], r_star[None], params, solver, t_end, times=times)
-    return wake.trajectory.at(times)
+    for method, max_steps in (("dopri5", REFERENCE_EXPLICIT_STEPS),
+                              ("rosenbrock", REFERENCE_MAX_STEPS)):
+        solver = SolverSettings(method, rtol=tol, atol=tol, max_steps=max_steps)
+        try:
+            wake = simulate_wake(net, x[None], r_star[None], params, solver, t_end, times=times)
+        except StepLimitError:
+            if method != "dopri5":
+                raise
+            if note is not None:
+                note(f"the dopri5 reference needs more than {max_steps} steps (stiff dynamics, "
+                     f"k_p = {params.k_p:g}, tau_v = {params.tau_v:g}): solving it with "
+                     "rosenbrock")
+            continue
+        return wake.trajectory.at(times), method
 
 
 def validate_sample(index: int, net: DFCNetwork, params: ControllerParams, x: torch.Tensor,
@@ -324,7 +347,9 @@ def validate_sample(index: int, net: DFCNetwork, params: ControllerParams, x: to
         raise DFCError(f"the circuit returned time points that are not increasing within "
                        f"[0, {t_end}] τ_u.")
     start = time.perf_counter()
-    ref = reference_trajectory(net, params, x, r_star, t_end, t, settings.reference_tol)
+    ref, reference_solver = reference_trajectory(
+        net, params, x, r_star, t_end, t, settings.reference_tol,
+        note=lambda text: print(f"sample {index}: {text}", file=sys.stderr, flush=True))
     seconds_reference = time.perf_counter() - start
     signals, departures = compare(ref, circ, settings)
     angle = angle_tol = rel = None
@@ -339,7 +364,8 @@ def validate_sample(index: int, net: DFCNetwork, params: ControllerParams, x: to
         class_ref = int(ref.rate[-1][0, 0].argmax())
         class_circ = int(circ.rate[-1][0, 0].argmax())
     return SampleResult(index, signals, departures, angle, angle_tol, rel, class_ref, class_circ,
-                        seconds_circuit, seconds_reference, ref.numpy(), circ.numpy())
+                        seconds_circuit, seconds_reference, ref.numpy(), circ.numpy(),
+                        reference_solver)
 
 
 # ------------------------------------------------------------------------------------------
@@ -357,6 +383,7 @@ class RunValidation:
     results: list
     classify: bool
     seconds: float
+    split: str = "test"
 
     @property
     def passed(self) -> bool:
@@ -383,60 +410,76 @@ class SampleSet:
     r_star: torch.Tensor | None   # (N, n_L) eq. (3) targets; None in the feed-forward phase
     t_end: float
     classify: bool
+    indices: list = None      # the samples' indices in their split (default 0..N-1)
+    split: str = "test"
+
+    def __post_init__(self):
+        if self.indices is None:
+            self.indices = list(range(self.x.shape[0]))
 
 
-def load_samples(run_dir, samples: int, settings: ValidationSettings) -> SampleSet:
-    """The first ``samples`` test samples of a run and their targets, in float64."""
+def load_samples(run_dir, samples, settings: ValidationSettings, split: str = "test",
+                 data_dir: str | None = None) -> SampleSet:
+    """Samples of a run's ``split`` and their targets, in float64: the first ``samples`` (an
+    int), or the samples of the given indices (a list). ``data_dir`` overrides the run's."""
     settings.check()
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split '{split}': choose one of {', '.join(SPLITS)}.")
     cfg, net = load_run(run_dir, device="cpu")
+    if data_dir is not None:
+        cfg = cfg.replace(data_dir=os.path.abspath(data_dir))
     net = net.double()
-    test = load_dataset(cfg).test
-    if samples < 1 or samples > len(test):
-        raise ConfigError(f"samples must be between 1 and the {len(test)} test samples of the "
-                          f"run, got {samples}.")
-    x, y = test.x[:samples].double(), test.y[:samples]
+    data = getattr(load_dataset(cfg), split)
+    if isinstance(samples, int):
+        if samples < 1 or samples > len(data):
+            raise ConfigError(f"samples must be between 1 and the {len(data)} {split} samples "
+                              f"of the run, got {samples}.")
+        indices = list(range(samples))
+    else:
+        indices = [int(k) for k in samples]
+        wrong = [k for k in indices if not 0 <= k < len(data)]
+        if not indices or wrong:
+            raise ConfigError(f"sample index {wrong[0] if wrong else '(none)'} is out of range: "
+                              f"the {split} split holds {len(data)} samples (0..{len(data) - 1}).")
+        if len(set(indices)) != len(indices):
+            raise ConfigError(f"sample indices must differ from each other, got {indices}.")
+    x, y = data.x[indices].double(), data.y[indices]
     r_star = None
     if settings.phase == "wake":
         with torch.no_grad():
             r_star = sample_targets(net, cfg, x, y)
     t_end = settings.t_end if settings.t_end is not None else cfg.t_end
     return SampleSet(str(run_dir), list(cfg.layer_sizes), net, ControllerParams.from_config(cfg),
-                     x, r_star, t_end, cfg.loss == "cross_entropy")
+                     x, r_star, t_end, cfg.loss == "cross_entropy", indices, split)
 
 
 def validate_samples(samples: SampleSet, settings: ValidationSettings, workers: int | None = None,
-                     progress: bool = True, circuit=spice_circuit) -> RunValidation:
+                     progress: bool = True, circuit=spice_circuit,
+                     threads: int | None = None) -> RunValidation:
     """Validate every sample of ``samples``, in parallel processes (:func:`run_tasks`; default
     one per core, at most one per sample). ngspice, which keeps global state and whose PySpice
     binding leaks memory per run, runs in a fresh process of its own for every simulation
     (:func:`dfc_analog.circuit.simulate_circuit`). ``circuit`` is the circuit simulator
     (:func:`spice_circuit`, or a stand-in with its signature; in parallel runs it must be
-    importable by name).
+    importable by name). ``threads``: torch threads in all (default: the cores available to
+    the process), shared equally by the workers.
     """
     settings.check()
     start = time.perf_counter()
     n = samples.x.shape[0]
-    jobs = [dict(index=k, net=samples.net, params=samples.params, x=samples.x[k],
+    jobs = [dict(index=samples.indices[k], net=samples.net, params=samples.params, x=samples.x[k],
                  r_star=None if samples.r_star is None else samples.r_star[k],
                  t_end=samples.t_end, settings=settings, classify=samples.classify,
                  circuit=circuit) for k in range(n)]
     from tqdm import tqdm
     results = []
     with tqdm(total=n, desc="validating samples", unit="sample", disable=not progress) as bar:
-        for _, result in run_tasks(validate_sample, jobs, workers):
+        for _, result in run_tasks(validate_sample, jobs, workers, threads=threads):
             results.append(result)
             _advance(bar, result)
     results.sort(key=lambda r: r.index)
     return RunValidation(samples.run_dir, settings, samples.t_end, samples.layer_sizes, results,
-                         samples.classify, time.perf_counter() - start)
-
-
-def validate_run(run_dir, samples: int, settings: ValidationSettings, workers: int | None = None,
-                 progress: bool = True, circuit=spice_circuit) -> RunValidation:
-    """Validate the first ``samples`` test samples of a run (:func:`load_samples`, then
-    :func:`validate_samples`)."""
-    return validate_samples(load_samples(run_dir, samples, settings), settings, workers,
-                            progress, circuit)
+                         samples.classify, time.perf_counter() - start, samples.split)
 
 
 def _advance(bar, result: SampleResult) -> None:

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dfc_analog.runio import atomic_write
+from dfc_analog.runio import atomic_write, make_dir, save_figure
 from dfc_analog.validation.compare import RunValidation, SampleResult
+from dfc_analog.version import provenance
 
 NEURONS_PER_PLOT = 3
 
@@ -44,10 +45,11 @@ def report_dict(outcome: RunValidation) -> dict:
             "departures": groups(r.departures), "update_angle_deg": r.angle_deg,
             "update_angle_tol_deg": r.angle_tol_deg, "update_rel_error": r.update_rel_error,
             "class_reference": r.class_reference, "class_circuit": r.class_circuit,
-            "seconds_circuit": r.seconds_circuit, "seconds_reference": r.seconds_reference})
+            "seconds_circuit": r.seconds_circuit, "seconds_reference": r.seconds_reference,
+            "reference_solver": r.reference_solver})
     summary = _summary(outcome)
-    return {"run_dir": outcome.run_dir, "layer_sizes": outcome.layer_sizes,
-            "phase": outcome.settings.phase, "t_end": outcome.t_end,
+    return {**provenance(), "run_dir": outcome.run_dir, "layer_sizes": outcome.layer_sizes,
+            "split": outcome.split, "phase": outcome.settings.phase, "t_end": outcome.t_end,
             "settings": asdict(outcome.settings), "tolerance_rule": outcome.settings.rule(),
             "pass": outcome.passed, "summary": summary, "seconds": outcome.seconds,
             "samples": samples}
@@ -80,8 +82,11 @@ def _worst_over_samples(outcome: RunValidation, kind: str) -> dict:
 def report_markdown(outcome: RunValidation) -> str:
     s, summ, st = outcome, _summary(outcome), outcome.settings
     verdict = "PASS" if s.passed else "FAIL"
-    head = [f"# Circuit validation of `{s.run_dir}`", "",
-            f"**{verdict}**: {summ['passed']}/{summ['samples']} samples pass. Phase "
+    record = provenance()
+    written = f"dfc_analog {record['dfc_analog_version']}" + (
+        f" (git commit {record['git_commit']})" if "git_commit" in record else "")
+    head = [f"# Circuit validation of `{s.run_dir}`", "", f"Written by {written}.", "",
+            f"**{verdict}**: {summ['passed']}/{summ['samples']} {s.split} samples pass. Phase "
             f"`{st.phase}`, T = {s.t_end:g} τ_u, {st.points} time points, network "
             f"{'-'.join(map(str, s.layer_sizes))}; ngspice reltol {st.spice.reltol:g}, abstol "
             f"{st.spice.abstol:g} A, vntol {st.spice.vntol:g} V, {st.spice.method}; "
@@ -107,6 +112,10 @@ def report_markdown(outcome: RunValidation) -> str:
     if deps:
         lines += ["", "## Departures from the feed-forward state, v_i(t) − v_i(0)", ""]
         lines += _group_table(deps)
+    stiff = [r.index for r in s.results if r.reference_solver != "dopri5"]
+    if stiff:
+        lines += ["", f"The ODE reference of sample(s) {', '.join(map(str, stiff))} is solved "
+                  "with rosenbrock: the dynamics are stiff for dopri5.", ""]
     lines += ["", "## Samples", "",
               "| sample | max error | worst signal | update angle (tol) | class model / circuit "
               "| circuit s | ODE s | result |",
@@ -152,8 +161,8 @@ def trajectories_npz(outcome: RunValidation) -> bytes:
     return buf.getvalue()
 
 
-def plot_sample(result: SampleResult, phase: str) -> bytes:
-    """PNG: per layer the somata of the neurons that move most (wake: departure from the
+def plot_sample(result: SampleResult, phase: str):
+    """Figure: per layer the somata of the neurons that move most (wake: departure from the
     model's feed-forward state; feed-forward: every neuron's operating point), then u and e;
     model solid, circuit dashed, and underneath the normalised error |circuit - model| / R on a
     log scale with the tolerance dotted."""
@@ -198,10 +207,7 @@ def plot_sample(result: SampleResult, phase: str) -> bytes:
                  f"({result.worst_signal}), {verdict}.  {legend}; dotted: tolerance",
                  fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return fig
 
 
 def _floored(diff: np.ndarray, signal_range: float) -> np.ndarray:
@@ -217,10 +223,10 @@ def write_report(outcome: RunValidation, out: Path, plots: bool = True) -> None:
     atomic_write(out / "report.md", report_markdown(outcome).encode())
     atomic_write(out / "trajectories.npz", trajectories_npz(outcome))
     if plots:
-        (out / "plots").mkdir(exist_ok=True)
+        make_dir(out / "plots")
         for r in outcome.results:
-            atomic_write(out / "plots" / f"sample{r.index}.png",
-                         plot_sample(r, outcome.settings.phase))
+            save_figure(out / "plots" / f"sample{r.index}.png",
+                        plot_sample(r, outcome.settings.phase), dpi=110)
 
 
 def _finite(value):
