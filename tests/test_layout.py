@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dfc_analog"
 # Layer of each top-level module or subpackage; a module may import only from its own layer or
 # an earlier one. The command lines and the package's public API come last.
 LAYERS = [
-    {"errors", "parallel", "version"},
+    {"errors", "parallel", "version", "cli"},
     {"config"},
     {"hardware"},
     {"model"},
@@ -21,7 +21,7 @@ LAYERS = [
     {"circuit"},
     {"validation"},
     {"sweep"},
-    {"cli", "train", "evaluate", "export", "validate", "figures", "__init__", "__main__"},
+    {"train", "evaluate", "export", "validate", "figures", "__init__", "__main__"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
