@@ -241,3 +241,31 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
                        + [f"V({controller_name('u', m)})" for m in range(n_L)], 8)
     lines.append(".end")
     return "\n".join(lines) + "\n"
+
+
+def hardware_summary(real: Realisation, netlist: str) -> str:
+    """One screen: the hardware, its devices per layer, amplifiers, tiles and the file size."""
+    spec, sizes, tile = real.spec, real.layer_sizes, real.spec.crossbar_size
+    n_L = sizes[-1]
+    lines = [f"crossbar netlist: {'-'.join(map(str, sizes))} network on '{spec.name}' hardware "
+             f"(realisation seed {real.seed})",
+             f"devices: {spec.synapse.device}, G in [{spec.synapse.g_min:g}, "
+             f"{spec.synapse.g_max:g}] S"
+             + (f", {spec.synapse.levels} states" if spec.synapse.levels else "")
+             + f"; op-amps: A0 {spec.amplifier.gain:g}, GBW {spec.amplifier.gbw:g} Hz, offset "
+               f"sigma {spec.amplifier.offset:g} V, rails +-{spec.amplifier.rail:g} V"]
+    for i, lr in enumerate(real.layers, start=1):
+        G = torch_cat(lr)
+        tiles = f"{math.ceil((sizes[i - 1] + 1) / tile)} + {math.ceil(n_L / tile)}"
+        lines.append(f"layer {i}: {G.size} devices, G {G.min():.3g} .. {G.max():.3g} S (mean "
+                     f"{G.mean():.3g}), R_f {float(lr.R_f.min()):.4g} .. "
+                     f"{float(lr.R_f.max()):.4g} Ohm, {tiles} tiles (W + Q) per column, "
+                     f"{3 * sizes[i]} op-amps")
+    lines.append(f"netlist: {netlist.count(chr(10))} lines, {len(netlist.encode())} bytes")
+    return "\n".join(lines)
+
+
+def torch_cat(lr) -> np.ndarray:
+    """Every conductance of a layer as one numpy vector."""
+    return np.concatenate([t.reshape(-1).numpy() for t in
+                           (lr.G_pos, lr.G_neg, lr.Gb_pos, lr.Gb_neg, lr.GQ_pos, lr.GQ_neg)])

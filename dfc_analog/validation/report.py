@@ -45,10 +45,15 @@ def report_dict(outcome: RunValidation) -> dict:
             "update_angle_tol_deg": r.angle_tol_deg, "update_rel_error": r.update_rel_error,
             "class_reference": r.class_reference, "class_circuit": r.class_circuit,
             "seconds_circuit": r.seconds_circuit, "seconds_reference": r.seconds_reference})
+        if r.hardware_effect is not None:
+            samples[-1]["hardware_effect"] = r.hardware_effect
     summary = _summary(outcome)
+    settings = asdict(outcome.settings)
+    if settings["hardware"] is None:       # the ideal circuit's report stays as it was
+        del settings["hardware"], settings["hardware_seed"]
     return {"run_dir": outcome.run_dir, "layer_sizes": outcome.layer_sizes,
             "phase": outcome.settings.phase, "t_end": outcome.t_end,
-            "settings": asdict(outcome.settings), "tolerance_rule": outcome.settings.rule(),
+            "settings": settings, "tolerance_rule": outcome.settings.rule(),
             "pass": outcome.passed, "summary": summary, "seconds": outcome.seconds,
             "samples": samples}
 
@@ -98,7 +103,7 @@ def report_markdown(outcome: RunValidation) -> str:
     if summ["class_agreement"] is not None:
         head.append(f"- predicted class agrees on {summ['class_agreement']}/{summ['samples']} "
                     "samples")
-    lines = head + ["", "## Tolerance rule", "", st.rule(), "",
+    lines = head + _hardware_section(outcome) + ["", "## Tolerance rule", "", st.rule(), "",
                     "Errors are |circuit − model| / R over time and neurons: *max* is the "
                     "largest, *RMS* the root mean square, *steady* the largest at t = T.", ""]
     lines += ["## Signal groups (the sample closest to failing)", ""]
@@ -131,6 +136,30 @@ def report_markdown(outcome: RunValidation) -> str:
     return "\n".join(lines)
 
 
+def _hardware_section(outcome: RunValidation) -> list:
+    """On hardware: what is compared, and the hardware's effect against the ideal model."""
+    effects = [r.hardware_effect for r in outcome.results if r.hardware_effect is not None]
+    if not effects:
+        return []
+    st = outcome.settings
+    lines = ["", f"On hardware **{st.hardware}** (realisation seed {st.hardware_seed}): the "
+             "*circuit* is the crossbar netlist of the realisation, the *model* its emulation "
+             "(the same device draws); the table below is the hardware's effect, the emulation "
+             "against the ideal model (each from its own feed-forward state and eq. (3) target).",
+             "", "| signal | largest \|hardware − ideal\| / R (over samples) |", "| --- | --- |"]
+    for name in effects[0]["signals"]:
+        lines.append(f"| {name} | {max(e['signals'][name] for e in effects):.3g} |")
+    angles = [e["update_angle_deg"] for e in effects if e["update_angle_deg"] is not None]
+    if angles:
+        lines.append(f"\nAngle between the eq. (5) updates of hardware and ideal model: largest "
+                     f"{max(angles):.3g}°, mean {sum(angles) / len(angles):.3g}°.")
+    if effects[0]["class_ideal"] is not None:
+        same = sum(e["class_ideal"] == e["class_hardware"] for e in effects)
+        lines.append(f"Predicted class of hardware and ideal model agrees on {same}/"
+                     f"{len(effects)} samples.")
+    return lines
+
+
 def _group_table(errors: dict) -> list:
     rows = ["| signal | max error | RMS error | steady error | range R | tolerance | pass |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -144,7 +173,8 @@ def _group_table(errors: dict) -> list:
 def trajectories_npz(outcome: RunValidation) -> bytes:
     arrays = {"sample_index": np.array([r.index for r in outcome.results])}
     for r in outcome.results:
-        for kind, traj in (("reference", r.reference), ("circuit", r.circuit)):
+        for kind, traj in (("reference", r.reference), ("circuit", r.circuit),
+                           ("ideal", r.ideal or {})):
             for name, a in traj.items():
                 arrays[f"sample{r.index}_{kind}_{name}"] = a
     buf = io.BytesIO()
