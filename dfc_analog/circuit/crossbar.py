@@ -69,11 +69,12 @@ def sense_names(real: Realisation) -> dict:
 
 
 def saved_vectors(real: Realisation) -> list:
-    """What a simulation keeps: somas, rates, controller nodes and the column sense currents."""
+    """What a simulation keeps: somas, rates, virtual grounds, controller nodes and the column
+    sense currents."""
     names = []
     sizes = real.layer_sizes
     for i in range(1, len(sizes)):
-        names += [neuron_name(i, c, k) for c in ("soma", "rate") for k in range(sizes[i])]
+        names += [neuron_name(i, c, k) for c in ("soma", "rate", "vg") for k in range(sizes[i])]
     names += [controller_name(s, m) for s in ("error", "int", "u") for m in range(sizes[-1])]
     return names + [f"{v}#branch" for tiles in sense_names(real).values() for v in tiles]
 

@@ -146,7 +146,7 @@ def _hardware_section(outcome: RunValidation) -> list:
              "*circuit* is the crossbar netlist of the realisation, the *model* its emulation "
              "(the same device draws); the table below is the hardware's effect, the emulation "
              "against the ideal model (each from its own feed-forward state and eq. (3) target).",
-             "", "| signal | largest \|hardware − ideal\| / R (over samples) |", "| --- | --- |"]
+             "", "| signal | largest \\|hardware − ideal\\| / R (over samples) |", "| --- | --- |"]
     for name in effects[0]["signals"]:
         lines.append(f"| {name} | {max(e['signals'][name] for e in effects):.3g} |")
     angles = [e["update_angle_deg"] for e in effects if e["update_angle_deg"] is not None]
