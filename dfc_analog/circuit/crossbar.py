@@ -37,13 +37,15 @@ import math
 import numpy as np
 
 from dfc_analog.circuit.graph import controller_name, neuron_name
-from dfc_analog.circuit.netlist import (PHASES, SpiceOptions, _fmt, _wrap, analysis_line,
+from dfc_analog.circuit.netlist import (PHASES, SWITCH_RISE, SpiceOptions, _fmt, _wrap,
+                                        analysis_line,
                                         controller_lines, controller_subcircuit, options_line,
                                         output_times)
 from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.realise import Realisation
 from dfc_analog.model.dynamics import ControllerParams
 
+HARDWARE_PHASES = PHASES + ("inference",)
 OPAMP_RO = 1e6      # Ω, the macromodel's internal resistance R_o (g_m = A₀ / R_o)
 _PHI_EXPR = {"tanh": "tanh({z})", "linear": "({z})", "relu": "max({z},0)",
              "sigmoid": "1/(1+exp(-({z})))"}
@@ -69,14 +71,16 @@ def sense_names(real: Realisation) -> dict:
 
 
 def saved_vectors(real: Realisation) -> list:
-    """What a simulation keeps: somas, rates, virtual grounds, controller nodes and the column
-    sense currents."""
+    """What a simulation keeps: somas, both rows, virtual grounds, controller nodes, the column
+    sense currents and the supply currents."""
     names = []
     sizes = real.layer_sizes
     for i in range(1, len(sizes)):
-        names += [neuron_name(i, c, k) for c in ("soma", "rate", "vg") for k in range(sizes[i])]
+        names += [neuron_name(i, c, k) for c in ("soma", "rate", "raten", "vg")
+                  for k in range(sizes[i])]
     names += [controller_name(s, m) for s in ("error", "int", "u") for m in range(sizes[-1])]
-    return names + [f"{v}#branch" for tiles in sense_names(real).values() for v in tiles]
+    return names + [f"{v}#branch" for tiles in sense_names(real).values() for v in tiles] + \
+        ["vdd#branch", "vss#branch"]
 
 
 def opamp_subcircuit(real: Realisation) -> list:
@@ -113,9 +117,13 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
                            time_scale: float = 1e-6) -> str:
     """The crossbar netlist (module docstring) of ``real`` for input ``x`` (n_0,) and target
     ``r_star`` (n_L,; the wake phase), for ``phase`` 'op', 'feedforward' or 'wake' as
-    :func:`dfc_analog.circuit.netlist.write_netlist`."""
-    if phase not in PHASES:
-        raise ConfigError(f"unknown phase '{phase}': choose one of {', '.join(PHASES)}.")
+    :func:`dfc_analog.circuit.netlist.write_netlist`, or 'inference': the network at rest on
+    a zero input until t_on = settle, then the input steps to ``x`` (controller off), for
+    energy and settling time. The supply energy from t_on on is measured (``.meas e_supply``).
+    """
+    if phase not in HARDWARE_PHASES:
+        raise ConfigError(f"unknown phase '{phase}': choose one of "
+                          f"{', '.join(HARDWARE_PHASES)}.")
     if math.isinf(real.spec.amplifier.gain):
         raise ConfigError(f"a crossbar netlist needs op-amps of finite gain and gain-bandwidth; "
                           f"hardware '{real.spec.name}' has ideal ones (set [amplifier] gain "
@@ -134,7 +142,7 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
     else:
         r_star = np.zeros(n_L)
     if phase != "op":
-        if not (t_end > 0 and (settle > 0 if phase == "wake" else settle >= 0)):
+        if not (t_end > 0 and (settle > 0 if phase in ("wake", "inference") else settle >= 0)):
             raise ConfigError(f"simulation time and settling time must be positive, got "
                               f"{t_end} and {settle} tau_u.")
         times = output_times(t_end, t_end / 100) if times is None else \
@@ -161,10 +169,19 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
               f"Vdd vdd 0 DC {_fmt(sup.vdd)}", f"Vss vss 0 DC {_fmt(sup.vss)}",
               f"Vrefp vref_p 0 DC {_fmt(vs)}", f"Vrefn vref_n 0 DC {_fmt(-vs)}", "",
               "* inputs x (layer 0): rows x and -x"]
+    t_on = settle * time_scale
+
+    def source(value: float) -> str:
+        """A constant, or in the inference phase a step from 0 to ``value`` at t_on."""
+        if phase != "inference":
+            return f"DC {_fmt(value)}"
+        return (f"PWL(0 0 {_fmt(t_on - SWITCH_RISE * time_scale)} 0 {_fmt(t_on)} "
+                f"{_fmt(value)})")
+
     if not options.sum_inputs:
         for j in range(sizes[0]):
-            lines += [f"Vin_{j} in_{j} 0 DC {_fmt(x[j] * vs)}",
-                      f"Vinn_{j} inn_{j} 0 DC {_fmt(-x[j] * vs)}"]
+            lines += [f"Vin_{j} in_{j} 0 {source(x[j] * vs)}",
+                      f"Vinn_{j} inn_{j} 0 {source(-x[j] * vs)}"]
     else:
         lines.append("* (summed: each layer-1 tile column is its Norton equivalent)")
     senses = sense_names(real)
@@ -195,7 +212,7 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
                                         x[j] * vs for j in inputs)
                     total = math.fsum(float(G_pos[k, j]) + float(G_neg[k, j]) for j in inputs)
                     if total > 0:
-                        lines += [f"IW1_{k}_t{a} 0 {wire} DC {_fmt(current)}",
+                        lines += [f"IW1_{k}_t{a} 0 {wire} {source(current)}",
                                   f"RW1_{k}_t{a} {wire} 0 {_fmt(1.0 / total)}"]
                 lines += _resistors("W", wire, devices)
             for a, sense in enumerate(senses[("Q", i, k)]):
@@ -229,7 +246,8 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
                       f"os={_fmt(float(lr.rate_offset_neg[k]))}",
                       f"Rn{i}_{k} {vn} {rn} {_fmt(R_r)}"]
     targets = [(controller_name("target", m), float(r_star[m]) * vs) for m in range(n_L)]
-    lines += controller_lines(phase, settle, times, time_scale, targets, L, n_L)
+    lines += controller_lines("feedforward" if phase == "inference" else phase, settle, times,
+                              time_scale, targets, L, n_L)
     lines += [f"Eun_{m} {controller_name('un', m)} 0 {controller_name('u', m)} 0 -1"
               for m in range(n_L)]
     lines += ["", options_line(options)]
@@ -238,6 +256,8 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
     lines.append(analysis_line(phase, times, t_end, settle, time_scale,
                                options.step_limit(params.tau_v)))
     if phase != "op":
+        lines.append(f".meas tran e_supply INTEG par('-v(vdd)*i(vdd)-v(vss)*i(vss)') "
+                     f"from={_fmt(t_on)} to={_fmt(t_on + t_end * time_scale)}")
         lines += _wrap(".print tran", [f"V({neuron_name(L, 'rate', m)})" for m in range(n_L)]
                        + [f"V({controller_name('u', m)})" for m in range(n_L)], 8)
     lines.append(".end")
