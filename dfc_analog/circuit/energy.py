@@ -111,7 +111,8 @@ def crossbar_power(real: Realisation, x, p: list, r_pos: list, r_neg: list, u):
 
 def settling_time(t: np.ndarray, out: np.ndarray, band: float = 0.01) -> float | None:
     """The last time (units of ``t``) any column of ``out`` (T, n) is further than ``band`` of
-    its largest change from its final value; None if it never settles within the window."""
+    its largest change from its final value; None when that is in the last fifth of the window
+    (the window does not show the output at rest)."""
     change = np.abs(out - out[:1]).max()
     if change == 0:
         return 0.0
@@ -119,7 +120,7 @@ def settling_time(t: np.ndarray, out: np.ndarray, band: float = 0.01) -> float |
     idx = np.nonzero(outside)[0]
     if idx.size == 0:
         return float(t[0])
-    if idx[-1] == len(t) - 1:
+    if idx[-1] == len(t) - 1 or t[idx[-1] + 1] > t[0] + 0.8 * (t[-1] - t[0]):
         return None
     return float(t[idx[-1] + 1])
 
