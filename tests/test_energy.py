@@ -74,9 +74,11 @@ def test_model_energy_and_settling_match_the_circuit(make_net):
     circ, _ = circuit_inference(real, ControllerParams(), x, 3.0, times)
     model = model_inference(real, ControllerParams(), x, 3.0, times)
     assert circ.macs == model.macs == forward_macs(real) == 15 * 10 + 10 * 10 + 10 * 5
-    for name in ("total", "crossbar", "amplifiers", "drivers", "quiescent", "per_inference"):
+    for name in ("total", "crossbar", "amplifiers", "drivers", "quiescent"):
         assert getattr(model, name) == pytest.approx(getattr(circ, name), rel=1e-3), name
-    assert model.settling_time == pytest.approx(circ.settling_time, rel=2e-2)
+    # the settling times agree to the output grid (0.01 τ_u), and so the energies until then
+    assert model.settling_time == pytest.approx(circ.settling_time, abs=1.01e-8)
+    assert model.per_inference == pytest.approx(circ.per_inference, rel=1e-2)
     n_amp = 3 * 25
     assert circ.quiescent == pytest.approx(n_amp * 5e-6 * 3.0 * 3e-6)
     assert circ.crossbar > 0 and circ.amplifiers > circ.quiescent
