@@ -165,3 +165,22 @@ def test_amplifier_pole_time():
     assert AmplifierSpec().pole_time == 0 and AmplifierSpec().ideal
     with pytest.raises(ConfigError, match="both be finite"):
         AmplifierSpec(gain=1e4).check()
+
+
+def test_drift_compensation_restores_the_layer_total(make_net):
+    """One factor per layer: Σ|W| + Σ|b| + Σ|Q| of the effective weights is the programmed one,
+    while the drift alone loses ≈ (3600 / 20)^-0.05 of it."""
+    net = make_net()
+    tables = {"synapse": {"device": "pcm", "drift_time": 3600.0}}
+    drifted = realise_network(net, HardwareSpec.from_dict(tables), seed=1)
+    tables["synapse"]["drift_compensation"] = True
+    fixed = realise_network(net, HardwareSpec.from_dict(tables), seed=1)
+    for (W, b, Q), (Wd, bd, Qd), Wn, bn, Qn in zip(fixed.effective_weights(),
+                                                   drifted.effective_weights(), net.W, net.b,
+                                                   net.Q):
+        total = float(Wn.detach().abs().sum() + bn.detach().abs().sum() + Qn.abs().sum())
+        assert float(W.abs().sum() + b.abs().sum() + Q.abs().sum()) == pytest.approx(total)
+        lost = float(Wd.abs().sum() + bd.abs().sum() + Qd.abs().sum()) / total
+        assert 0.7 < lost < 0.85
+    with pytest.raises(ConfigError, match="drift_compensation' must be true or false, got 1"):
+        HardwareSpec.from_dict({"synapse": {"drift_compensation": 1}})

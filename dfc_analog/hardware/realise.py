@@ -20,7 +20,9 @@ The circuit this describes (neuron k of layer i):
                transimpedance stages (feedback R_r) that drive the rows r and −r of the next
                crossbar
     scale      R_f = max |w| / (g_max − g_min) over the layer (``weight_scale = 'layer'``) or
-               over each neuron's row of [W_i, b_i, Q_i] (``'column'``, one crossbar column)
+               over each neuron's row of [W_i, b_i, Q_i] (``'column'``, one crossbar column);
+               with ``drift_compensation`` times Σ|G⁺ − G⁻| programmed / Σ|G⁺ − G⁻| realised
+               per layer (one calibration read)
 
 All conductances are in S, R_f in Ω, offsets in V; tensors are float64 on the CPU.
 """
@@ -146,10 +148,15 @@ def realise(W: list, b: list, Q: list, activations: list, spec: HardwareSpec, se
         peak = every.amax(dim=1) if s.weight_scale == "column" else every.max().expand(n)
         peak = torch.where(peak > 0, peak, torch.ones_like(peak))
         scale = (span / peak)[:, None]
-        pairs = []
+        pairs, programmed = [], 0.0
         for M in (Wi, bi[:, None], Qi):
             pos, neg = conductance_targets(M, scale, spec)
+            programmed += float((pos - neg).abs().sum())
             pairs += [program(pos, s, gen), program(neg, s, gen)]
+        R_f = 1.0 / scale[:, 0]
+        if s.drift_compensation:
+            realised = sum(float((pairs[k] - pairs[k + 1]).abs().sum()) for k in (0, 2, 4))
+            R_f = R_f * (programmed / realised if realised > 0 else 1.0)
 
         def normal(sigma):
             z = torch.randn(n, generator=gen, dtype=torch.float64)
@@ -158,7 +165,7 @@ def realise(W: list, b: list, Q: list, activations: list, spec: HardwareSpec, se
         offsets = [normal(amp.offset) for _ in range(3)]
         layers.append(LayerRealisation(
             G_pos=pairs[0], G_neg=pairs[1], Gb_pos=pairs[2][:, 0], Gb_neg=pairs[3][:, 0],
-            GQ_pos=pairs[4], GQ_neg=pairs[5], R_f=1.0 / scale[:, 0],
+            GQ_pos=pairs[4], GQ_neg=pairs[5], R_f=R_f,
             soma_offset=offsets[0], rate_offset_pos=offsets[1], rate_offset_neg=offsets[2],
             act_gain=1.0 + normal(act.gain_mismatch), act_offset=normal(act.offset_mismatch)))
     return Realisation(spec, int(seed), float(v_scale), float(resistance), list(activations),

@@ -39,7 +39,9 @@ class SynapseSpec:
     ``programming_noise`` and ``read_noise`` scale that device's published σ (for ``generic``
     they are σ as a fraction of g_max); ``variation`` is the relative device-to-device spread σ_d
     (G → G (1 + σ_d ξ)); ``drift_time`` is the time in s from programming to use (0: none);
-    ``bits`` gives 2^bits programmable states per device (absent: continuous)."""
+    ``bits`` gives 2^bits programmable states per device (absent: continuous);
+    ``drift_compensation`` trims each layer's R_f by one calibration factor, the programmed
+    over the realised total |G⁺ − G⁻| (a global drift compensation, as on IBM's PCM chips)."""
 
     device: str = "ideal"
     g_min: float = 0.0
@@ -50,6 +52,7 @@ class SynapseSpec:
     variation: float = 0.0
     read_noise: float = 0.0
     drift_time: float = 0.0
+    drift_compensation: bool = False
 
     def check(self) -> None:
         _choice("synapse device", self.device, DEVICES)
@@ -64,6 +67,9 @@ class SynapseSpec:
                                       not isinstance(self.bits, int) or self.bits < 1):
             raise ConfigError(f"synapse bits must be a whole number ≥ 1 (leave it out for "
                               f"continuous conductances), got {self.bits!r}.")
+        if not isinstance(self.drift_compensation, bool):
+            raise ConfigError(f"synapse drift_compensation must be true or false, got "
+                              f"{self.drift_compensation!r}.")
         for name in ("programming_noise", "variation", "read_noise", "drift_time"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -173,6 +179,7 @@ class HardwareSpec:
         a matched activation (the model and netlist then take their ideal paths unchanged)."""
         s, a = self.synapse, self.activation
         return s.device == "ideal" and s.bits is None and s.programming_noise == 0 and \
+            not s.drift_compensation and \
             s.variation == 0 and s.read_noise == 0 and s.drift_time == 0 and \
             self.amplifier.ideal and a.gain_mismatch == 0 and a.offset_mismatch == 0
 
@@ -209,8 +216,10 @@ class HardwareSpec:
                         except ValueError:
                             raise ConfigError(f"hardware field '{key}.{sub}' must be a number, "
                                               f"got {sub_value!r}.") from None
-                    if not isinstance(sub_value, kind) or isinstance(sub_value, bool):
-                        what = {int: "a whole number", float: "a number", str: "text"}[kind]
+                    if not isinstance(sub_value, kind) or \
+                            (kind is not bool and isinstance(sub_value, bool)):
+                        what = {int: "a whole number", float: "a number", str: "text",
+                                bool: "true or false"}[kind]
                         raise ConfigError(f"hardware field '{key}.{sub}' must be {what}, got "
                                           f"{sub_value!r}.")
                 kwargs[key] = dataclasses.replace(parts[key](), **{

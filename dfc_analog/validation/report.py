@@ -8,6 +8,9 @@
                          arrays (T, 1, n_i) or (T, 1, n_L)), and sample_index
       plots/sample<k>.png  chosen neurons of every layer and the controller u, e: circuit over
                          model, with the normalised error underneath
+      plots/sample<k>_volts.png  on hardware: circuit, emulation and ideal model in volts over
+                         µs (line style: simulator; colour: neuron); trajectories.npz then also
+                         holds sample<k>_ideal_<signal>
 
 Every file is written atomically (:func:`dfc_analog.runio.atomic_write`).
 """
@@ -22,6 +25,7 @@ import numpy as np
 
 from dfc_analog.runio import atomic_write
 from dfc_analog.validation.compare import RunValidation, SampleResult
+from dfc_analog.validation.hardware_plots import overlay_volts
 
 NEURONS_PER_PLOT = 3
 
@@ -251,6 +255,13 @@ def write_report(outcome: RunValidation, out: Path, plots: bool = True) -> None:
         for r in outcome.results:
             atomic_write(out / "plots" / f"sample{r.index}.png",
                          plot_sample(r, outcome.settings.phase))
+            if r.ideal is not None:
+                sc = outcome.settings.scaling
+                atomic_write(out / "plots" / f"sample{r.index}_volts.png", overlay_volts(
+                    {"circuit": r.circuit, "emulation": r.reference, "ideal model": r.ideal},
+                    sc.time_scale, sc.v_scale,
+                    f"sample {r.index} on {outcome.settings.hardware}: circuit, emulation and "
+                    f"ideal model in volts (colour: neuron)"))
 
 
 def _finite(value):
