@@ -138,7 +138,8 @@ class HardwareModel:
                 for i in range(len(self.sizes) - 1):
                     idx = torch.nonzero(self._layer(over, i)).reshape(-1).tolist()
                     if idx:
-                        where.append(f"layer {i + 1} neurons {', '.join(map(str, idx[:8]))}"
+                        where.append(f"layer {i + 1} neuron{'s' if len(idx) > 1 else ''} "
+                                     f"{', '.join(map(str, idx[:8]))}"
                                      f"{' ...' if len(idx) > 8 else ''}")
                 raise ConfigError(f"the amplifier rails (±{rail_v:g} V) clip the feed-forward "
                                   f"state at the {what} output of {'; '.join(where)}: raise "
