@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from dfc_analog.circuit.crossbar import write_crossbar_netlist
-from dfc_analog.circuit.energy import circuit_inference, model_inference
+from dfc_analog.circuit.energy import circuit_energy, model_energy
 from dfc_analog.circuit.graph import Scaling
 from dfc_analog.circuit.netlist import SpiceOptions, output_times
 from dfc_analog.circuit.simulate import simulate_hardware_circuit
@@ -70,8 +70,9 @@ def bench(sizes, t_end: float, seed: int = 0) -> dict:
            "devices": real.device_count()}
 
     ff_times = np.linspace(0, 3.0, 301)
-    circ_e, _ = circuit_inference(real, PARAMS, x[0].numpy(), 3.0, ff_times, TIME_SCALE, options)
-    model_e = model_inference(real, PARAMS, x[0].numpy(), 3.0, ff_times, TIME_SCALE)
+    circ_e, _ = circuit_energy(real, PARAMS, x[0].numpy(), None, 3.0, ff_times, TIME_SCALE,
+                               options)
+    model_e = model_energy(real, PARAMS, x[0].numpy(), None, 3.0, ff_times, TIME_SCALE)
     out.update(circuit_energy=circ_e, model_energy=model_e)
 
     start = time.perf_counter()

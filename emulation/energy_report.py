@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dfc_analog.circuit.energy import circuit_inference, model_inference
+from dfc_analog.circuit.energy import circuit_energy, model_energy
 from dfc_analog.data import load_dataset
 from dfc_analog.errors import DFCError
 from dfc_analog.hardware import load_spec, realise_network
@@ -60,8 +60,8 @@ def main(argv=None) -> int:
         for name in PRESETS:
             spec = load_spec(name)
             real = realise_network(net, spec, 0, V_SCALE)
-            circ, _ = circuit_inference(real, params, x.numpy(), WINDOW, times, TIME_SCALE)
-            model = model_inference(real, params, x.numpy(), WINDOW, times, TIME_SCALE)
+            circ, _ = circuit_energy(real, params, x.numpy(), None, WINDOW, times, TIME_SCALE)
+            model = model_energy(real, params, x.numpy(), None, WINDOW, times, TIME_SCALE)
             bars[f"{name} circuit"], bars[f"{name} model"] = circ, model
             outputs = torch.stack([
                 HardwareModel(realise_network(net, spec, s, V_SCALE), params, TIME_SCALE)

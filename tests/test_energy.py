@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dfc_analog.circuit.crossbar import saved_vectors, write_crossbar_netlist
-from dfc_analog.circuit.energy import (_integrate, circuit_inference, crossbar_power,
-                                       forward_macs, model_inference, settling_time)
+from dfc_analog.circuit.energy import (_integrate, circuit_energy, crossbar_power,
+                                       forward_macs, model_energy, settling_time)
 from dfc_analog.circuit.netlist import SpiceOptions
 from dfc_analog.circuit.simulate import run_netlist
 from dfc_analog.hardware import HardwareSpec, load_spec, realise_network
@@ -71,8 +71,8 @@ def test_model_energy_and_settling_match_the_circuit(make_net):
     real = realise_network(net, load_spec("pcm"), seed=0, v_scale=0.5)
     x = np.linspace(-0.8, 0.9, 15)
     times = np.linspace(0, 3, 301)
-    circ, _ = circuit_inference(real, ControllerParams(), x, 3.0, times)
-    model = model_inference(real, ControllerParams(), x, 3.0, times)
+    circ, _ = circuit_energy(real, ControllerParams(), x, None, 3.0, times)
+    model = model_energy(real, ControllerParams(), x, None, 3.0, times)
     assert circ.macs == model.macs == forward_macs(real) == 15 * 10 + 10 * 10 + 10 * 5
     for name in ("total", "crossbar", "amplifiers", "drivers", "quiescent"):
         assert getattr(model, name) == pytest.approx(getattr(circ, name), rel=1e-3), name
@@ -82,3 +82,21 @@ def test_model_energy_and_settling_match_the_circuit(make_net):
     n_amp = 3 * 25
     assert circ.quiescent == pytest.approx(n_amp * 5e-6 * 3.0 * 3e-6)
     assert circ.crossbar > 0 and circ.amplifiers > circ.quiescent
+
+
+@needs_ngspice
+def test_wake_phase_energy_of_model_and_circuit(make_net):
+    """The learning phase: from the feed-forward state, controller on at t = 0."""
+    net = make_net()
+    real = realise_network(net, load_spec("pcm"), seed=0, v_scale=0.5)
+    x = np.linspace(-0.8, 0.9, 15)
+    from dfc_analog.model.hardware import HardwareModel
+    with torch.no_grad():
+        r_L = HardwareModel(real, ControllerParams()).feedforward(torch.tensor(x)[None])["rate"]
+    r_star = r_L[0, -5:].numpy() + 0.05
+    times = np.linspace(0, 5, 501)
+    circ, _ = circuit_energy(real, ControllerParams(), x, r_star, 5.0, times)
+    model = model_energy(real, ControllerParams(), x, r_star, 5.0, times)
+    for name in ("total", "crossbar", "amplifiers", "drivers"):
+        assert getattr(model, name) == pytest.approx(getattr(circ, name), rel=1e-3), name
+    assert (model.settling_time is None) == (circ.settling_time is None)   # u_int still moves

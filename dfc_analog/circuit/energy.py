@@ -137,16 +137,19 @@ def _integrate(t: np.ndarray, power: np.ndarray, until: float | None = None) -> 
     return float(np.sum(0.5 * dt * (power[1:] + power[:-1])))
 
 
-def circuit_inference(real: Realisation, params: ControllerParams, x, t_end: float,
-                      times, time_scale: float = 1e-6, options: SpiceOptions | None = None,
-                      settle: float = 1.0) -> tuple:
-    """(EnergyReport, node vectors) of the crossbar netlist's inference phase (input step at
-    t = 0, controller off) over [0, t_end] τ_u, measured in ngspice."""
+def circuit_energy(real: Realisation, params: ControllerParams, x, r_star, t_end: float,
+                   times, time_scale: float = 1e-6, options: SpiceOptions | None = None,
+                   settle: float = 1.0) -> tuple:
+    """(EnergyReport, node vectors) of one phase of the crossbar netlist over [0, t_end] τ_u,
+    measured in ngspice: ``r_star=None`` an inference (the input steps on at t = 0, controller
+    off), else the wake phase of learning (from the feed-forward state, controller on at t = 0
+    with target ``r_star``); the settling time is the outputs'."""
     from dfc_analog.circuit.crossbar import saved_vectors, write_crossbar_netlist
     from dfc_analog.circuit.simulate import run_netlist
     options = options or SpiceOptions()
     start = time.perf_counter()
-    text = write_crossbar_netlist(real, params, x, None, "inference", t_end, times, settle,
+    phase = "inference" if r_star is None else "wake"
+    text = write_crossbar_netlist(real, params, x, r_star, phase, t_end, times, settle,
                                   options, time_scale)
     data = run_netlist(text, saved_vectors(real), options.isolate)
     seconds = time.perf_counter() - start
@@ -179,9 +182,9 @@ def circuit_inference(real: Realisation, params: ControllerParams, x, t_end: flo
     return report, data
 
 
-def model_inference(real: Realisation, params: ControllerParams, x, t_end: float, times,
-                    time_scale: float = 1e-6) -> EnergyReport:
-    """The model's estimate of :func:`circuit_inference`: the emulation of the same step
+def model_energy(real: Realisation, params: ControllerParams, x, r_star, t_end: float, times,
+                 time_scale: float = 1e-6) -> EnergyReport:
+    """The model's estimate of :func:`circuit_energy`: the emulation of the same phase
     (:mod:`dfc_analog.model.hardware`) and the power terms of the module docstring on its
     trajectory."""
     from dfc_analog.solvers.dormand_prince import dormand_prince
@@ -189,9 +192,11 @@ def model_inference(real: Realisation, params: ControllerParams, x, t_end: float
     model = HardwareModel(real, params, time_scale)
     xt = torch.as_tensor(np.asarray(x, dtype=np.float64))[None]
     times = torch.as_tensor(np.asarray(times, dtype=np.float64))
-    dyn = model.dynamics(xt, None)
+    target = None if r_star is None else \
+        torch.as_tensor(np.asarray(r_star, dtype=np.float64))[None]
+    dyn = model.dynamics(xt, target)
     with torch.no_grad():
-        y0 = model.feedforward(torch.zeros_like(xt))["state"]
+        y0 = model.feedforward(torch.zeros_like(xt) if r_star is None else xt)["state"]
         states = dormand_prince(dyn, y0, times.tolist(), 1e-9, 1e-9, 10_000_000)
         s = dyn.signals(states[:, 0])
     seconds = time.perf_counter() - start
