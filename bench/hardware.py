@@ -44,7 +44,7 @@ PARAMS = ControllerParams(tau_v=0.2, alpha=0.001389, k_p=2.0, leak="total")
 V_SCALE, TIME_SCALE, SETTLE = 0.5, 1e-6, 1.0
 
 
-def bench(sizes, t_end: float, seed: int = 0) -> dict:
+def bench(sizes, t_end: float, seed: int = 0, spice: bool = True) -> dict:
     gen = torch.Generator().manual_seed(seed)
     net = DFCNetwork(sizes, ["tanh"] * (len(sizes) - 2) + ["linear"], dtype=torch.float64,
                      generator=gen)
@@ -70,18 +70,18 @@ def bench(sizes, t_end: float, seed: int = 0) -> dict:
            "devices": real.device_count()}
 
     ff_times = np.linspace(0, 3.0, 301)
+    model_e = model_energy(real, PARAMS, x[0].numpy(), None, 3.0, ff_times, TIME_SCALE)
+    start = time.perf_counter()
+    emu = simulate_hardware_wake(model, x, r_star, t_end, torch.as_tensor(times), 1e-9, 1e-9)
+    out.update(model_energy=model_e, emulation_s=time.perf_counter() - start)
+    if not spice:
+        return out
     circ_e, _ = circuit_energy(real, PARAMS, x[0].numpy(), None, 3.0, ff_times, TIME_SCALE,
                                options)
-    model_e = model_energy(real, PARAMS, x[0].numpy(), None, 3.0, ff_times, TIME_SCALE)
-    out.update(circuit_energy=circ_e, model_energy=model_e)
-
     start = time.perf_counter()
     circ = simulate_hardware_circuit(real, PARAMS, x[0], r_star[0], t_end, times, TIME_SCALE,
                                      options, SETTLE)
-    out["wake_tran_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    emu = simulate_hardware_wake(model, x, r_star, t_end, torch.as_tensor(times), 1e-9, 1e-9)
-    out["emulation_s"] = time.perf_counter() - start
+    out.update(circuit_energy=circ_e, wake_tran_s=time.perf_counter() - start)
     settings = ValidationSettings(spice=options, scaling=Scaling(TIME_SCALE, V_SCALE))
     signals, _ = compare(emu, circ, settings)
     varying = {n: e for n, e in signals.items() if not e.floored} or signals
@@ -92,10 +92,15 @@ def bench(sizes, t_end: float, seed: int = 0) -> dict:
 
 
 def report(r: dict) -> None:
-    c, m = r["circuit_energy"], r["model_energy"]
+    m = r["model_energy"]
     print(f"\n{'-'.join(map(str, r['sizes']))} on pcm ({r['devices']} devices):")
     print(f"  realise {r['realise_s']:.3f} s, export {r['export_s']:.2f} s: netlist "
           f"{r['netlist_mb']:.2f} MB, {r['lines']} lines, {r['resistors']} resistors")
+    if "circuit_energy" not in r:
+        print(f"  inference (3 τ_u), emulation {m.seconds:.2f} s: {m.line()}")
+        print(f"  wake transient: emulation {r['emulation_s']:.2f} s (ngspice not run)")
+        return
+    c = r["circuit_energy"]
     print(f"  inference transient (3 τ_u): ngspice {c.seconds:.2f} s, emulation "
           f"{m.seconds:.2f} s")
     print(f"    {c.line()}")
@@ -109,13 +114,17 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--t-end", type=float, default=5.0, help="wake phase in τ_u (default 5)")
     parser.add_argument("--small-only", action="store_true", help="only 15-10-10-5")
+    parser.add_argument("--emulation-only", action="store_true",
+                        help="the model side only (no ngspice runs); no RESULT line")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     print(f"machine: shared, {torch.get_num_threads()} torch threads; pcm preset, v_scale "
           f"{V_SCALE} V, {TIME_SCALE:g} s per τ_u")
     for sizes in ([15, 10, 10, 5],) + (() if args.small_only else ([784, 256, 256, 256, 10],)):
-        r = bench(sizes, args.t_end)
+        r = bench(sizes, args.t_end, spice=not args.emulation_only)
         report(r)
+    if args.emulation_only:
+        return
     c, m = r["circuit_energy"], r["model_energy"]
     print(f"RESULT emul_err={r['emul_err']:.3g} energy_fj_per_mac={c.per_mac * 1e15:.4g} "
           f"energy_model_vs_circuit={m.per_inference / c.per_inference:.4f} "

@@ -100,3 +100,19 @@ def test_wake_phase_energy_of_model_and_circuit(make_net):
     for name in ("total", "crossbar", "amplifiers", "drivers"):
         assert getattr(model, name) == pytest.approx(getattr(circ, name), rel=1e-3), name
     assert (model.settling_time is None) == (circ.settling_time is None)   # u_int still moves
+
+
+@needs_ngspice
+@pytest.mark.slow
+def test_bench_small_network_meets_the_goals(capsys):
+    """bench/hardware.py on 15-10-10-5: emulation error ≤ 1e-3, model energy within 10 %."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from hardware import main
+    main(["--small-only", "--t-end", "2"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    values = dict(item.split("=") for item in line.split()[1:])
+    assert line.startswith("RESULT ")
+    assert float(values["emul_err"]) <= 1e-3
+    assert abs(float(values["energy_model_vs_circuit"]) - 1) < 0.1
