@@ -72,7 +72,8 @@ def main(argv=None) -> int:
             bias = float((outputs.mean(0) - ideal).abs().mean())
             settle = "–" if circ.settling_time is None else f"{circ.settling_time * 1e6:.3g}"
             rows.append(f"| {name} | {circ.per_inference:.3g} | {circ.per_mac * 1e15:.3g} | "
-                        f"{model.per_mac * 1e15:.3g} | {model.per_inference / circ.per_inference:.4f} | "
+                        f"{model.per_mac * 1e15:.3g} | "
+                        f"{model.per_inference / circ.per_inference:.4f} | "
                         f"{settle} | {circ.crossbar / circ.total:.2%} | "
                         f"{circ.quiescent / circ.total:.1%} | {spread:.3g} | {bias:.3g} |")
             atomic_write(out / f"conductances_{name}.png", conductance_histograms(real))

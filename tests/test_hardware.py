@@ -63,7 +63,8 @@ def test_bad_spec_is_one_sentence(tables, words):
 
 
 def test_unknown_preset_and_missing_file():
-    with pytest.raises(ConfigError, match=r"unknown hardware preset 'pcn' \(did you mean 'pcm'\?\)"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown hardware preset 'pcn' \(did you mean 'pcm'\?\)"):
         load_spec("pcn")
     with pytest.raises(ConfigError, match="does not exist"):
         load_spec("/nonexistent/hw.toml")

@@ -91,7 +91,7 @@ def opamp_subcircuit(real: Realisation) -> list:
         if math.isfinite(amp.rail) else "Eo o1 0 n1 0 1"
     return [".subckt dfc_opamp inp inn out vdd vss os=0",
             f"* one-pole op-amp: A0 = gm Ro = {amp.gain:g}, GBW = {amp.gbw:g} Hz, pole "
-            f"{amp.gain and 1 / (2 * math.pi * amp.pole_time):.4g} Hz, rails +-{amp.rail:g} V, "
+            f"{amp.gbw / amp.gain:.4g} Hz, rails +-{amp.rail:g} V, "
             f"Iq = {sup.quiescent_current:g} A; os = input offset",
             "Vos inpo inp DC {os}",
             f"Gm 0 n1 inpo inn {_fmt(gm)}",
@@ -147,7 +147,7 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
                               f"{t_end} and {settle} tau_u.")
         times = output_times(t_end, t_end / 100) if times is None else \
             np.asarray(times, dtype=np.float64).reshape(-1)
-    spec, amp, sup = real.spec, real.spec.amplifier, real.spec.supply
+    spec, sup = real.spec, real.spec.supply
     lines = [
         f"* DFC network {'-'.join(map(str, sizes))} on '{spec.name}' hardware (realisation "
         f"seed {real.seed}) -- written by dfc_analog.circuit.crossbar",
@@ -160,7 +160,8 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
         "l<i>_raten_k row -r,",
         "*   l<i>_t<a>_w_k / l<i>_t<a>_q_k column wire of W_i / Q_i tile a (sense source "
         "VsW<i>_k_t<a> / VsQ<i>_k_t<a>)",
-        "* t = 0 of the model is the controller switch-on, at t_on = settle in this netlist", ""]
+        "* t = 0 of the model is the controller switch-on (the input step of an inference), at "
+        "t_on = settle in this netlist", ""]
     lines += opamp_subcircuit(real)
     lines += controller_subcircuit(real.resistance,
                                    params.tau_u * time_scale / real.resistance, params.k_p,
@@ -235,7 +236,8 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
             r, rn = rows(i, k)
             R_f = float(lr.R_f[k])
             z = f"{_fmt(float(lr.act_gain[k]) / vs)}*(V({soma})-({_fmt(float(lr.act_offset[k]))}))"
-            lines += [f"Xs{i}_{k} 0 {vg} {soma} vdd vss dfc_opamp os={_fmt(float(lr.soma_offset[k]))}",
+            lines += [f"Xs{i}_{k} 0 {vg} {soma} vdd vss dfc_opamp "
+                      f"os={_fmt(float(lr.soma_offset[k]))}",
                       f"Rf{i}_{k} {vg} {soma} {_fmt(R_f)}",
                       f"Cf{i}_{k} {vg} {soma} {_fmt(params.tau_v * time_scale / R_f)}",
                       f"Ba{i}_{k} {vp} {vn} I = {_fmt(vs / R_r)}*{phi.format(z=z)}",
@@ -276,7 +278,7 @@ def hardware_summary(real: Realisation, netlist: str) -> str:
              + f"; op-amps: A0 {spec.amplifier.gain:g}, GBW {spec.amplifier.gbw:g} Hz, offset "
                f"sigma {spec.amplifier.offset:g} V, rails +-{spec.amplifier.rail:g} V"]
     for i, lr in enumerate(real.layers, start=1):
-        G = torch_cat(lr)
+        G = _all_conductances(lr)
         tiles = f"{math.ceil((sizes[i - 1] + 1) / tile)} + {math.ceil(n_L / tile)}"
         lines.append(f"layer {i}: {G.size} devices, G {G.min():.3g} .. {G.max():.3g} S (mean "
                      f"{G.mean():.3g}), R_f {float(lr.R_f.min()):.4g} .. "
@@ -286,7 +288,7 @@ def hardware_summary(real: Realisation, netlist: str) -> str:
     return "\n".join(lines)
 
 
-def torch_cat(lr) -> np.ndarray:
+def _all_conductances(lr) -> np.ndarray:
     """Every conductance of a layer as one numpy vector."""
     return np.concatenate([t.reshape(-1).numpy() for t in
                            (lr.G_pos, lr.G_neg, lr.Gb_pos, lr.Gb_neg, lr.GQ_pos, lr.GQ_neg)])

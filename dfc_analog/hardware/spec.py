@@ -183,12 +183,6 @@ class HardwareSpec:
             s.variation == 0 and s.read_noise == 0 and s.drift_time == 0 and \
             self.amplifier.ideal and a.gain_mismatch == 0 and a.offset_mismatch == 0
 
-    def to_dict(self) -> dict:
-        """Plain dict (TOML/JSON tables; inf as the string 'inf' for JSON)."""
-        return {k: (_jsonable(v) if not isinstance(v, dict) else
-                    {kk: _jsonable(vv) for kk, vv in v.items()})
-                for k, v in dataclasses.asdict(self).items()}
-
     @classmethod
     def from_dict(cls, data: dict, name: str = "custom") -> "HardwareSpec":
         """A spec from tables ``synapse``, ``amplifier``, ``activation``, ``supply`` and the
@@ -228,10 +222,6 @@ class HardwareSpec:
             elif key != "name":
                 kwargs[key] = value
         return cls(**kwargs)
-
-
-def _jsonable(value):
-    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _choice(what: str, value, choices) -> None:

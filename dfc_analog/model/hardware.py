@@ -1,7 +1,7 @@
 """The emulation: eqs. (1), (2) and (4) as the realised circuit computes them.
 
-The circuit is the one :mod:`dfc_analog.hardware.realise` describes; :mod:`dfc_analog.circuit.crossbar`
-writes the same equations as a netlist. In model units (voltages / v_scale, time in τ_u), for
+The circuit is the one :mod:`dfc_analog.hardware.realise` describes;
+:mod:`dfc_analog.circuit.crossbar` writes the same equations as a netlist. In model units (voltages / v_scale, time in τ_u), for
 neuron k of layer i with R_f its soma feedback resistance:
 
     crossbar    J = R_f I_src / v_scale, the current the rows would drive into a grounded column:
