@@ -258,8 +258,12 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
     lines.append(analysis_line(phase, times, t_end, settle, time_scale,
                                options.step_limit(params.tau_v)))
     if phase != "op":
-        lines.append(f".meas tran e_supply INTEG par('-v(vdd)*i(vdd)-v(vss)*i(vss)') "
-                     f"from={_fmt(t_on)} to={_fmt(t_on + t_end * time_scale)}")
+        # the supplies are DC: energy = −(V_dd ∫ i(vdd) + V_ss ∫ i(vss)) (a par() power
+        # expression would add a B-source to the circuit and stall tight transients)
+        window = f"from={_fmt(t_on)} to={_fmt(t_on + t_end * time_scale)}"
+        lines += [f".meas tran q_vdd INTEG i(vdd) {window}",
+                  f".meas tran q_vss INTEG i(vss) {window}",
+                  f".meas tran e_supply param='-({_fmt(sup.vdd)}*q_vdd+({_fmt(sup.vss)})*q_vss)'"]
         lines += _wrap(".print tran", [f"V({neuron_name(L, 'rate', m)})" for m in range(n_L)]
                        + [f"V({controller_name('u', m)})" for m in range(n_L)], 8)
     lines.append(".end")
