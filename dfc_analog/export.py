@@ -30,6 +30,9 @@ from dfc_analog import cli, runio
 from dfc_analog.data import load_dataset
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.errors import DFCError
+from dfc_analog.circuit.crossbar import hardware_summary, write_crossbar_netlist
+from dfc_analog.hardware import load_spec, preset_names, realise_network
+from dfc_analog.model.hardware import HardwareModel
 from dfc_analog.circuit.graph import (add_scaling_arguments, build_graph, save_graph,
                                       scaling_from_args, summary)
 from dfc_analog.learning.targets import output_target
@@ -78,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--settle", type=float, default=1.0, metavar="T0",
                      help="settling time with the controller off before t = 0, in τ_u "
                           "(default: 1)")
+    hw = p.add_argument_group("hardware")
+    hw.add_argument("--hardware", metavar="NAME|FILE.toml",
+                    help="write the crossbar netlist of a hardware realisation: conductance "
+                         "pairs, one-pole op-amps, differential-pair activations, supplies; a "
+                         "preset (" + ", ".join(preset_names()) + ") or a TOML file with "
+                         "[hardware] tables (default, or 'ideal': the ideal netlist)")
+    hw.add_argument("--hardware-seed", type=int, default=0, metavar="S",
+                    help="seed of the realisation's device draws (default 0)")
     add_scaling_arguments(p.add_argument_group("physical scaling"))
     sim = p.add_argument_group("simulator options (written as .options into the netlist)")
     add_spice_arguments(sim)
@@ -109,8 +120,11 @@ def _load_vector(path: str, n: int, what: str) -> np.ndarray:
     return arr
 
 
-def experiment(cfg, net, sample: str, split: str, target: str | None, phase: str):
-    """(x, r*) of the experiment: the input sample and the output target of eq. (3)."""
+def experiment(cfg, net, sample: str, split: str, target: str | None, phase: str,
+               hardware=None):
+    """(x, r*) of the experiment: the input sample and the output target of eq. (3), from the
+    network's feed-forward output or, with ``hardware`` (a HardwareModel), from the realised
+    circuit's own."""
     n_0, n_L = cfg.layer_sizes[0], cfg.layer_sizes[-1]
     label = None
     if sample.endswith(".npy"):
@@ -134,9 +148,11 @@ def experiment(cfg, net, sample: str, split: str, target: str | None, phase: str
         raise DFCError("an .npy input carries no label: give the wake-phase target r* with "
                        "--target FILE.npy.")
     with torch.no_grad():
-        _, r_ff = net.feedforward(torch.as_tensor(x)[None])
+        x_b = torch.as_tensor(x)[None]
+        r_L = net.feedforward(x_b)[1][-1] if hardware is None else \
+            hardware.feedforward(x_b)["rate"][:, -cfg.layer_sizes[-1]:]
         y = label.double() if label.is_floating_point() else label
-        r_star, _ = output_target(r_ff[-1], y, cfg.loss, cfg.loss_reduction, cfg.target_stepsize)
+        r_star, _ = output_target(r_L, y, cfg.loss, cfg.loss_reduction, cfg.target_stepsize)
     return x, r_star[0].numpy()
 
 
@@ -160,7 +176,27 @@ def main(argv=None) -> int:
     t_end = args.t_end if args.t_end is not None else cfg.t_end
     times = output_times(t_end, args.step if args.step is not None else t_end / 100) \
         if args.phase != "op" else None
-    g = build_graph(net, ControllerParams.from_config(cfg), scaling, x, r_star)
+    params = ControllerParams.from_config(cfg)
+    spec = load_spec(args.hardware) if args.hardware else None
+    if spec is not None and not spec.is_ideal:
+        if args.graph:
+            raise DFCError("--graph writes the ideal component graph; leave out --hardware "
+                           "or --graph.")
+        real = realise_network(net, spec, args.hardware_seed, scaling.v_scale,
+                               scaling.resistance)
+        model = HardwareModel(real, params, scaling.time_scale)
+        with torch.no_grad():
+            model.feedforward(torch.as_tensor(x)[None])     # the rails must not clip it
+            if args.phase == "wake" and args.target is None:
+                _, r_star = experiment(cfg, net, args.sample, args.split, None, args.phase,
+                                       model)
+        text = write_crossbar_netlist(real, params, x, r_star, args.phase, t_end, times,
+                                      args.settle, options, scaling.time_scale)
+        atomic_write(Path(args.netlist), text.encode())
+        print(hardware_summary(real, text))
+        print(f"wrote netlist {args.netlist}")
+        return 0
+    g = build_graph(net, params, scaling, x, r_star)
     if args.netlist:
         atomic_write(Path(args.netlist), write_netlist(g, args.phase, t_end, times, args.settle,
                                                        options).encode())

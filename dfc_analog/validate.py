@@ -14,6 +14,7 @@ from dfc_analog import cli
 from dfc_analog.circuit.graph import add_scaling_arguments, scaling_from_args
 from dfc_analog.circuit.netlist import add_spice_arguments, spice_options
 from dfc_analog.errors import ConfigError
+from dfc_analog.hardware import preset_names
 from dfc_analog.runio import output_dir
 from dfc_analog.validation.compare import (PHASES, SPLITS, RunValidation, ValidationSettings,
                                            load_samples, validate_samples)
@@ -57,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="time points of the common grid over the phase (default 401)")
     parser.add_argument("--t-end", type=float, metavar="T",
                         help="simulated time in τ_u (default: the run's t_end)")
+    hw = parser.add_argument_group("hardware (circuit and emulation on analog devices)")
+    hw.add_argument("--hardware", metavar="NAME|FILE.toml",
+                    help="validate the crossbar netlist of a hardware realisation against its "
+                         "emulation (the same device draws), and report the hardware's effect "
+                         "against the ideal model; a preset (" + ", ".join(preset_names()) +
+                         ") or a TOML file with [hardware] tables (default: the ideal circuit)")
+    hw.add_argument("--hardware-seed", type=int, default=0, metavar="S",
+                    help="seed of the realisation's device draws (default 0)")
     add_scaling_arguments(parser.add_argument_group("physical scaling"))
     add_spice_arguments(parser.add_argument_group("simulator options; the pass tolerances scale "
                                                   "with reltol"))
@@ -74,7 +83,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     settings = ValidationSettings(
         phase=args.phase, points=args.points, t_end=args.t_end, safety=args.safety,
-        spice=spice_options(args), scaling=scaling_from_args(args))
+        spice=spice_options(args), scaling=scaling_from_args(args),
+        hardware=args.hardware, hardware_seed=args.hardware_seed)
     settings.check()
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"workers must be at least 1, got {args.workers}.")

@@ -175,9 +175,14 @@ def _subcircuits(g: nx.DiGraph) -> list:
                   f"Csoma soma 0 {_fmt(C)}",
                   *_rate_element(phi, vs, R),
                   ".ends", ""]
-    R_in = _uniform(g, "integrator", "R_in")
-    C_u = _uniform(g, "integrator", "C")
-    k_p, alpha, leak = g.graph["k_p"], g.graph["alpha"], g.graph["leak"]
+    lines += controller_subcircuit(_uniform(g, "integrator", "R_in"),
+                                   _uniform(g, "integrator", "C"), g.graph["k_p"],
+                                   g.graph["alpha"], g.graph["leak"])
+    return lines
+
+
+def controller_subcircuit(R_in: float, C_u: float, k_p: float, alpha: float, leak: str) -> list:
+    """The ``dfc_controller`` subcircuit of eq. (4) (module docstring), as lines."""
     if alpha == 0:
         leak_line = "* no leak: alpha = 0"
     elif leak == "integral":
@@ -185,16 +190,15 @@ def _subcircuits(g: nx.DiGraph) -> list:
     else:
         leak_line = f"Gleak integ 0 u 0 {_fmt(alpha / R_in)}"
     law = "e - alpha u_int" if leak == "integral" else "e - alpha u"
-    lines += [".subckt dfc_controller target rate enable error integ prop u",
-              f"* eq. (4): e = enable (r* - r_L); tau_u du_int/dt = {law}; u = u_int + k_p e",
-              "Berror error 0 V = V(enable)*(V(target)-V(rate))",
-              f"Gint 0 integ error 0 {_fmt(1.0 / R_in)}",
-              f"Cint integ 0 {_fmt(C_u)}",
-              leak_line,
-              f"Eprop prop 0 error 0 {_fmt(k_p)}",
-              "Eu u prop integ 0 1",
-              ".ends", ""]
-    return lines
+    return [".subckt dfc_controller target rate enable error integ prop u",
+            f"* eq. (4): e = enable (r* - r_L); tau_u du_int/dt = {law}; u = u_int + k_p e",
+            "Berror error 0 V = V(enable)*(V(target)-V(rate))",
+            f"Gint 0 integ error 0 {_fmt(1.0 / R_in)}",
+            f"Cint integ 0 {_fmt(C_u)}",
+            leak_line,
+            f"Eprop prop 0 error 0 {_fmt(k_p)}",
+            "Eu u prop integ 0 1",
+            ".ends", ""]
 
 
 def _synapse_lines(g: nx.DiGraph, sum_inputs: bool) -> dict:
@@ -317,7 +321,25 @@ def write_netlist(g: nx.DiGraph, phase: str = "wake", t_end: float = 5.0, times=
                   f"{neuron_name(i, 'soma', k)} {neuron_name(i, 'rate', k)} dfc_neuron_{phi}"
                   for k in range(sizes[i])]
 
-    lines += ["", "* controller (eq. 4) per output m, its target r* (eq. 3) and the switch"]
+    targets = [(name, d["V"]) for name, d in g.nodes(data=True) if d["kind"] == "target"]
+    lines += controller_lines(phase, settle, times, ts, targets, L, sizes[-1])
+    lines += ["", options_line(options)]
+    lines += _wrap(".save", saved_nodes(g), 8)
+    lines.append(analysis_line(phase, times, t_end, settle, ts,
+                               options.step_limit(g.graph["tau_v"])))
+    if phase != "op":
+        # what `ngspice -b` prints: the output rates and the control signals
+        lines += _wrap(".print tran", [f"V({neuron_name(L, 'rate', m)})" for m in range(sizes[-1])]
+                       + [f"V({controller_name('u', m)})" for m in range(sizes[-1])], 8)
+    lines.append(".end")
+    return "\n".join(lines) + "\n"
+
+
+def controller_lines(phase: str, settle: float, times, ts: float, targets: list, L: int,
+                     n_L: int) -> list:
+    """The controller section: the switch ``ctl_enable`` (PWL, module docstring), the target
+    sources r* (``targets``: (node, volts) per output) and one ``dfc_controller`` per output."""
+    lines = ["", "* controller (eq. 4) per output m, its target r* (eq. 3) and the switch"]
     t_on = settle * ts
     if phase == "op":
         lines.append(f"V{controller_name('enable')} {controller_name('enable')} 0 DC 0")
@@ -332,30 +354,30 @@ def write_netlist(g: nx.DiGraph, phase: str = "wake", t_end: float = 5.0, times=
         lines += _wrap(f"V{controller_name('enable')} {controller_name('enable')} 0 PWL(",
                        [f"{_fmt(t)} {_fmt(v)}" for t, v in corners], 4)
         lines[-1] += " )"
-    for name, d in g.nodes(data=True):
-        if d["kind"] == "target":
-            lines.append(f"V{name} {name} 0 DC {_fmt(d['V'])}")
-    for m in range(sizes[-1]):
+    lines += [f"V{name} {name} 0 DC {_fmt(volts)}" for name, volts in targets]
+    for m in range(n_L):
         ports = [controller_name("target", m), neuron_name(L, "rate", m),
                  controller_name("enable")] + [controller_name(s, m)
                                                for s in ("error", "int", "prop", "u")]
         lines.append(f"Xctl_{m} {' '.join(ports)} dfc_controller")
+    return lines
 
-    lines += ["", f".options reltol={_fmt(options.reltol)} abstol={_fmt(options.abstol)} "
-                  f"vntol={_fmt(options.vntol)} chgtol={_fmt(options.charge_tolerance())} "
-                  f"trtol={_fmt(options.trtol)} method={options.method}"]
-    lines += _wrap(".save", saved_nodes(g), 8)
+
+def analysis_line(phase: str, times, t_end: float, settle: float, ts: float,
+                  step_limit: float) -> str:
+    """``.op``, or the ``.tran`` over the settling period and [0, t_end] τ_u with the output
+    step and the step cap ``step_limit`` (τ_u)."""
     if phase == "op":
-        lines.append(".op")
-    else:
-        step = float(np.min(np.diff(times))) if times.size > 1 else t_end
-        lines.append(f".tran {_fmt(step * ts)} {_fmt(t_on + t_end * ts)} 0 "
-                     f"{_fmt(options.step_limit(g.graph['tau_v']) * ts)}")
-        # what `ngspice -b` prints: the output rates and the control signals
-        lines += _wrap(".print tran", [f"V({neuron_name(L, 'rate', m)})" for m in range(sizes[-1])]
-                       + [f"V({controller_name('u', m)})" for m in range(sizes[-1])], 8)
-    lines.append(".end")
-    return "\n".join(lines) + "\n"
+        return ".op"
+    step = float(np.min(np.diff(times))) if times.size > 1 else t_end
+    return f".tran {_fmt(step * ts)} {_fmt(settle * ts + t_end * ts)} 0 {_fmt(step_limit * ts)}"
+
+
+def options_line(options: SpiceOptions) -> str:
+    """The ``.options`` line of the simulator tolerances."""
+    return (f".options reltol={_fmt(options.reltol)} abstol={_fmt(options.abstol)} "
+            f"vntol={_fmt(options.vntol)} chgtol={_fmt(options.charge_tolerance())} "
+            f"trtol={_fmt(options.trtol)} method={options.method}")
 
 
 def saved_nodes(g: nx.DiGraph) -> list:

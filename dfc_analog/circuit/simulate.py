@@ -124,3 +124,28 @@ def operating_point(net: DFCNetwork, params: ControllerParams, x,
     g = build_graph(net, params, scaling, x, None)
     data = run_netlist(write_netlist(g, "op", options=options), saved_nodes(g), options.isolate)
     return trajectory_from_vectors(net.layer_sizes, data, scaling, np.zeros(1), 0.0)
+
+
+def simulate_hardware_circuit(real, params: ControllerParams, x, r_star, t_end: float, times,
+                              time_scale: float = 1e-6, options: SpiceOptions | None = None,
+                              settle: float = 1.0) -> Trajectory:
+    """:func:`simulate_circuit` for the crossbar netlist of a hardware realisation
+    (:mod:`dfc_analog.circuit.crossbar`): the same phases and grid, the compartments read off
+    the column sense currents (v_B = −R_f Σ_tiles I_W / v_scale, v_A likewise with I_Q)."""
+    from dfc_analog.circuit.crossbar import saved_vectors, sense_names, write_crossbar_netlist
+    options = options or SpiceOptions()
+    times = np.asarray(times.detach().cpu() if hasattr(times, "detach") else times,
+                       dtype=np.float64).reshape(-1)
+    to_np = (lambda v: None if v is None else np.asarray(
+        v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float64))
+    phase = "feedforward" if r_star is None else "wake"
+    text = write_crossbar_netlist(real, params, to_np(x), to_np(r_star), phase, t_end, times,
+                                  settle, options, time_scale)
+    data = run_netlist(text, saved_vectors(real), options.isolate)
+    for (kind, i, k), tiles in sense_names(real).items():
+        R_f = float(real.layers[i - 1].R_f[k])
+        data[neuron_name(i, "basal" if kind == "W" else "apical", k)] = \
+            -R_f * sum(data[f"{v}#branch"] for v in tiles)
+    scaling = Scaling(time_scale=time_scale, v_scale=real.v_scale, resistance=real.resistance)
+    return trajectory_from_vectors(real.layer_sizes, data, scaling, times,
+                                   settle * time_scale)

@@ -40,6 +40,7 @@ for classifiers, both predict the same class.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -51,14 +52,16 @@ from dfc_analog.circuit.graph import Scaling
 from dfc_analog.circuit.netlist import MAX_TIME_POINTS, SpiceOptions
 from dfc_analog.data import load_dataset
 from dfc_analog.errors import ConfigError, DFCError, StepLimitError
+from dfc_analog.hardware import load_spec, realise_network
 from dfc_analog.learning.targets import output_target
 from dfc_analog.learning.updates import trajectory_update, update_angle
 from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.model.hardware import HardwareModel
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.model.trajectory import Trajectory
 from dfc_analog.parallel import run_tasks
 from dfc_analog.runio import load_run
-from dfc_analog.solvers.wake import SolverSettings, simulate_wake
+from dfc_analog.solvers.wake import SolverSettings, simulate_hardware_wake, simulate_wake
 
 PHASES = ("wake", "feedforward")
 SPLITS = ("train", "val", "test")
@@ -82,6 +85,21 @@ class ValidationSettings:
     safety: float = 10.0        # k of the tolerance rule
     spice: SpiceOptions = field(default_factory=SpiceOptions)
     scaling: Scaling = field(default_factory=Scaling)
+    hardware: str | None = None  # preset name or TOML file: circuit and emulation on hardware
+    hardware_seed: int = 0       # seed of the realisation's named stream
+
+    def hardware_spec(self):
+        """The :class:`HardwareSpec` to validate on, or None for the ideal circuit (no
+        ``hardware``, or a spec that is ideal: then nothing differs from today's check)."""
+        if self.hardware is None:
+            return None
+        spec = load_spec(self.hardware)
+        return None if spec.is_ideal else spec
+
+    def realise(self, net: DFCNetwork):
+        """The realisation of ``net`` on the hardware (the same draws in every process)."""
+        return realise_network(net, self.hardware_spec(), self.hardware_seed,
+                               self.scaling.v_scale, self.scaling.resistance)
 
     @property
     def reltol(self) -> float:
@@ -99,6 +117,7 @@ class ValidationSettings:
                               f"got {self.points}.")
         if self.t_end is not None and not (math.isfinite(self.t_end) and self.t_end > 0):
             raise ConfigError(f"t_end must be a positive number, got {self.t_end}.")
+        self.hardware_spec()
 
     @property
     def floor(self) -> float:
@@ -115,11 +134,23 @@ class ValidationSettings:
         scale = self.reltol if self.phase == "wake" else self.floor
         return max(REFERENCE_TIGHTENING * scale, REFERENCE_TOL_FLOOR)
 
+    @property
+    def emulation_tol(self) -> float:
+        """rtol = atol of the hardware emulation, whose state is in model units: 1e-3 · F."""
+        return max(REFERENCE_TIGHTENING * self.floor, REFERENCE_TOL_FLOOR)
+
     def tolerance(self, peak: float, signal_range: float) -> float:
         """The rule: k (reltol · peak + floor) / range."""
         return self.safety * (self.reltol * peak + self.floor) / signal_range
 
     def rule(self) -> str:
+        if self.hardware_spec() is not None:
+            return self._rule() + (f" On hardware the model is the emulation of the same "
+                                   f"realisation, dopri5 rtol = atol = {self.emulation_tol:g} "
+                                   f"(1e-3·F, its state in model units).")
+        return self._rule()
+
+    def _rule(self) -> str:
         return (f"tol = k·(reltol·P + F)/R with k = {self.safety:g}, reltol = {self.reltol:g}, "
                 f"F = (vntol + abstol·R_circuit)/v_scale = {self.floor:.3g} (the simulator's "
                 f"absolute resolution in model units); P = largest |reference| of the group; "
@@ -248,6 +279,8 @@ class SampleResult:
     reference: dict = field(repr=False)   # Trajectory.numpy() of the ODE reference
     circuit: dict = field(repr=False)     # Trajectory.numpy() of the circuit
     reference_solver: str = "dopri5"      # 'rosenbrock' where the dynamics were stiff
+    hardware_effect: dict | None = None   # on hardware: the emulation against the ideal model
+    ideal: dict | None = field(default=None, repr=False)   # Trajectory.numpy() of that model
 
     @property
     def failures(self) -> list:
@@ -299,6 +332,42 @@ def spice_circuit(net, params, x, r_star, t_end, times, settings: ValidationSett
                             options=settings.spice)
 
 
+def spice_hardware_circuit(real, params, x, r_star, t_end, times, settings: ValidationSettings):
+    """The circuit side on hardware: the crossbar netlist of the realisation ``real``
+    (:mod:`dfc_analog.circuit.crossbar`) in ngspice. Any callable with this signature can stand
+    in for it."""
+    from dfc_analog.circuit.simulate import simulate_hardware_circuit
+    return simulate_hardware_circuit(real, params, x, r_star, t_end, times,
+                                     settings.scaling.time_scale, settings.spice)
+
+
+def emulation_trajectory(model: HardwareModel, x: torch.Tensor, r_star: torch.Tensor | None,
+                         t_end: float, times: torch.Tensor, tol: float) -> Trajectory:
+    """The hardware emulation (:mod:`dfc_analog.model.hardware`) of one sample, float64,
+    Dormand–Prince at rtol = atol = ``tol`` (model units), read at exactly ``times``."""
+    return simulate_hardware_wake(model, x[None], None if r_star is None else r_star[None],
+                                  t_end, times, rtol=tol, atol=tol)
+
+
+def hardware_effect(ideal: Trajectory, hardware: Trajectory, x: torch.Tensor, net: DFCNetwork,
+                    params: ControllerParams, settings: ValidationSettings,
+                    classify: bool) -> dict:
+    """How far the hardware (emulation) is from the ideal model: per signal group the largest
+    |hardware − ideal| normalised by the ideal signal's range, the angle between their eq. (5)
+    updates and their predicted classes."""
+    signals, _ = compare(ideal, hardware, settings)
+    out = {"signals": {name: e.max for name, e in signals.items()},
+           "update_angle_deg": None, "class_ideal": None, "class_hardware": None}
+    if settings.phase == "wake":
+        out["update_angle_deg"] = update_angle(
+            trajectory_update(net, ideal, x[None], params.plasticity),
+            trajectory_update(net, hardware, x[None], params.plasticity))[0]
+    if classify:
+        out["class_ideal"] = int(ideal.rate[-1][0, 0].argmax())
+        out["class_hardware"] = int(hardware.rate[-1][0, 0].argmax())
+    return out
+
+
 def reference_trajectory(net: DFCNetwork, params: ControllerParams, x: torch.Tensor,
                          r_star: torch.Tensor | None, t_end: float, times: torch.Tensor,
                          tol: float, note=None) -> tuple:
@@ -331,15 +400,26 @@ def reference_trajectory(net: DFCNetwork, params: ControllerParams, x: torch.Ten
 
 def validate_sample(index: int, net: DFCNetwork, params: ControllerParams, x: torch.Tensor,
                     r_star: torch.Tensor | None, t_end: float, settings: ValidationSettings,
-                    classify: bool, circuit=spice_circuit) -> SampleResult:
+                    classify: bool, circuit=None,
+                    r_star_ideal: torch.Tensor | None = None) -> SampleResult:
     """Simulate one sample by the circuit and by the ODE, and compare them.
 
     ``r_star`` is the eq. (3) target of the wake phase, None in the feed-forward phase (the
-    controller stays at rest).
+    controller stays at rest). On hardware (``settings.hardware``) the circuit is the crossbar
+    netlist of the realisation and the reference its emulation (the same draws), ``r_star``
+    the target from the hardware's own output, and ``r_star_ideal`` the ideal model's target
+    for the comparison with the ideal model. ``circuit`` defaults to :func:`spice_circuit`
+    (:func:`spice_hardware_circuit` on hardware).
     """
     times = torch.linspace(0.0, t_end, settings.points, dtype=torch.float64)
+    on_hardware = settings.hardware_spec() is not None
+    if on_hardware:
+        real = settings.realise(net)
+        model = HardwareModel(real, params, settings.scaling.time_scale)
+        circuit = circuit or spice_hardware_circuit
     start = time.perf_counter()
-    circ = circuit(net, params, x, r_star, t_end, times.numpy(), settings)
+    circ = circuit or spice_circuit
+    circ = circ(real if on_hardware else net, params, x, r_star, t_end, times.numpy(), settings)
     seconds_circuit = time.perf_counter() - start
     t = circ.t.detach().cpu().double()
     if t.ndim != 1 or t.numel() < 2 or bool((torch.diff(t) <= 0).any()) or \
@@ -347,9 +427,17 @@ def validate_sample(index: int, net: DFCNetwork, params: ControllerParams, x: to
         raise DFCError(f"the circuit returned time points that are not increasing within "
                        f"[0, {t_end}] τ_u.")
     start = time.perf_counter()
-    ref, reference_solver = reference_trajectory(
-        net, params, x, r_star, t_end, t, settings.reference_tol,
-        note=lambda text: print(f"sample {index}: {text}", file=sys.stderr, flush=True))
+    note = lambda text: print(f"sample {index}: {text}", file=sys.stderr, flush=True)  # noqa
+    effect = ideal = None
+    if on_hardware:
+        ref = emulation_trajectory(model, x, r_star, t_end, t, settings.emulation_tol)
+        ideal_traj, reference_solver = reference_trajectory(
+            net, params, x, r_star_ideal, t_end, t, settings.reference_tol, note=note)
+        effect = hardware_effect(ideal_traj, ref, x, net, params, settings, classify)
+        ideal = ideal_traj.numpy()
+    else:
+        ref, reference_solver = reference_trajectory(net, params, x, r_star, t_end, t,
+                                                     settings.reference_tol, note=note)
     seconds_reference = time.perf_counter() - start
     signals, departures = compare(ref, circ, settings)
     angle = angle_tol = rel = None
@@ -365,7 +453,7 @@ def validate_sample(index: int, net: DFCNetwork, params: ControllerParams, x: to
         class_circ = int(circ.rate[-1][0, 0].argmax())
     return SampleResult(index, signals, departures, angle, angle_tol, rel, class_ref, class_circ,
                         seconds_circuit, seconds_reference, ref.numpy(), circ.numpy(),
-                        reference_solver)
+                        reference_solver, effect, ideal)
 
 
 # ------------------------------------------------------------------------------------------
@@ -390,10 +478,11 @@ class RunValidation:
         return all(r.passed for r in self.results)
 
 
-def sample_targets(net: DFCNetwork, cfg, x: torch.Tensor, y: torch.Tensor):
-    """r* per sample: eq. (3) as training computes it for a minibatch of one sample."""
-    _, r_ff = net.feedforward(x)
-    targets = [output_target(r_ff[-1][k:k + 1], y[k:k + 1], cfg.loss, cfg.loss_reduction,
+def sample_targets(net: DFCNetwork, cfg, x: torch.Tensor, y: torch.Tensor, output=None):
+    """r* per sample: eq. (3) as training computes it for a minibatch of one sample, from the
+    network's feed-forward output (eq. 2) or from ``output`` (B, n_L), the hardware's."""
+    r_L = net.feedforward(x)[1][-1] if output is None else output
+    targets = [output_target(r_L[k:k + 1], y[k:k + 1], cfg.loss, cfg.loss_reduction,
                              cfg.target_stepsize)[0] for k in range(x.shape[0])]
     return torch.cat(targets)
 
@@ -412,6 +501,7 @@ class SampleSet:
     classify: bool
     indices: list = None      # the samples' indices in their split (default 0..N-1)
     split: str = "test"
+    r_star_ideal: torch.Tensor | None = None   # on hardware: the ideal model's targets
 
     def __post_init__(self):
         if self.indices is None:
@@ -444,17 +534,24 @@ def load_samples(run_dir, samples, settings: ValidationSettings, split: str = "t
         if len(set(indices)) != len(indices):
             raise ConfigError(f"sample indices must differ from each other, got {indices}.")
     x, y = data.x[indices].double(), data.y[indices]
-    r_star = None
-    if settings.phase == "wake":
-        with torch.no_grad():
-            r_star = sample_targets(net, cfg, x, y)
+    params = ControllerParams.from_config(cfg)
+    r_star = r_star_ideal = None
+    with torch.no_grad():
+        output = None
+        if settings.hardware_spec() is not None:     # the chip's own feed-forward output
+            model = HardwareModel(settings.realise(net), params, settings.scaling.time_scale)
+            output = model.feedforward(x)["rate"][:, -cfg.layer_sizes[-1]:]
+        if settings.phase == "wake":
+            r_star = sample_targets(net, cfg, x, y, output)
+            if output is not None:
+                r_star_ideal = sample_targets(net, cfg, x, y)
     t_end = settings.t_end if settings.t_end is not None else cfg.t_end
-    return SampleSet(str(run_dir), list(cfg.layer_sizes), net, ControllerParams.from_config(cfg),
-                     x, r_star, t_end, cfg.loss == "cross_entropy", indices, split)
+    return SampleSet(str(run_dir), list(cfg.layer_sizes), net, params, x, r_star, t_end,
+                     cfg.loss == "cross_entropy", indices, split, r_star_ideal)
 
 
 def validate_samples(samples: SampleSet, settings: ValidationSettings, workers: int | None = None,
-                     progress: bool = True, circuit=spice_circuit,
+                     progress: bool = True, circuit=None,
                      threads: int | None = None) -> RunValidation:
     """Validate every sample of ``samples``, in parallel processes (:func:`run_tasks`; default
     one per core, at most one per sample). ngspice, which keeps global state and whose PySpice
@@ -470,7 +567,9 @@ def validate_samples(samples: SampleSet, settings: ValidationSettings, workers: 
     jobs = [dict(index=samples.indices[k], net=samples.net, params=samples.params, x=samples.x[k],
                  r_star=None if samples.r_star is None else samples.r_star[k],
                  t_end=samples.t_end, settings=settings, classify=samples.classify,
-                 circuit=circuit) for k in range(n)]
+                 circuit=circuit,
+                 r_star_ideal=None if samples.r_star_ideal is None else samples.r_star_ideal[k])
+            for k in range(n)]
     from tqdm import tqdm
     results = []
     with tqdm(total=n, desc="validating samples", unit="sample", disable=not progress) as bar:

@@ -8,6 +8,9 @@
                          arrays (T, 1, n_i) or (T, 1, n_L)), and sample_index
       plots/sample<k>.png  chosen neurons of every layer and the controller u, e: circuit over
                          model, with the normalised error underneath
+      plots/sample<k>_volts.png  on hardware: circuit, emulation and ideal model in volts over
+                         µs (line style: simulator; colour: neuron); trajectories.npz then also
+                         holds sample<k>_ideal_<signal>
 
 Every file is written atomically (:func:`dfc_analog.runio.atomic_write`).
 """
@@ -22,6 +25,7 @@ import numpy as np
 
 from dfc_analog.runio import atomic_write, make_dir, save_figure
 from dfc_analog.validation.compare import RunValidation, SampleResult
+from dfc_analog.validation.hardware_plots import overlay_volts
 from dfc_analog.version import provenance
 
 NEURONS_PER_PLOT = 3
@@ -47,10 +51,15 @@ def report_dict(outcome: RunValidation) -> dict:
             "class_reference": r.class_reference, "class_circuit": r.class_circuit,
             "seconds_circuit": r.seconds_circuit, "seconds_reference": r.seconds_reference,
             "reference_solver": r.reference_solver})
+        if r.hardware_effect is not None:
+            samples[-1]["hardware_effect"] = r.hardware_effect
     summary = _summary(outcome)
+    settings = asdict(outcome.settings)
+    if settings["hardware"] is None:       # the ideal circuit's report stays as it was
+        del settings["hardware"], settings["hardware_seed"]
     return {**provenance(), "run_dir": outcome.run_dir, "layer_sizes": outcome.layer_sizes,
             "split": outcome.split, "phase": outcome.settings.phase, "t_end": outcome.t_end,
-            "settings": asdict(outcome.settings), "tolerance_rule": outcome.settings.rule(),
+            "settings": settings, "tolerance_rule": outcome.settings.rule(),
             "pass": outcome.passed, "summary": summary, "seconds": outcome.seconds,
             "samples": samples}
 
@@ -103,7 +112,7 @@ def report_markdown(outcome: RunValidation) -> str:
     if summ["class_agreement"] is not None:
         head.append(f"- predicted class agrees on {summ['class_agreement']}/{summ['samples']} "
                     "samples")
-    lines = head + ["", "## Tolerance rule", "", st.rule(), "",
+    lines = head + _hardware_section(outcome) + ["", "## Tolerance rule", "", st.rule(), "",
                     "Errors are |circuit − model| / R over time and neurons: *max* is the "
                     "largest, *RMS* the root mean square, *steady* the largest at t = T.", ""]
     lines += ["## Signal groups (the sample closest to failing)", ""]
@@ -140,6 +149,30 @@ def report_markdown(outcome: RunValidation) -> str:
     return "\n".join(lines)
 
 
+def _hardware_section(outcome: RunValidation) -> list:
+    """On hardware: what is compared, and the hardware's effect against the ideal model."""
+    effects = [r.hardware_effect for r in outcome.results if r.hardware_effect is not None]
+    if not effects:
+        return []
+    st = outcome.settings
+    lines = ["", f"On hardware **{st.hardware}** (realisation seed {st.hardware_seed}): the "
+             "*circuit* is the crossbar netlist of the realisation, the *model* its emulation "
+             "(the same device draws); the table below is the hardware's effect, the emulation "
+             "against the ideal model (each from its own feed-forward state and eq. (3) target).",
+             "", "| signal | largest \\|hardware − ideal\\| / R (over samples) |", "| --- | --- |"]
+    for name in effects[0]["signals"]:
+        lines.append(f"| {name} | {max(e['signals'][name] for e in effects):.3g} |")
+    angles = [e["update_angle_deg"] for e in effects if e["update_angle_deg"] is not None]
+    if angles:
+        lines.append(f"\nAngle between the eq. (5) updates of hardware and ideal model: largest "
+                     f"{max(angles):.3g}°, mean {sum(angles) / len(angles):.3g}°.")
+    if effects[0]["class_ideal"] is not None:
+        same = sum(e["class_ideal"] == e["class_hardware"] for e in effects)
+        lines.append(f"Predicted class of hardware and ideal model agrees on {same}/"
+                     f"{len(effects)} samples.")
+    return lines
+
+
 def _group_table(errors: dict) -> list:
     rows = ["| signal | max error | RMS error | steady error | range R | tolerance | pass |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -153,7 +186,8 @@ def _group_table(errors: dict) -> list:
 def trajectories_npz(outcome: RunValidation) -> bytes:
     arrays = {"sample_index": np.array([r.index for r in outcome.results])}
     for r in outcome.results:
-        for kind, traj in (("reference", r.reference), ("circuit", r.circuit)):
+        for kind, traj in (("reference", r.reference), ("circuit", r.circuit),
+                           ("ideal", r.ideal or {})):
             for name, a in traj.items():
                 arrays[f"sample{r.index}_{kind}_{name}"] = a
     buf = io.BytesIO()
@@ -227,6 +261,13 @@ def write_report(outcome: RunValidation, out: Path, plots: bool = True) -> None:
         for r in outcome.results:
             save_figure(out / "plots" / f"sample{r.index}.png",
                         plot_sample(r, outcome.settings.phase), dpi=110)
+            if r.ideal is not None:
+                sc = outcome.settings.scaling
+                save_figure(out / "plots" / f"sample{r.index}_volts.png", overlay_volts(
+                    {"circuit": r.circuit, "emulation": r.reference, "ideal model": r.ideal},
+                    sc.time_scale, sc.v_scale,
+                    f"sample {r.index} on {outcome.settings.hardware}: circuit, emulation and "
+                    f"ideal model in volts (colour: neuron)"), dpi=110)
 
 
 def _finite(value):

@@ -1,0 +1,135 @@
+"""The network on PCM hardware, in both simulators: export, transients, agreement, energy.
+
+For 15-10-10-5 and 784-256-256-256-10 (random Xavier weights, Q_i = Π W_kᵀ, the authors'
+MNIST DFC controller: τ_v = 0.2, α = 0.001389, k_p = 2, leak 'total'; inputs in [0, 1] with
+80 % of them zero, like MNIST's pixels), realised on the ``pcm`` preset (seed 0, v_scale
+0.5 V, 1 µs per τ_u), it prints
+
+  - the time to realise the devices and write the crossbar netlist, and the netlist's size;
+  - the inference (feed-forward) transient: an input step, 3 τ_u, in ngspice and in the
+    emulation: wall time, energy per inference (J, fJ per MAC; circuit and model) and the
+    settling time of the outputs within 1 %;
+  - the wake transient: settle 1 τ_u, then T τ_u with the controller on (eq. 3 target of a
+    random class), in ngspice and in the emulation (dopri5, rtol = atol = 1e-9 in model units):
+    wall times and the largest normalised circuit-vs-emulation error over the signal groups
+    (dfc-validate's metric);
+
+and ends with ``RESULT emul_err=<x> energy_fj_per_mac=<y> energy_model_vs_circuit=<ratio>
+wake_tran_s=<z>`` for the large network.
+
+    .venv/bin/python bench/hardware.py [--t-end T]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from dfc_analog.circuit.crossbar import write_crossbar_netlist
+from dfc_analog.circuit.energy import circuit_energy, model_energy
+from dfc_analog.circuit.graph import Scaling
+from dfc_analog.circuit.netlist import SpiceOptions, output_times
+from dfc_analog.circuit.simulate import simulate_hardware_circuit
+from dfc_analog.hardware import load_spec, realise_network
+from dfc_analog.learning import output_target
+from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.model.hardware import HardwareModel
+from dfc_analog.model.network import DFCNetwork
+from dfc_analog.solvers.wake import simulate_hardware_wake
+from dfc_analog.validation.compare import ValidationSettings, compare
+
+PARAMS = ControllerParams(tau_v=0.2, alpha=0.001389, k_p=2.0, leak="total")
+V_SCALE, TIME_SCALE, SETTLE = 0.5, 1e-6, 1.0
+
+
+def bench(sizes, t_end: float, seed: int = 0, spice: bool = True) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    net = DFCNetwork(sizes, ["tanh"] * (len(sizes) - 2) + ["linear"], dtype=torch.float64,
+                     generator=gen)
+    x = torch.rand(1, sizes[0], generator=gen, dtype=torch.float64) * \
+        (torch.rand(1, sizes[0], generator=gen, dtype=torch.float64) < 0.2)
+    label = torch.randint(sizes[-1], (1,), generator=gen)
+    options = SpiceOptions()
+    start = time.perf_counter()
+    real = realise_network(net, load_spec("pcm"), seed, V_SCALE, Scaling.resistance)
+    realise_s = time.perf_counter() - start
+    model = HardwareModel(real, PARAMS, TIME_SCALE)
+    with torch.no_grad():
+        r_L = model.feedforward(x)["rate"][:, -sizes[-1]:]
+        r_star, _ = output_target(r_L, label, "cross_entropy", "mean", 0.1)
+    times = output_times(t_end, t_end / 100)
+    start = time.perf_counter()
+    text = write_crossbar_netlist(real, PARAMS, x[0].numpy(), r_star[0].numpy(), "wake", t_end,
+                                  times, SETTLE, options, TIME_SCALE)
+    export_s = time.perf_counter() - start
+    out = {"sizes": sizes, "realise_s": realise_s, "export_s": export_s,
+           "netlist_mb": len(text.encode()) / 1e6, "lines": text.count("\n"),
+           "resistors": sum(1 for line in text.splitlines() if line[:1] == "R"),
+           "devices": real.device_count()}
+
+    ff_times = np.linspace(0, 3.0, 301)
+    model_e = model_energy(real, PARAMS, x[0].numpy(), None, 3.0, ff_times, TIME_SCALE)
+    start = time.perf_counter()
+    emu = simulate_hardware_wake(model, x, r_star, t_end, torch.as_tensor(times), 1e-9, 1e-9)
+    out.update(model_energy=model_e, emulation_s=time.perf_counter() - start)
+    if not spice:
+        return out
+    circ_e, _ = circuit_energy(real, PARAMS, x[0].numpy(), None, 3.0, ff_times, TIME_SCALE,
+                               options)
+    start = time.perf_counter()
+    circ = simulate_hardware_circuit(real, PARAMS, x[0], r_star[0], t_end, times, TIME_SCALE,
+                                     options, SETTLE)
+    out.update(circuit_energy=circ_e, wake_tran_s=time.perf_counter() - start)
+    settings = ValidationSettings(spice=options, scaling=Scaling(TIME_SCALE, V_SCALE))
+    signals, _ = compare(emu, circ, settings)
+    varying = {n: e for n, e in signals.items() if not e.floored} or signals
+    worst = max(varying, key=lambda n: varying[n].max)
+    out.update(emul_err=varying[worst].max, worst=worst,
+               within_tol=all(e.passed for e in signals.values()))
+    return out
+
+
+def report(r: dict) -> None:
+    m = r["model_energy"]
+    print(f"\n{'-'.join(map(str, r['sizes']))} on pcm ({r['devices']} devices):")
+    print(f"  realise {r['realise_s']:.3f} s, export {r['export_s']:.2f} s: netlist "
+          f"{r['netlist_mb']:.2f} MB, {r['lines']} lines, {r['resistors']} resistors")
+    if "circuit_energy" not in r:
+        print(f"  inference (3 τ_u), emulation {m.seconds:.2f} s: {m.line()}")
+        print(f"  wake transient: emulation {r['emulation_s']:.2f} s (ngspice not run)")
+        return
+    c = r["circuit_energy"]
+    print(f"  inference transient (3 τ_u): ngspice {c.seconds:.2f} s, emulation "
+          f"{m.seconds:.2f} s")
+    print(f"    {c.line()}")
+    print(f"    {m.line()}")
+    print(f"  wake transient: ngspice {r['wake_tran_s']:.2f} s, emulation {r['emulation_s']:.2f} "
+          f"s; circuit vs emulation: max normalised error {r['emul_err']:.3g} ({r['worst']}), "
+          f"{'within' if r['within_tol'] else 'OUTSIDE'} dfc-validate's tolerance")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--t-end", type=float, default=5.0, help="wake phase in τ_u (default 5)")
+    parser.add_argument("--small-only", action="store_true", help="only 15-10-10-5")
+    parser.add_argument("--emulation-only", action="store_true",
+                        help="the model side only (no ngspice runs); no RESULT line")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    print(f"machine: shared, {torch.get_num_threads()} torch threads; pcm preset, v_scale "
+          f"{V_SCALE} V, {TIME_SCALE:g} s per τ_u")
+    for sizes in ([15, 10, 10, 5],) + (() if args.small_only else ([784, 256, 256, 256, 10],)):
+        r = bench(sizes, args.t_end, spice=not args.emulation_only)
+        report(r)
+    if args.emulation_only:
+        return
+    c, m = r["circuit_energy"], r["model_energy"]
+    print(f"RESULT emul_err={r['emul_err']:.3g} energy_fj_per_mac={c.per_mac * 1e15:.4g} "
+          f"energy_model_vs_circuit={m.per_inference / c.per_inference:.4f} "
+          f"wake_tran_s={r['wake_tran_s']:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""Realisation → crossbar netlist: the network on analog hardware, as a designer draws it.
+
+The circuit of :mod:`dfc_analog.hardware.realise` with every device value of one
+:class:`~dfc_analog.hardware.Realisation` written as a number (ngspice's ``agauss`` would
+re-draw at every reference), so that ``ngspice -b`` runs the file unchanged and the torch
+emulation (:mod:`dfc_analog.model.hardware`) integrates exactly these equations:
+
+    dfc_opamp          one-pole op-amp macromodel: input offset (a series source, the
+                       instance's ``os``), transconductance g_m into R_o ‖ C_o (A₀ = g_m R_o,
+                       pole 1/(2π R_o C_o), GBW = A₀ f_p), a buffer clamped at the rails; its
+                       output current and a quiescent current I_q are drawn from the supply
+                       pins vdd / vss (class-B output stage)
+    crossbar tiles     each layer's W_i (rows: the rates r and −r of the layer below, and ±V_ref
+                       for the bias) and Q_i (rows: u and −u) split into tiles of at most
+                       crossbar_size rows; each tile column is one wire with a resistor per
+                       device (G⁺ on the inverted row, G⁻ on the row) and a 0 V sense source
+                       (VsW / VsQ: its current is the column current) into the soma's virtual
+                       ground
+    soma               op-amp with R_f ‖ C_f from virtual ground l<i>_vg_k to output
+                       l<i>_soma_k: τ_v = R_f C_f (an inverting leaky integrator)
+    rate               differential pair I_b φ(g_k (v − δ_k) / v_scale) (behavioural current
+                       source, I_b = v_scale / R_r) between the virtual grounds of two
+                       transimpedance stages (feedback R_r) whose outputs drive the rows
+                       l<i>_rate_k = r and l<i>_raten_k = −r
+    controller         eq. (4) as in the ideal netlist (subcircuit dfc_controller), its output
+                       u and an inverted copy ctl_un_m = −u driving the Q rows
+    supplies           Vdd, Vss (the amplifiers' only source of power) and the reference rows
+
+Layer-1 rows carry the constant input: by default (``sum_inputs``) each tile column of W_1 is
+written as its exact Norton equivalent, a current Σ_j G_j V_j into the column and the
+conductance Σ_j G_j to ground (the n_0 n_1 resistors would dominate the circuit matrix).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dfc_analog.circuit.graph import controller_name, neuron_name
+from dfc_analog.circuit.netlist import (PHASES, SWITCH_RISE, SpiceOptions, _fmt, _wrap,
+                                        analysis_line,
+                                        controller_lines, controller_subcircuit, options_line,
+                                        output_times)
+from dfc_analog.errors import ConfigError
+from dfc_analog.hardware.realise import Realisation
+from dfc_analog.model.dynamics import ControllerParams
+
+HARDWARE_PHASES = PHASES + ("inference",)
+OPAMP_RO = 1e6      # Ω, the macromodel's internal resistance R_o (g_m = A₀ / R_o)
+_PHI_EXPR = {"tanh": "tanh({z})", "linear": "({z})", "relu": "max({z},0)",
+             "sigmoid": "1/(1+exp(-({z})))"}
+
+
+def rows(layer: int, k: int | None = None) -> tuple:
+    """(row r, row −r) node names of layer ``layer``'s neuron k (layer 0: the input)."""
+    if layer == 0:
+        return f"in_{k}", f"inn_{k}"
+    return neuron_name(layer, "rate", k), neuron_name(layer, "raten", k)
+
+
+def sense_names(real: Realisation) -> dict:
+    """The 0 V sense sources per (kind 'W' or 'Q', layer i, neuron k): a list over the tiles."""
+    tile, n_L = real.spec.crossbar_size, real.layer_sizes[-1]
+    out = {}
+    for i, n_in in enumerate(real.layer_sizes[:-1], start=1):
+        n_rows_W = n_in + 1                          # + the bias reference row
+        for k in range(real.layer_sizes[i]):
+            out[("W", i, k)] = [f"vsw{i}_{k}_t{a}" for a in range(math.ceil(n_rows_W / tile))]
+            out[("Q", i, k)] = [f"vsq{i}_{k}_t{a}" for a in range(math.ceil(n_L / tile))]
+    return out
+
+
+def saved_vectors(real: Realisation) -> list:
+    """What a simulation keeps: somas, both rows, virtual grounds, controller nodes, the column
+    sense currents and the supply currents."""
+    names = []
+    sizes = real.layer_sizes
+    for i in range(1, len(sizes)):
+        names += [neuron_name(i, c, k) for c in ("soma", "rate", "raten", "vg")
+                  for k in range(sizes[i])]
+    names += [controller_name(s, m) for s in ("error", "int", "u") for m in range(sizes[-1])]
+    return names + [f"{v}#branch" for tiles in sense_names(real).values() for v in tiles] + \
+        ["vdd#branch", "vss#branch"]
+
+
+def opamp_subcircuit(real: Realisation) -> list:
+    amp, sup = real.spec.amplifier, real.spec.supply
+    gm = amp.gain / OPAMP_RO
+    co = amp.pole_time / OPAMP_RO
+    out = f"Bo o1 0 V = min(max(V(n1),{_fmt(-amp.rail)}),{_fmt(amp.rail)})" \
+        if math.isfinite(amp.rail) else "Eo o1 0 n1 0 1"
+    return [".subckt dfc_opamp inp inn out vdd vss os=0",
+            f"* one-pole op-amp: A0 = gm Ro = {amp.gain:g}, GBW = {amp.gbw:g} Hz, pole "
+            f"{amp.gbw / amp.gain:.4g} Hz, rails +-{amp.rail:g} V, "
+            f"Iq = {sup.quiescent_current:g} A; os = input offset",
+            "Vos inpo inp DC {os}",
+            f"Gm 0 n1 inpo inn {_fmt(gm)}",
+            f"Ro n1 0 {_fmt(OPAMP_RO)}",
+            f"Co n1 0 {_fmt(co)}",
+            out,
+            "Vsense o1 out DC 0",
+            "Bsrc vdd 0 I = max(i(Vsense),0)",
+            "Bsnk 0 vss I = max(-i(Vsense),0)",
+            f"Iq vdd vss DC {_fmt(sup.quiescent_current)}",
+            ".ends", ""]
+
+
+def _resistors(prefix: str, column: str, pairs) -> list:
+    """One resistor per device with a non-zero conductance: (name suffix, row node, G)."""
+    return [f"R{prefix}{suffix} {column} {row} {_fmt(1.0 / G)}" for suffix, row, G in pairs
+            if G > 0]
+
+
+def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_star=None,
+                           phase: str = "wake", t_end: float = 5.0, times=None,
+                           settle: float = 1.0, options: SpiceOptions | None = None,
+                           time_scale: float = 1e-6) -> str:
+    """The crossbar netlist (module docstring) of ``real`` for input ``x`` (n_0,) and target
+    ``r_star`` (n_L,; the wake phase), for ``phase`` 'op', 'feedforward' or 'wake' as
+    :func:`dfc_analog.circuit.netlist.write_netlist`, or 'inference': the network at rest on
+    a zero input until t_on = settle, then the input steps to ``x`` (controller off), for
+    energy and settling time. The supply energy from t_on on is measured (``.meas e_supply``).
+    """
+    if phase not in HARDWARE_PHASES:
+        raise ConfigError(f"unknown phase '{phase}': choose one of "
+                          f"{', '.join(HARDWARE_PHASES)}.")
+    if math.isinf(real.spec.amplifier.gain):
+        raise ConfigError(f"a crossbar netlist needs op-amps of finite gain and gain-bandwidth; "
+                          f"hardware '{real.spec.name}' has ideal ones (set [amplifier] gain "
+                          f"and gbw).")
+    options = options or SpiceOptions()
+    vs, R_r, tile = real.v_scale, real.resistance, real.spec.crossbar_size
+    sizes, L = real.layer_sizes, len(real.layer_sizes) - 1
+    n_L = sizes[-1]
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    if x.shape != (sizes[0],):
+        raise ConfigError(f"input x must have shape ({sizes[0]},), got {x.shape}.")
+    if phase == "wake":
+        if r_star is None:
+            raise ConfigError("the wake phase needs the target r*.")
+        r_star = np.asarray(r_star, dtype=np.float64).reshape(-1)
+    else:
+        r_star = np.zeros(n_L)
+    if phase != "op":
+        if not (t_end > 0 and (settle > 0 if phase in ("wake", "inference") else settle >= 0)):
+            raise ConfigError(f"simulation time and settling time must be positive, got "
+                              f"{t_end} and {settle} tau_u.")
+        times = output_times(t_end, t_end / 100) if times is None else \
+            np.asarray(times, dtype=np.float64).reshape(-1)
+    spec, sup = real.spec, real.spec.supply
+    lines = [
+        f"* DFC network {'-'.join(map(str, sizes))} on '{spec.name}' hardware (realisation "
+        f"seed {real.seed}) -- written by dfc_analog.circuit.crossbar",
+        f"* {spec.description}" if spec.description else "*",
+        f"* scaling: 1 tau_u = {time_scale:g} s, 1 model unit = {vs:g} V, R_r = {R_r:g} Ohm; "
+        f"tau_v = {params.tau_v:g}, k_p = {params.k_p:g}, alpha = {params.alpha:g}",
+        f"* devices: {spec.synapse.device}, G in [{spec.synapse.g_min:g}, "
+        f"{spec.synapse.g_max:g}] S, crossbar tiles of at most {tile} rows",
+        "* nodes: l<i>_vg_k soma virtual ground, l<i>_soma_k soma output v, l<i>_rate_k row r, "
+        "l<i>_raten_k row -r,",
+        "*   l<i>_t<a>_w_k / l<i>_t<a>_q_k column wire of W_i / Q_i tile a (sense source "
+        "VsW<i>_k_t<a> / VsQ<i>_k_t<a>)",
+        "* t = 0 of the model is the controller switch-on (the input step of an inference), at "
+        "t_on = settle in this netlist", ""]
+    lines += opamp_subcircuit(real)
+    lines += controller_subcircuit(real.resistance,
+                                   params.tau_u * time_scale / real.resistance, params.k_p,
+                                   params.alpha, params.leak)
+    lines += ["* supplies and the bias reference rows",
+              f"Vdd vdd 0 DC {_fmt(sup.vdd)}", f"Vss vss 0 DC {_fmt(sup.vss)}",
+              f"Vrefp vref_p 0 DC {_fmt(vs)}", f"Vrefn vref_n 0 DC {_fmt(-vs)}", "",
+              "* inputs x (layer 0): rows x and -x"]
+    t_on = settle * time_scale
+
+    def source(value: float) -> str:
+        """A constant, or in the inference phase a step from 0 to ``value`` at t_on."""
+        if phase != "inference":
+            return f"DC {_fmt(value)}"
+        return (f"PWL(0 0 {_fmt(t_on - SWITCH_RISE * time_scale)} 0 {_fmt(t_on)} "
+                f"{_fmt(value)})")
+
+    if not options.sum_inputs:
+        for j in range(sizes[0]):
+            lines += [f"Vin_{j} in_{j} 0 {source(x[j] * vs)}",
+                      f"Vinn_{j} inn_{j} 0 {source(-x[j] * vs)}"]
+    else:
+        lines.append("* (summed: each layer-1 tile column is its Norton equivalent)")
+    senses = sense_names(real)
+    for i, lr in enumerate(real.layers, start=1):
+        G_pos, G_neg = lr.G_pos.numpy(), lr.G_neg.numpy()
+        GQ_pos, GQ_neg = lr.GQ_pos.numpy(), lr.GQ_neg.numpy()
+        n_in = sizes[i - 1]
+        lines += ["", f"* layer {i}: crossbars W_{i} ({n_in}+1 rows incl. the bias row) and "
+                      f"Q_{i} ({n_L} rows), {sizes[i]} columns, tiles of {tile} rows"]
+        for k in range(sizes[i]):
+            vg = neuron_name(i, "vg", k)
+            for a, sense in enumerate(senses[("W", i, k)]):
+                wire = f"l{i}_t{a}_w_{k}"
+                lines.append(f"V{sense[1:]} {wire} {vg} DC 0")
+                js = [j for j in range(a * tile, min((a + 1) * tile, n_in + 1))]
+                devices = []
+                for j in js:
+                    if j == n_in:
+                        devices += [(f"b{i}_{k}", "vref_n", float(lr.Gb_pos[k])),
+                                    (f"bn{i}_{k}", "vref_p", float(lr.Gb_neg[k]))]
+                    elif i > 1 or not options.sum_inputs:
+                        r, rn = rows(i - 1, j)
+                        devices += [(f"{i}_{k}_{j}", rn, float(G_pos[k, j])),
+                                    (f"n{i}_{k}_{j}", r, float(G_neg[k, j]))]
+                if i == 1 and options.sum_inputs:
+                    inputs = [j for j in js if j < n_in]
+                    current = math.fsum(float(G_pos[k, j]) * -x[j] * vs + float(G_neg[k, j]) *
+                                        x[j] * vs for j in inputs)
+                    total = math.fsum(float(G_pos[k, j]) + float(G_neg[k, j]) for j in inputs)
+                    if total > 0:
+                        lines += [f"IW1_{k}_t{a} 0 {wire} {source(current)}",
+                                  f"RW1_{k}_t{a} {wire} 0 {_fmt(1.0 / total)}"]
+                lines += _resistors("W", wire, devices)
+            for a, sense in enumerate(senses[("Q", i, k)]):
+                wire = f"l{i}_t{a}_q_{k}"
+                lines.append(f"V{sense[1:]} {wire} {vg} DC 0")
+                lines += _resistors("Q", wire, [
+                    item for m in range(a * tile, min((a + 1) * tile, n_L))
+                    for item in ((f"{i}_{k}_{m}", controller_name("un", m), float(GQ_pos[k, m])),
+                                 (f"n{i}_{k}_{m}", controller_name("u", m),
+                                  float(GQ_neg[k, m])))])
+        lines.append(f"* layer {i} neurons: soma R_f || C_f (tau_v), differential pair, "
+                     f"row drivers")
+        phi = _PHI_EXPR.get(real.activations[i - 1])
+        if phi is None:
+            raise ConfigError(f"no circuit realisation of the activation "
+                              f"'{real.activations[i - 1]}'.")
+        for k in range(sizes[i]):
+            vg, soma = neuron_name(i, "vg", k), neuron_name(i, "soma", k)
+            vp, vn = neuron_name(i, "vp", k), neuron_name(i, "vn", k)
+            r, rn = rows(i, k)
+            R_f = float(lr.R_f[k])
+            z = f"{_fmt(float(lr.act_gain[k]) / vs)}*(V({soma})-({_fmt(float(lr.act_offset[k]))}))"
+            lines += [f"Xs{i}_{k} 0 {vg} {soma} vdd vss dfc_opamp "
+                      f"os={_fmt(float(lr.soma_offset[k]))}",
+                      f"Rf{i}_{k} {vg} {soma} {_fmt(R_f)}",
+                      f"Cf{i}_{k} {vg} {soma} {_fmt(params.tau_v * time_scale / R_f)}",
+                      f"Ba{i}_{k} {vp} {vn} I = {_fmt(vs / R_r)}*{phi.format(z=z)}",
+                      f"Xp{i}_{k} 0 {vp} {r} vdd vss dfc_opamp "
+                      f"os={_fmt(float(lr.rate_offset_pos[k]))}",
+                      f"Rp{i}_{k} {vp} {r} {_fmt(R_r)}",
+                      f"Xn{i}_{k} 0 {vn} {rn} vdd vss dfc_opamp "
+                      f"os={_fmt(float(lr.rate_offset_neg[k]))}",
+                      f"Rn{i}_{k} {vn} {rn} {_fmt(R_r)}"]
+    targets = [(controller_name("target", m), float(r_star[m]) * vs) for m in range(n_L)]
+    lines += controller_lines("feedforward" if phase == "inference" else phase, settle, times,
+                              time_scale, targets, L, n_L)
+    lines += [f"Eun_{m} {controller_name('un', m)} 0 {controller_name('u', m)} 0 -1"
+              for m in range(n_L)]
+    lines += ["", options_line(options)]
+    lines += _wrap(".save", [f"i({v.removesuffix('#branch')})" if v.endswith("#branch") else v
+                             for v in saved_vectors(real)], 8)
+    lines.append(analysis_line(phase, times, t_end, settle, time_scale,
+                               options.step_limit(params.tau_v)))
+    if phase != "op":
+        # the supplies are DC: energy = −(V_dd ∫ i(vdd) + V_ss ∫ i(vss)) (a par() power
+        # expression would add a B-source to the circuit and stall tight transients)
+        window = f"from={_fmt(t_on)} to={_fmt(t_on + t_end * time_scale)}"
+        lines += [f".meas tran q_vdd INTEG i(vdd) {window}",
+                  f".meas tran q_vss INTEG i(vss) {window}",
+                  f".meas tran e_supply param='-({_fmt(sup.vdd)}*q_vdd+({_fmt(sup.vss)})*q_vss)'"]
+        lines += _wrap(".print tran", [f"V({neuron_name(L, 'rate', m)})" for m in range(n_L)]
+                       + [f"V({controller_name('u', m)})" for m in range(n_L)], 8)
+    lines.append(".end")
+    return "\n".join(lines) + "\n"
+
+
+def hardware_summary(real: Realisation, netlist: str) -> str:
+    """One screen: the hardware, its devices per layer, amplifiers, tiles and the file size."""
+    spec, sizes, tile = real.spec, real.layer_sizes, real.spec.crossbar_size
+    n_L = sizes[-1]
+    lines = [f"crossbar netlist: {'-'.join(map(str, sizes))} network on '{spec.name}' hardware "
+             f"(realisation seed {real.seed})",
+             f"devices: {spec.synapse.device}, G in [{spec.synapse.g_min:g}, "
+             f"{spec.synapse.g_max:g}] S"
+             + (f", {spec.synapse.levels} states" if spec.synapse.levels else "")
+             + f"; op-amps: A0 {spec.amplifier.gain:g}, GBW {spec.amplifier.gbw:g} Hz, offset "
+               f"sigma {spec.amplifier.offset:g} V, rails +-{spec.amplifier.rail:g} V"]
+    for i, lr in enumerate(real.layers, start=1):
+        G = _all_conductances(lr)
+        tiles = f"{math.ceil((sizes[i - 1] + 1) / tile)} + {math.ceil(n_L / tile)}"
+        lines.append(f"layer {i}: {G.size} devices, G {G.min():.3g} .. {G.max():.3g} S (mean "
+                     f"{G.mean():.3g}), R_f {float(lr.R_f.min()):.4g} .. "
+                     f"{float(lr.R_f.max()):.4g} Ohm, {tiles} tiles (W + Q) per column, "
+                     f"{3 * sizes[i]} op-amps")
+    lines.append(f"netlist: {netlist.count(chr(10))} lines, {len(netlist.encode())} bytes")
+    return "\n".join(lines)
+
+
+def _all_conductances(lr) -> np.ndarray:
+    """Every conductance of a layer as one numpy vector."""
+    return np.concatenate([t.reshape(-1).numpy() for t in
+                           (lr.G_pos, lr.G_neg, lr.Gb_pos, lr.Gb_neg, lr.GQ_pos, lr.GQ_neg)])

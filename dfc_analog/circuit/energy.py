@@ -1,0 +1,247 @@
+"""Energy and latency of the realised circuit, per inference and per learning phase, from the
+circuit (ngspice) and from the model (the emulation of the same realisation).
+
+Power, in W, of the circuit of :mod:`dfc_analog.hardware.realise` at node voltages (V):
+
+    crossbar     Σ G (V_row − V₋)² over every device of W_i, the bias rows and Q_i: the
+                 dissipation in the conductances (what ngspice's @R[p] gives per resistor)
+    drivers      Σ V_row I_row of the ideal row sources: the input rows ±x v_scale (a DAC), the
+                 bias references ±V_ref and the controller's rows ±u
+    amplifiers   every op-amp draws I_q (V_dd − V_ss) and its output current I_out from V_dd
+                 (I_out > 0) or V_ss (I_out < 0): a class-B output stage
+
+The circuit's energy is the supply energy ngspice integrates (the amplifiers, measured through
+V_dd and V_ss) plus the drivers', with the crossbar's dissipation read from the simulated node
+voltages. The model's estimate evaluates the same three terms on the emulation's trajectory, the
+amplifiers' output currents from its equations (soma: (v_B + v_A) v_scale / R_f; row stages:
+their feedback current a v_scale / R_r plus the rows they drive). Latency is the settling time:
+the last time an output rate is further than ``band`` (1 %) of its total change from its final
+value after the input steps on at t = 0.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dfc_analog.circuit.graph import controller_name, neuron_name
+from dfc_analog.circuit.netlist import SpiceOptions
+from dfc_analog.hardware.realise import Realisation
+from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.model.hardware import HardwareModel
+
+
+@dataclass
+class EnergyReport:
+    """Energy (J) of one phase of duration ``t_end`` (s) and its breakdown; ``macs`` the
+    multiply-accumulates the crossbars perform in it (one per forward weight)."""
+
+    source: str               # 'circuit' or 'model'
+    t_end: float
+    total: float
+    crossbar: float
+    amplifiers: float         # from the supplies: quiescent + output stages
+    quiescent: float
+    drivers: float
+    settling_time: float | None
+    macs: int
+    seconds: float = 0.0      # wall-clock time of the simulation
+    to_settle: float | None = None   # energy (J) from the step until the output settled
+
+    @property
+    def per_inference(self) -> float:
+        """Energy of one inference: until the output settled (the whole window if it did
+        not)."""
+        return self.total if self.to_settle is None else self.to_settle
+
+    @property
+    def per_mac(self) -> float:
+        return self.per_inference / self.macs
+
+    def line(self) -> str:
+        settle = "not within the window" if self.settling_time is None else \
+            f"{self.settling_time * 1e6:.3g} µs"
+        return (f"{self.source}: {self.per_inference:.4g} J per inference = "
+                f"{self.per_mac * 1e15:.4g} fJ/MAC, settling (1 %) {settle}; over the "
+                f"{self.t_end * 1e6:.3g} µs window {self.total:.4g} J (crossbar "
+                f"{self.crossbar:.3g} J, amplifiers {self.amplifiers:.3g} J of which quiescent "
+                f"{self.quiescent:.3g} J, drivers {self.drivers:.3g} J)")
+
+
+def forward_macs(real: Realisation) -> int:
+    """Multiply-accumulates of one pass through the forward crossbars: Σ n_i n_{i−1}."""
+    sizes = real.layer_sizes
+    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def crossbar_power(real: Realisation, x, p: list, r_pos: list, r_neg: list, u):
+    """(crossbar dissipation, driver power), each (T,) W, at voltages (V; arrays (T, n)): the
+    input ``x`` (n_0,) in model units, per layer the virtual grounds ``p`` and the rows r⁺, r⁻,
+    and the control signal ``u`` (T, n_L)."""
+    vs = real.v_scale
+    x = np.asarray(x, dtype=np.float64) * vs
+    T = np.asarray(u).shape[0]
+    xbar = np.zeros(T)
+    drive = np.zeros(T)
+    for i, lr in enumerate(real.layers):
+        vm = np.asarray(p[i])                                       # (T, n_i)
+        Gp, Gn = lr.G_pos.numpy(), lr.G_neg.numpy()
+        if i == 0:
+            pos, neg = np.broadcast_to(x, (T, x.size)), np.broadcast_to(-x, (T, x.size))
+        else:
+            pos, neg = np.asarray(r_pos[i - 1]), np.asarray(r_neg[i - 1])
+        # Σ_kj G_kj (V_j − V_k)² = Σ_j V_j² Σ_k G_kj − 2 Σ_k V_k Σ_j G_kj V_j + Σ_k V_k² Σ_j G_kj
+        for G, rows in ((Gp, neg), (Gn, pos)):
+            xbar += (rows ** 2) @ G.sum(0) - 2 * np.einsum("tk,tk->t", vm, rows @ G.T) + \
+                (vm ** 2) @ G.sum(1)
+            if i == 0:          # the input rows are ideal drivers: V_j Σ_k G_kj (V_j − V_k)
+                drive += (rows ** 2) @ G.sum(0) - np.einsum("tk,tk->t", vm, rows @ G.T)
+        uu = np.asarray(u) * vs
+        for G, rows in ((lr.Gb_pos.numpy()[:, None], np.full((T, 1), -vs)),
+                        (lr.Gb_neg.numpy()[:, None], np.full((T, 1), vs)),
+                        (lr.GQ_pos.numpy(), -uu), (lr.GQ_neg.numpy(), uu)):
+            flow = rows @ G.T                                       # (T, n_i): Σ_j G V_j
+            xbar += (rows ** 2) @ G.sum(0) - 2 * np.einsum("tk,tk->t", vm, flow) + \
+                (vm ** 2) @ G.sum(1)
+            drive += (rows ** 2) @ G.sum(0) - np.einsum("tk,tk->t", vm, flow)
+    return xbar, drive
+
+
+def settling_time(t: np.ndarray, out: np.ndarray, band: float = 0.01) -> float | None:
+    """The last time (units of ``t``) any column of ``out`` (T, n) is further than ``band`` of
+    its largest change from its final value; None when that is in the last fifth of the window
+    (the window does not show the output at rest)."""
+    change = np.abs(out - out[:1]).max()
+    if change == 0:
+        return 0.0
+    outside = (np.abs(out - out[-1:]) > band * change).any(axis=1)
+    idx = np.nonzero(outside)[0]
+    if idx.size == 0:
+        return float(t[0])
+    if idx[-1] == len(t) - 1 or t[idx[-1] + 1] > t[0] + 0.8 * (t[-1] - t[0]):
+        return None
+    return float(t[idx[-1] + 1])
+
+
+def _integrate(t: np.ndarray, power: np.ndarray, until: float | None = None) -> float:
+    """∫ power dt by the trapezoidal rule over the simulator's own points (up to ``until``,
+    interpolated there)."""
+    if until is not None:
+        keep = t < until
+        t = np.append(t[keep], until)
+        power = np.append(power[keep], np.interp(until, t[:-1], power[keep]) if keep.sum() > 1
+                          else power[0])
+    dt = np.diff(t)
+    return float(np.sum(0.5 * dt * (power[1:] + power[:-1])))
+
+
+def circuit_energy(real: Realisation, params: ControllerParams, x, r_star, t_end: float,
+                   times, time_scale: float = 1e-6, options: SpiceOptions | None = None,
+                   settle: float = 1.0) -> tuple:
+    """(EnergyReport, node vectors) of one phase of the crossbar netlist over [0, t_end] τ_u,
+    measured in ngspice: ``r_star=None`` an inference (the input steps on at t = 0, controller
+    off), else the wake phase of learning (from the feed-forward state, controller on at t = 0
+    with target ``r_star``); the settling time is the outputs'."""
+    from dfc_analog.circuit.crossbar import saved_vectors, write_crossbar_netlist
+    from dfc_analog.circuit.simulate import run_netlist
+    options = options or SpiceOptions()
+    start = time.perf_counter()
+    phase = "inference" if r_star is None else "wake"
+    text = write_crossbar_netlist(real, params, x, r_star, phase, t_end, times, settle,
+                                  options, time_scale)
+    data = run_netlist(text, saved_vectors(real), options.isolate)
+    seconds = time.perf_counter() - start
+    t = data["time"] - settle * time_scale
+    keep = t >= -1e-18
+    t = np.clip(t[keep], 0.0, None)
+    sup = real.spec.supply
+    p_supply = -(sup.vdd * data["vdd#branch"] + sup.vss * data["vss#branch"])[keep]
+    sizes = real.layer_sizes
+
+    def nodes(kind, i):
+        return np.stack([data[neuron_name(i, kind, k)][keep] for k in range(sizes[i])], 1)
+
+    L = len(sizes) - 1
+    u = np.stack([data[controller_name("u", m)][keep] for m in range(sizes[-1])], 1) / \
+        real.v_scale
+    xbar, drive = crossbar_power(real, x, [nodes("vg", i) for i in range(1, L + 1)],
+                                 [nodes("rate", i) for i in range(1, L + 1)],
+                                 [nodes("raten", i) for i in range(1, L + 1)], u)
+    n_amp = 3 * sum(sizes[1:])
+    quiescent = n_amp * sup.quiescent_current * (sup.vdd - sup.vss) * t_end * time_scale
+    amplifiers = _integrate(t, p_supply)
+    drivers = _integrate(t, drive)
+    settled = settling_time(t, nodes("rate", L))
+    report = EnergyReport("circuit", t_end * time_scale, amplifiers + drivers,
+                          _integrate(t, xbar), amplifiers, quiescent, drivers, settled,
+                          forward_macs(real), seconds)
+    if settled is not None:
+        report.to_settle = _integrate(t, p_supply + drive, settled)
+    return report, data
+
+
+def model_energy(real: Realisation, params: ControllerParams, x, r_star, t_end: float, times,
+                 time_scale: float = 1e-6) -> EnergyReport:
+    """The model's estimate of :func:`circuit_energy`: the emulation of the same phase
+    (:mod:`dfc_analog.model.hardware`) and the power terms of the module docstring on its
+    trajectory."""
+    from dfc_analog.solvers.dormand_prince import dormand_prince
+    start = time.perf_counter()
+    model = HardwareModel(real, params, time_scale)
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float64))[None]
+    times = torch.as_tensor(np.asarray(times, dtype=np.float64))
+    target = None if r_star is None else \
+        torch.as_tensor(np.asarray(r_star, dtype=np.float64))[None]
+    dyn = model.dynamics(xt, target)
+    with torch.no_grad():
+        y0 = model.feedforward(torch.zeros_like(xt) if r_star is None else xt)["state"]
+        states = dormand_prince(dyn, y0, times.tolist(), 1e-9, 1e-9, 10_000_000)
+        s = dyn.signals(states[:, 0])
+    seconds = time.perf_counter() - start
+    t = times.numpy() * time_scale
+    report, power = model_power(model, s, np.asarray(x, dtype=np.float64), t)
+    report.settling_time = settling_time(t, s["rate"][:, model.offsets[-2]:].numpy() *
+                                         real.v_scale)
+    if report.settling_time is not None:
+        report.to_settle = _integrate(t, power, report.settling_time)
+    report.seconds = seconds
+    return report
+
+
+def model_power(model: HardwareModel, s: dict, x: np.ndarray, t: np.ndarray) -> tuple:
+    """(EnergyReport, total power (T,) W): the energy terms (module docstring) of the
+    emulation's signals ``s`` (T, ·) at times ``t`` (s)."""
+    real, vs = model.real, model.real.v_scale
+    sup, sizes = real.spec.supply, real.layer_sizes
+    L = len(sizes) - 1
+
+    def layers(a):
+        return [model._layer(a, i).numpy() * vs for i in range(L)]
+
+    p, r_pos, r_neg = layers(s["p"]), layers(s["rate"]), layers(s["r_neg"])
+    xbar, drive = crossbar_power(real, x, p, r_pos, r_neg, s["u"].numpy())
+    a = model.activation(s["soma"]).numpy() * vs
+    R_f = torch.cat([lr.R_f for lr in real.layers]).numpy()
+    # output currents (A) of every op-amp: somas, then the rows r⁺ and r⁻
+    i_soma = (s["basal"] + s["apical"]).numpy() * vs / R_f
+    i_pos = a / real.resistance
+    i_neg = -a / real.resistance
+    for i in range(1, L):           # the rows drive the next layer's crossbar
+        lr, sl = real.layers[i], slice(model.offsets[i - 1], model.offsets[i])
+        vm = p[i]
+        G_n, G_p = lr.G_neg.numpy(), lr.G_pos.numpy()
+        i_pos[:, sl] += r_pos[i - 1] * G_n.sum(0) - vm @ G_n
+        i_neg[:, sl] += r_neg[i - 1] * G_p.sum(0) - vm @ G_p
+    out = np.concatenate([i_soma, i_pos, i_neg], axis=1)
+    p_out = (sup.vdd * out.clip(min=0) + sup.vss * out.clip(max=0)).sum(1)
+    n_amp = out.shape[1]
+    quiescent = n_amp * sup.quiescent_current * (sup.vdd - sup.vss) * float(t[-1] - t[0])
+    amplifiers = _integrate(t, p_out) + quiescent
+    drivers = _integrate(t, drive)
+    power = p_out + n_amp * sup.quiescent_current * (sup.vdd - sup.vss) + drive
+    report = EnergyReport("model", float(t[-1] - t[0]), amplifiers + drivers,
+                          _integrate(t, xbar), amplifiers, quiescent, drivers, None,
+                          forward_macs(real))
+    return report, power

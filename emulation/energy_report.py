@@ -1,0 +1,99 @@
+"""Energy, latency and device spread of a network on each hardware preset.
+
+For a run folder (default: a freshly initialised 15-10-10-5 network) and its first test input,
+on every preset with real amplifiers (pcm, rram, 4bit, 8bit): the energy per inference (an
+input step, until the outputs settle within 1 %) from ngspice and from the model's estimate,
+in J and fJ per MAC, with its breakdown; the conductance histogram of each layer; and the spread
+of the settled outputs over realisations (device draws of seeds 0..N-1, emulation).
+
+    .venv/bin/python emulation/energy_report.py [RUN_DIR] [--out DIR] [--seeds N]
+
+Writes energy.md, energy_breakdown.png and conductances_<preset>.png into DIR (default
+emulation/out/energy).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dfc_analog.circuit.energy import circuit_energy, model_energy
+from dfc_analog.data import load_dataset
+from dfc_analog.errors import DFCError
+from dfc_analog.hardware import load_spec, realise_network
+from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.model.hardware import HardwareModel
+from dfc_analog.model.network import DFCNetwork
+from dfc_analog.runio import atomic_write, load_run, save_figure
+from dfc_analog.validation.hardware_plots import conductance_histograms, energy_breakdown
+
+PRESETS = ("pcm", "rram", "4bit", "8bit")
+V_SCALE, TIME_SCALE, WINDOW = 0.5, 1e-6, 3.0
+
+
+def network(run_dir):
+    if run_dir is None:
+        net = DFCNetwork([15, 10, 10, 5], ["tanh", "tanh", "linear"], dtype=torch.float64,
+                         generator=torch.Generator().manual_seed(0))
+        x = torch.linspace(-0.9, 0.8, 15, dtype=torch.float64)
+        return net, ControllerParams(), x, "a 15-10-10-5 network (Xavier weights, seed 0)"
+    cfg, net = load_run(run_dir, device="cpu")
+    x = load_dataset(cfg).test.x[0].double()
+    return net.double(), ControllerParams.from_config(cfg), x, f"run `{run_dir}`, test sample 0"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", nargs="?", help="run folder (default: a fresh toy network)")
+    parser.add_argument("--out", default="emulation/out/energy")
+    parser.add_argument("--seeds", type=int, default=8, help="realisations for the spread")
+    args = parser.parse_args(argv)
+    try:
+        net, params, x, what = network(args.run_dir)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        times = np.linspace(0.0, WINDOW, 301)
+        rows, bars = [], {}
+        for name in PRESETS:
+            spec = load_spec(name)
+            real = realise_network(net, spec, 0, V_SCALE)
+            circ, _ = circuit_energy(real, params, x.numpy(), None, WINDOW, times, TIME_SCALE)
+            model = model_energy(real, params, x.numpy(), None, WINDOW, times, TIME_SCALE)
+            bars[f"{name} circuit"], bars[f"{name} model"] = circ, model
+            outputs = torch.stack([
+                HardwareModel(realise_network(net, spec, s, V_SCALE), params, TIME_SCALE)
+                .feedforward(x[None])["rate"][0, -net.layer_sizes[-1]:]
+                for s in range(args.seeds)])
+            ideal = net.feedforward(x[None])[1][-1][0].detach()
+            spread = float(outputs.std(0).mean())
+            bias = float((outputs.mean(0) - ideal).abs().mean())
+            settle = "–" if circ.settling_time is None else f"{circ.settling_time * 1e6:.3g}"
+            rows.append(f"| {name} | {circ.per_inference:.3g} | {circ.per_mac * 1e15:.3g} | "
+                        f"{model.per_mac * 1e15:.3g} | "
+                        f"{model.per_inference / circ.per_inference:.4f} | "
+                        f"{settle} | {circ.crossbar / circ.total:.2%} | "
+                        f"{circ.quiescent / circ.total:.1%} | {spread:.3g} | {bias:.3g} |")
+            save_figure(out / f"conductances_{name}.png", conductance_histograms(real), dpi=110)
+        save_figure(out / "energy_breakdown.png", energy_breakdown(bars), dpi=110)
+        lines = [f"# Energy per inference of {what}", "",
+                 f"Input step at t = 0, window {WINDOW:g} µs, {V_SCALE} V per model unit; energy "
+                 "until the outputs settle within 1 %. Crossbar and quiescent shares are of the "
+                 f"window's energy. Spread: the settled outputs over {args.seeds} realisations "
+                 "(device draws), std per output averaged (model units); bias: |mean − ideal|.",
+                 "", "| preset | J / inference (circuit) | fJ/MAC circuit | fJ/MAC model | "
+                 "model / circuit | settling µs | crossbar | quiescent | spread | bias |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", *rows, ""]
+        atomic_write(out / "energy.md", "\n".join(lines).encode())
+    except DFCError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    print(f"wrote {out}/energy.md, energy_breakdown.png, conductances_<preset>.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
