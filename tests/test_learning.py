@@ -1,4 +1,5 @@
-"""The output target of eq. (3) and the loss gradients it is built from."""
+"""The output target of eq. (3), the loss gradients it is built from, and the forward rules read
+off any phase source (the phase contract)."""
 import pytest
 import torch
 
@@ -40,3 +41,29 @@ def test_mean_reduction_scales_the_nudge_by_the_batch():
     y = torch.randn(8, 10, dtype=torch.float64)
     _, m_mean = output_target(r, y, "mse", "mean", 0.05)
     torch.testing.assert_close(m_mean, -0.05 * 2 * (r - y) / 80)
+
+
+def ode_source(net, x, r_star, params, t_end, times):
+    """A phase source that is the ODE itself, at tight tolerances, read on ``times``."""
+    from dfc_analog import SolverSettings, simulate_wake
+    solver = SolverSettings("dopri5", rtol=1e-9, atol=1e-9, max_steps=1_000_000)
+    return simulate_wake(net, x, r_star, params, solver, t_end, times=times).trajectory
+
+
+def test_forward_rules_read_any_phase_source(make_net, batch):
+    """The phase contract: DFC and DFC-SS from a source's Trajectory (eq. 5 by the trapezoidal
+    rule on its grid) equal the rules on the solver's own integral and final state."""
+    from dfc_analog import ControllerParams, ForwardSettings, SolverSettings, forward_update
+    from dfc_analog.learning import angle_deg
+    net = make_net()
+    x, y = batch(B=4)
+    tight = SolverSettings("dopri5", rtol=1e-9, atol=1e-9, max_steps=1_000_000)
+    for method in ("dfc", "dfc-ss"):
+        settings = ForwardSettings(method, ControllerParams(), tight, 5.0, "mse", "sample", 0.05,
+                                   points=2001)
+        own = forward_update(net, x, y, settings)
+        read = forward_update(net, x, y, settings, source=ode_source)
+        # the trapezoidal rule on 2001 points: error ~ (T/2000)² ≈ 1e-5 of the largest entry
+        assert angle_deg(own.gW + own.gb, read.gW + read.gb) < 0.01
+        for a, b in zip(own.gW + own.gb, read.gW + read.gb):
+            torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4 * float(a.abs().max()))

@@ -164,3 +164,25 @@ def test_phi_departure_keeps_the_digits_of_small_departures(name):
         assert float(((got - exact) / scale).abs().max()) < 5e-6
         check = _PHI[name][0](a + d) - _PHI[name][0](a)
         torch.testing.assert_close(exact, check, rtol=1e-6, atol=1e-15)
+
+
+def test_solver_registry_covers_every_configurable_solver():
+    from dfc_analog.config.options import SOLVERS as NAMES
+    from dfc_analog.solvers import SOLVERS
+    assert set(SOLVERS) == set(NAMES)
+
+
+def test_named_seed_streams():
+    """Training's streams keep their formulas (same seed, same run as before the streams had
+    names); hashed streams are deterministic, differ per index, and fit a 63-bit seed."""
+    from dfc_analog.config.seeds import generator, stream_seed
+    assert stream_seed("epoch_order", 3, 2) == 3 * 100003 + 2
+    assert stream_seed("sleep_noise", 3, 1, 5) == 3 * 1000003 + 1 * 10007 + 5
+    assert stream_seed("network", 42) == 42
+    a, b = stream_seed("realisation", 7, 0), stream_seed("realisation", 7, 1)
+    assert a == stream_seed("realisation", 7, 0) and a != b and 0 <= a < 2 ** 63
+    assert stream_seed("epoch_order", 10 ** 20, 1) < 2 ** 63
+    x = torch.rand(3, generator=generator("realisation", 7, 0))
+    assert torch.equal(x, torch.rand(3, generator=generator("realisation", 7, 0)))
+    with pytest.raises(KeyError):
+        stream_seed("no such stream", 1)

@@ -3,7 +3,7 @@
 :func:`realise` maps each layer's W_i, b_i and Q_i onto conductance pairs and draws the devices'
 programming noise, variation, drift and read noise (:mod:`dfc_analog.hardware.devices`), the
 amplifiers' input offsets and the activation circuits' mismatch, all from one
-``torch.Generator`` seeded by the named stream ``hardware/<seed>`` (never the global RNG). The
+``torch.Generator`` seeded by the named stream ``realisation`` (never the global RNG). The
 torch emulation (:mod:`dfc_analog.model.hardware`) and the crossbar netlist
 (:mod:`dfc_analog.circuit.crossbar`) read the same :class:`Realisation`, so the two simulators
 can be held against each other sample for sample.
@@ -28,21 +28,21 @@ All conductances are in S, R_f in Ω, offsets in V; tensors are float64 on the C
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import torch
 
+from dfc_analog.config.seeds import generator
 from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.devices import program
 from dfc_analog.hardware.spec import HardwareSpec
 
 
 def device_generator(seed: int) -> torch.Generator:
-    """The generator of the named stream ``hardware/<seed>``: independent of the streams that
-    initialise the network or shuffle the data under the same run seed."""
-    digest = hashlib.sha256(f"dfc_analog/hardware/{int(seed)}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    """The generator of the named stream ``realisation`` (:mod:`dfc_analog.config.seeds`):
+    independent of the streams that initialise the network or shuffle the data under the same
+    run seed."""
+    return generator("realisation", seed)
 
 
 @dataclass
