@@ -74,6 +74,19 @@ def _local(fn: Callable, jobs: list, workers: int, capture: bool, threads: int |
             raise
 
 
+def _check_reachable(address: str) -> None:
+    """One sentence at once for a cluster address nobody answers at (Ray itself retries for
+    minutes)."""
+    import socket
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5):
+            pass
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"no Ray cluster answers at {address} ({exc}); start one with "
+                          "'ray start --head' or check --address.") from None
+
+
 RAY_RETRIES = 3      # runs of a task whose worker process or node was lost
 
 
@@ -85,6 +98,8 @@ def _ray(fn: Callable, jobs: list, workers: int, capture: bool, address: str | N
         raise ConfigError("the ray executor needs Ray: pip install 'ray>=2.40' (or use "
                           "--executor local).") from None
     if not ray.is_initialized():
+        if address is not None:
+            _check_reachable(address)
         try:
             ray.init(address=address, num_cpus=None if address else workers,
                      include_dashboard=False, log_to_driver=False, logging_level="ERROR",

@@ -149,3 +149,6 @@ def test_bad_sweep_input_is_one_sentence(tmp_path, capsys):
     assert "tau_v" in capsys.readouterr().err
     assert main(["--address", "127.0.0.1:1", "--out", str(tmp_path / "c")] + TINY) == 2
     assert "--executor ray" in capsys.readouterr().err
+    assert main(["--executor", "ray", "--address", "127.0.0.1:1", "--out", str(tmp_path / "d")]
+                + TINY) == 2
+    assert "no Ray cluster answers at 127.0.0.1:1" in capsys.readouterr().err
