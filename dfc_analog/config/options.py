@@ -177,6 +177,19 @@ class Config:
                     "and the stationary statistics of the controller filtered through τ_A "
                     "(docs/expected-sleep.md); uses J, Q, σ, σ_L, τ_A, α_fb, k_p,fb and the leak.",
                     "", ("simulated", "expected"), group="sleep")
+    schedule: str = _f("two-phase",
+                       "How forward and feedback learning alternate. 'two-phase': wake passes "
+                       "(eq. 5) and separate sleep passes (eqs. 12-13), the paper's scheme; "
+                       "'single-phase': one phase per minibatch with both plasticities on, "
+                       "the noise of eq. (12) in the apical compartments and eq. (13) on the "
+                       "high-pass filtered control u (time constant τ_hp), as a chip would run "
+                       "(paper §7, App. C.3). Needs method 'dfc' and train_feedback; uses the "
+                       "wake phase's dynamics and step_size, σ, σ_L, τ_A and fb_lr; sleep "
+                       "pre-training (sleep_epochs_init) still runs first, sleep_epochs is "
+                       "unused.", "", ("two-phase", "single-phase"), group="sleep")
+    tau_hp: float = _f(1.0, "Time constant τ_hp of the high-pass filter on u in the feedback rule "
+                       "of the single-phase schedule, in units of τ_u (above τ_A, below T).",
+                       "τ_hp", group="sleep")
     sleep_epochs_init: int = _f(0, "Sleep-only epochs before the first wake epoch (feedback "
                                 "pre-training).", group="sleep")
     sleep_epochs: int = _f(3, "Sleep epochs after each wake epoch (the paper's X).", "X",
@@ -305,7 +318,7 @@ class Config:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a positive number, got {value}.")
-        for name in ("tau_v_fb", "tau_a_fb", "dt_fb", "t_end_fb", "fb_lr", "fb_lr_init"):
+        for name in ("tau_v_fb", "tau_a_fb", "dt_fb", "t_end_fb", "fb_lr", "fb_lr_init", "tau_hp"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a positive number, got {value}.")
@@ -320,6 +333,10 @@ class Config:
                 raise ConfigError(f"{name} {getattr(self, name):g} is below the resolution of "
                                   f"{self.dtype} ({eps:.2g}): no solver step can meet it; use "
                                   f"{name} >= {eps:.2g}.")
+        if self.schedule == "single-phase" and not (self.method == "dfc" and
+                                                    self.train_feedback):
+            raise ConfigError("the single-phase schedule runs DFC with both plasticities on: "
+                              "it needs method 'dfc' and train_feedback.")
         if self.train_feedback and self.method in ("dfa", "bp"):
             raise ConfigError(f"train_feedback applies to the DFC methods; '{self.method}' has no "
                               "feedback weights to learn.")

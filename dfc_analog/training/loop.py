@@ -3,10 +3,11 @@
 A run is a schedule of passes over the training set (:func:`schedule`): with trained feedback,
 pre-training sleep passes first, then per epoch X sleep passes (eqs. 12-13: simulated,
 :mod:`.sleep`, or their expected update in closed form, :mod:`.sleep_expected`, by ``cfg.sleep``)
-and one wake pass. Each wake minibatch runs the feed-forward pass (eq. 2), the output target (eq. 3), the
-controlled dynamics (eqs. 1, 4) and the forward rule of the chosen method (eq. 5 along the
-trajectory, at the steady state, or at the Lemma-1 steady state; or a DFA / BP baseline). After
-every epoch the run folder (see :mod:`dfc_analog.runio`) is brought up to date; Ctrl-C saves a
+and one wake pass; with ``schedule = 'single-phase'`` each epoch is one pass whose minibatches
+update W and Q together (:mod:`dfc_analog.learning.single_phase`). Each wake minibatch runs
+the feed-forward pass (eq. 2), the output target (eq. 3), the controlled dynamics (eqs. 1, 4)
+and the forward rule of the chosen method (eq. 5 along the trajectory, at the steady state, or
+at the Lemma-1 steady state; or a DFA / BP baseline). After every epoch the run folder (see :mod:`dfc_analog.runio`) is brought up to date; Ctrl-C saves a
 checkpoint that ``--resume RUN_DIR`` continues from, batch for batch as if never interrupted.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dfc_analog.learning.targets import task_loss
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.learning.sleep import SleepParams, feedback_update
 from dfc_analog.learning.sleep_expected import expected_feedback_update
+from dfc_analog.learning.single_phase import SinglePhaseParams, single_phase_update
 from dfc_analog.theory import DIAGNOSTICS, condition2_ratio, diagnostics
 
 def make_optimizer(cfg: Config, net: DFCNetwork) -> torch.optim.Optimizer:
@@ -140,12 +142,13 @@ class Pass:
 
 def schedule(cfg: Config) -> list:
     """The passes of a run: feedback pre-training, then per epoch X sleep passes and one wake
-    pass (sleep passes only when the feedback weights are trained)."""
+    pass (sleep passes only when the feedback weights are trained, and not in the single-phase
+    schedule, whose wake pass trains Q too)."""
     passes = []
     if cfg.train_feedback:
         passes += [Pass("pretrain", k, 0) for k in range(1, cfg.sleep_epochs_init + 1)]
     for e in range(1, cfg.epochs + 1):
-        if cfg.train_feedback:
+        if cfg.train_feedback and cfg.schedule == "two-phase":
             passes += [Pass("sleep", e, r) for r in range(1, cfg.sleep_epochs + 1)]
         passes.append(Pass("wake", e, 0))
     return passes
@@ -219,6 +222,7 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool) -> list:
     data = load_dataset(cfg)
     wake_settings = ForwardSettings.from_config(cfg)
     sleep_params = SleepParams.from_config(cfg)
+    single = SinglePhaseParams.from_config(cfg) if cfg.schedule == "single-phase" else None
     n_train = len(data.train)
 
     def sleep_update(x, index, b):
@@ -270,7 +274,14 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool) -> list:
             while b < n_batches:
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 x = data.train.x[idx]
-                if phase.kind == "wake":
+                if phase.kind == "wake" and single is not None:
+                    upd, g_Q = single_phase_update(
+                        net, x, data.train.y[idx], single,
+                        generator("sleep_noise", cfg.seed, index, b, device=x.device))
+                    apply_update(cfg, net, opts["forward"], upd)
+                    apply_feedback_update(cfg, net, opts["sleep"], g_Q)
+                    loss_sum += upd.loss * len(idx)
+                elif phase.kind == "wake":
                     upd = forward_update(net, x, data.train.y[idx], wake_settings)
                     apply_update(cfg, net, opts["forward"], upd)
                     loss_sum += upd.loss * len(idx)

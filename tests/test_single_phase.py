@@ -1,0 +1,96 @@
+"""Single-phase DFC (learning/single_phase.py): forward and feedback plasticity in one phase."""
+import dataclasses
+
+import pytest
+import torch
+
+from dfc_analog import Config, ConfigError, DFCNetwork
+from dfc_analog.data import load_dataset
+from dfc_analog.learning.forward import ForwardSettings, forward_update
+from dfc_analog.learning.single_phase import SinglePhaseParams, single_phase_update
+from dfc_analog.theory import condition2_ratio
+from dfc_analog.training.loop import schedule
+
+PARAMS = SinglePhaseParams(t_end=2.0, dt=0.01, target_stepsize=0.1, sigma=0.01,
+                           sigma_output=0.01, tau_hp=0.5)
+
+
+def test_without_noise_the_forward_rule_is_the_authors_euler_dfc_update(make_net, batch):
+    """σ = 0: the phase is the authors' Euler wake phase, its forward update eq. (5)."""
+    net = make_net()
+    x, y = batch()
+    p = dataclasses.replace(PARAMS, sigma=0.0, sigma_output=0.0)
+    upd, _ = single_phase_update(net, x, y, p, torch.Generator().manual_seed(0))
+    cfg = Config(solver="authors-euler", step_size=p.dt, t_end=p.t_end, tau_v=p.tau_v,
+                 alpha=p.alpha, k_p=p.k_p, target_stepsize=p.target_stepsize, method="dfc")
+    ref = forward_update(net, x, y, ForwardSettings.from_config(cfg))
+    for a, b in zip(upd.gW + upd.gb, ref.gW + ref.gb):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+    assert upd.loss == pytest.approx(ref.loss)
+
+
+def test_the_high_pass_removes_the_settled_control_from_the_feedback_rule(make_net, batch):
+    """Without noise the feedback rule sees only the task's control u_task: on the whole u it
+    is the decay -Q u_task u_taskᵀ ∝ ∫ u uᵀ dt, which grows with T; the high-pass leaves
+    ∫ u u_hpᵀ dt, the rise of u over a few τ_hp, so its share falls as τ_hp / T."""
+    net = make_net()
+    x, y = batch()
+    share = {}
+    for T in (10.0, 20.0):
+        p = dataclasses.replace(PARAMS, sigma=0.0, sigma_output=0.0, t_end=T, tau_hp=0.3)
+        _, whole = single_phase_update(net, x, y, dataclasses.replace(p, tau_hp=1e12),
+                                       torch.Generator())
+        _, passed = single_phase_update(net, x, y, p, torch.Generator())
+        norm = lambda gs: float(torch.cat([g.reshape(-1) for g in gs]).norm())  # noqa: E731
+        share[T] = norm(passed) / norm(whole)
+    assert share[10.0] < 0.15
+    assert share[20.0] == pytest.approx(share[10.0] / 2, rel=0.1)
+
+
+def test_the_feedback_rule_meets_condition2_on_the_toy_task():
+    """With r* = r_L^- (λ = 0) the control carries only the noise, as in the sleep phase; from
+    Xavier-random Q (ratio ≈ 0.5), 100 SGD steps on the single phase's feedback update with
+    sleep-like dynamics (α = 0.25, k_p = 0.1, τ_v = 0.05) raise the Condition-2 ratio above 0.9,
+    as the sleep phase does (tests/test_feedback.py, Theorem 6)."""
+    cfg = Config(train_feedback=True, train_samples=1280)
+    net = DFCNetwork.from_config(cfg, torch.Generator().manual_seed(cfg.seed))
+    data = load_dataset(cfg)
+    before = float(condition2_ratio(net, data.val.x[:256]).mean())
+    opt = torch.optim.SGD(list(net.Q), lr=cfg.fb_lr_init, weight_decay=cfg.fb_weight_decay)
+    p = SinglePhaseParams(target_stepsize=0.0, tau_v=0.05, alpha=0.25, k_p=0.1, t_end=1.0,
+                          dt=0.01, sigma=0.01, sigma_output=0.01)
+    for k in range(100):
+        rows = slice((k * 128) % 1280, (k * 128) % 1280 + 128)
+        _, g_Q = single_phase_update(net, data.train.x[rows], data.train.y[rows], p,
+                                     torch.Generator().manual_seed(k))
+        for q, g in zip(net.Q, g_Q):
+            q.grad = g
+        torch.nn.utils.clip_grad_norm_(list(net.Q), 1.0)
+        opt.step()
+    after = float(condition2_ratio(net, data.val.x[:256]).mean())
+    assert before < 0.6
+    assert after > 0.9, (before, after)
+
+
+def test_the_schedule_has_no_sleep_passes_but_keeps_pre_training():
+    cfg = Config(method="dfc", train_feedback=True, schedule="single-phase", epochs=2,
+                 sleep_epochs_init=1, sleep_epochs=3)
+    assert [p.kind for p in schedule(cfg)] == ["pretrain", "wake", "wake"]
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"method": "dfc-ssa", "train_feedback": True}, "method 'dfc'"),
+    ({"method": "dfc", "train_feedback": False}, "train_feedback"),
+    ({"method": "dfc", "train_feedback": True, "tau_hp": -1.0}, "tau_hp"),
+])
+def test_bad_single_phase_settings_are_one_sentence(changes, words):
+    with pytest.raises(ConfigError, match=words):
+        Config(schedule="single-phase", **changes).validate()
+
+
+def test_a_step_longer_than_half_tau_v_is_refused(make_net, batch):
+    net = make_net()
+    x, y = batch()
+    with pytest.raises(ConfigError, match="step_size"):
+        single_phase_update(net, x, y, dataclasses.replace(PARAMS, dt=0.15),
+                            torch.Generator())
