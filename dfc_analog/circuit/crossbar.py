@@ -15,7 +15,9 @@ emulation (:mod:`dfc_analog.model.hardware`) integrates exactly these equations:
                        crossbar_size rows; each tile column is one wire with a resistor per
                        device (G⁺ on the inverted row, G⁻ on the row) and a 0 V sense source
                        (VsW / VsQ: its current is the column current) into the soma's virtual
-                       ground
+                       ground; with ``[synapse] wire_resistance`` the wire is a ladder, one
+                       segment per cell (:mod:`dfc_analog.hardware.wires`; the row wires stay
+                       ideal)
     soma               op-amp with R_f ‖ C_f from virtual ground l<i>_vg_k to output
                        l<i>_soma_k: τ_v = R_f C_f (an inverting leaky integrator)
     rate               differential pair I_b φ(g_k (v − δ_k) / v_scale) (behavioural current
@@ -28,7 +30,9 @@ emulation (:mod:`dfc_analog.model.hardware`) integrates exactly these equations:
 
 Layer-1 rows carry the constant input: by default (``sum_inputs``) each tile column of W_1 is
 written as its exact Norton equivalent, a current Σ_j G_j V_j into the column and the
-conductance Σ_j G_j to ground (the n_0 n_1 resistors would dominate the circuit matrix).
+conductance Σ_j G_j to ground (the n_0 n_1 resistors would dominate the circuit matrix); with
+wire resistance the whole tile column, bias rows included, is written as the Norton equivalent of
+its ladder, Σ_c T_c V_c and Σ_c T_c.
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ from dfc_analog.circuit.netlist import (PHASES, SWITCH_RISE, SpiceOptions, _fmt,
                                         output_times)
 from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.realise import Realisation
+from dfc_analog.hardware.wires import transfer_layers
 from dfc_analog.model.dynamics import ControllerParams
 
 HARDWARE_PHASES = PHASES + ("inference",)
@@ -109,6 +114,38 @@ def _resistors(prefix: str, column: str, pairs) -> list:
     """One resistor per device with a non-zero conductance: (name suffix, row node, G)."""
     return [f"R{prefix}{suffix} {column} {row} {_fmt(1.0 / G)}" for suffix, row, G in pairs
             if G > 0]
+
+
+def _column(prefix: str, wire: str, cells: list, R_w: float) -> list:
+    """A tile column: its ``cells`` (name suffix, row node, G) in wire order; with wire
+    resistance R_w a ladder (:mod:`dfc_analog.hardware.wires`): cell c on node <wire>_c<c>, a
+    segment R<prefix>s_<wire>_<c> to the next cell, the last one to the sense end ``wire``."""
+    if R_w == 0:
+        return _resistors(prefix, wire, cells)
+    nodes = [f"{wire}_c{c}" for c in range(len(cells))] + [wire]
+    return [f"R{prefix}{suffix} {nodes[c]} {row} {_fmt(1.0 / G)}"
+            for c, (suffix, row, G) in enumerate(cells) if G > 0] + \
+        [f"R{prefix}s_{wire}_{c} {nodes[c]} {nodes[c + 1]} {_fmt(R_w)}"
+         for c in range(len(cells))]
+
+
+def _ladder_norton(wired, k: int, a: int, js: list, v_in, v_ref: float, wire: str,
+                   source) -> list:
+    """A layer-1 tile column with wire resistance: every row is constant (the inputs ``v_in``
+    in V, stepping by ``source``, and ±V_ref), so the ladder is exactly its Norton equivalent,
+    Σ T V into the sense end ``wire`` and Σ T to ground (:mod:`dfc_analog.hardware.wires`)."""
+    n_in = wired.G_pos.shape[1]
+    inputs = [j for j in js if j < n_in]
+    T_pos, T_neg = wired.G_pos[k].numpy(), wired.G_neg[k].numpy()
+    total = math.fsum(float(T_pos[j]) + float(T_neg[j]) for j in inputs)
+    lines = [f"IW1_{k}_t{a} 0 {wire} " + source(math.fsum(
+        float(T_pos[j]) * -v_in[j] + float(T_neg[j]) * v_in[j] for j in inputs))] \
+        if inputs else []
+    if n_in in js:
+        Tb_pos, Tb_neg = float(wired.Gb_pos[k]), float(wired.Gb_neg[k])
+        total += Tb_pos + Tb_neg
+        lines.append(f"IWB1_{k}_t{a} 0 {wire} DC {_fmt((Tb_neg - Tb_pos) * v_ref)}")
+    return lines + ([f"RW1_{k}_t{a} {wire} 0 {_fmt(1.0 / total)}"] if total > 0 else [])
 
 
 def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_star=None,
@@ -186,6 +223,8 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
     else:
         lines.append("* (summed: each layer-1 tile column is its Norton equivalent)")
     senses = sense_names(real)
+    R_w = spec.synapse.wire_resistance
+    wired = transfer_layers(real)[0] if R_w > 0 and options.sum_inputs else None
     for i, lr in enumerate(real.layers, start=1):
         G_pos, G_neg = lr.G_pos.numpy(), lr.G_neg.numpy()
         GQ_pos, GQ_neg = lr.GQ_pos.numpy(), lr.GQ_neg.numpy()
@@ -207,7 +246,10 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
                         r, rn = rows(i - 1, j)
                         devices += [(f"{i}_{k}_{j}", rn, float(G_pos[k, j])),
                                     (f"n{i}_{k}_{j}", r, float(G_neg[k, j]))]
-                if i == 1 and options.sum_inputs:
+                if i == 1 and options.sum_inputs and R_w > 0:
+                    lines += _ladder_norton(wired, k, a, js, x * vs, vs, wire, source)
+                    devices = []
+                elif i == 1 and options.sum_inputs:
                     inputs = [j for j in js if j < n_in]
                     current = math.fsum(float(G_pos[k, j]) * -x[j] * vs + float(G_neg[k, j]) *
                                         x[j] * vs for j in inputs)
@@ -215,15 +257,15 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
                     if total > 0:
                         lines += [f"IW1_{k}_t{a} 0 {wire} {source(current)}",
                                   f"RW1_{k}_t{a} {wire} 0 {_fmt(1.0 / total)}"]
-                lines += _resistors("W", wire, devices)
+                lines += _column("W", wire, devices, R_w)
             for a, sense in enumerate(senses[("Q", i, k)]):
                 wire = f"l{i}_t{a}_q_{k}"
                 lines.append(f"V{sense[1:]} {wire} {vg} DC 0")
-                lines += _resistors("Q", wire, [
+                lines += _column("Q", wire, [
                     item for m in range(a * tile, min((a + 1) * tile, n_L))
                     for item in ((f"{i}_{k}_{m}", controller_name("un", m), float(GQ_pos[k, m])),
                                  (f"n{i}_{k}_{m}", controller_name("u", m),
-                                  float(GQ_neg[k, m])))])
+                                  float(GQ_neg[k, m])))], R_w)
         lines.append(f"* layer {i} neurons: soma R_f || C_f (tau_v), differential pair, "
                      f"row drivers")
         phi = _PHI_EXPR.get(real.activations[i - 1])

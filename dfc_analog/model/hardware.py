@@ -6,7 +6,9 @@ neuron k of layer i with R_f its soma feedback resistance:
 
     crossbar    J = R_f I_src / v_scale, the current the rows would drive into a grounded column:
                 J = A⁺ r⁻ + A⁻ r⁺ + (A_b⁻ − A_b⁺) − (A_Q⁺ − A_Q⁻) u,  A = R_f G (dimensionless),
-                where r⁺, r⁻ are the rows (x, −x for layer 1) and the bias rows sit at ±V_ref
+                where r⁺, r⁻ are the rows (x, −x for layer 1) and the bias rows sit at ±V_ref;
+                with wire resistance G is the column ladder's transfer conductance T
+                (:mod:`dfc_analog.hardware.wires`), everywhere, s and n_g included
     op-amp      one pole: τ_p dn/dt = A₀ (V_os − V₋) − n, output o = clamp(n, ±rail)
                 (τ_p = A₀ / 2π·gbw; the netlist's G–R–C stage and clamped buffer)
     soma        C_f from o to the virtual ground V₋ = p, R_f ‖ C_f, τ_v = R_f C_f:
@@ -33,6 +35,7 @@ import torch
 
 from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.realise import Realisation
+from dfc_analog.hardware.wires import transfer_layers
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.network import _PHI
 from dfc_analog.model.trajectory import Trajectory
@@ -55,7 +58,7 @@ class HardwareModel:
         self.tau_p = amp.pole_time / time_scale
         self.rail = amp.rail / vs
         self.A_pos, self.A_neg, self.bias, self.A_Q, self.s_W, self.s_Q = [], [], [], [], [], []
-        for l in real.layers:
+        for l in transfer_layers(real):          # the wires' T in place of G (IR drop)
             R = l.R_f[:, None]
             self.A_pos.append(R * l.G_pos)
             self.A_neg.append(R * l.G_neg)
