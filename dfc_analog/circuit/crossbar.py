@@ -24,9 +24,14 @@ emulation (:mod:`dfc_analog.model.hardware`) integrates exactly these equations:
                        source, I_b = v_scale / R_r) between the virtual grounds of two
                        transimpedance stages (feedback R_r) whose outputs drive the rows
                        l<i>_rate_k = r and l<i>_raten_k = −r
-    controller         eq. (4) as in the ideal netlist (subcircuit dfc_controller), its output
-                       u and an inverted copy ctl_un_m = −u driving the Q rows
-    supplies           Vdd, Vss (the amplifiers' only source of power) and the reference rows
+    controller         eq. (4) on four dfc_opamp stages per output (subcircuit
+                       dfc_controller_hw: difference amplifier, switch, inverting integrator
+                       with leak and reset, proportional stage, summer; node ctl_int_m carries
+                       −u_int), its output u and an inverted copy ctl_un_m = −u (an ideal
+                       inverter) driving the Q rows
+    supplies           Vdd, Vss (the crossbar's amplifiers' only source of power), Vddc, Vssc
+                       (the controller's op-amps, not in the energy report) and the reference
+                       rows
 
 Layer-1 rows carry the constant input: by default (``sum_inputs``) each tile column of W_1 is
 written as its exact Norton equivalent, a current Σ_j G_j V_j into the column and the
@@ -43,15 +48,19 @@ import numpy as np
 from dfc_analog.circuit.graph import controller_name, neuron_name
 from dfc_analog.circuit.netlist import (PHASES, SWITCH_RISE, SpiceOptions, _fmt, _wrap,
                                         analysis_line,
-                                        controller_lines, controller_subcircuit, options_line,
+                                        controller_lines, options_line,
                                         output_times)
 from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.realise import Realisation
 from dfc_analog.hardware.wires import transfer_layers
 from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.model.hardware import OpAmpController
 
 HARDWARE_PHASES = PHASES + ("inference",)
 OPAMP_RO = 1e6      # Ω, the macromodel's internal resistance R_o (g_m = A₀ / R_o)
+# The controller switch's edge in τ_u: ngspice stalls at tight tolerance on the ideal netlist's
+# 1e-9 τ_u edge (two breakpoints 1e-15 s apart) once op-amps sit behind the switch.
+CONTROLLER_RISE = 1e-8
 _PHI_EXPR = {"tanh": "tanh({z})", "linear": "({z})", "relu": "max({z},0)",
              "sigmoid": "1/(1+exp(-({z})))"}
 
@@ -114,6 +123,42 @@ def _resistors(prefix: str, column: str, pairs) -> list:
     """One resistor per device with a non-zero conductance: (name suffix, row node, G)."""
     return [f"R{prefix}{suffix} {column} {row} {_fmt(1.0 / G)}" for suffix, row, G in pairs
             if G > 0]
+
+
+def controller_opamp_subcircuit(real: Realisation, params: ControllerParams,
+                                time_scale: float) -> list:
+    """The ``dfc_controller_hw`` subcircuit: eq. (4) on four ``dfc_opamp`` stages (equations
+    in :class:`dfc_analog.model.hardware.OpAmpController`), the pins of ``dfc_controller``
+    (``integ`` carries the inverting integrator's −u_int, ``prop`` −k_p e) and its own supply
+    pins; ``osE`` .. ``osS`` the op-amps' input offsets."""
+    R = real.resistance
+    C_u = params.tau_u * time_scale / R
+    leak = []
+    if params.alpha > 0:
+        leak.append(f"Rleak integ ip {_fmt(R / params.alpha)}")
+        if params.leak == "total" and params.k_p > 0:
+            leak.append(f"Rleakp prop ip {_fmt(R / params.alpha)}")
+    prop = [f"Rp1 error pm {_fmt(R)}", f"Rp2 pm prop {_fmt(params.k_p * R)}",
+            "XP 0 pm prop vdd vss dfc_opamp os={osP}"] if params.k_p > 0 else \
+        ["* k_p = 0: no proportional stage", "Vprop prop 0 DC 0"]
+    return [".subckt dfc_controller_hw target rate enable error integ prop u vdd vss osE=0 "
+            "osI=0 osP=0 osS=0",
+            f"* eq. (4) on op-amps: e = enable (r* - r_L) (difference amplifier and switch), "
+            f"integ = -u_int (inverting integrator, tau_u = R C_u, leak '{params.leak}' "
+            f"alpha = {params.alpha:g}, reset while off), prop = -k_p e, u = -(integ + prop)",
+            "Btg tg 0 V = V(enable)*V(target)",
+            f"Re1 tg ep {_fmt(R)}", f"Re2 ep 0 {_fmt(R)}", f"Re3 rate em {_fmt(R)}",
+            f"Re4 em eo {_fmt(R)}",
+            "XE ep em eo vdd vss dfc_opamp os={osE}",
+            "Bsw error 0 V = V(enable)*V(eo)",
+            f"Ri error ip {_fmt(R)}", f"Ci ip integ {_fmt(C_u)}", *leak,
+            f"Breset integ ip I = (1-V(enable))*(V(integ)-V(ip))*"
+            f"{_fmt(OpAmpController.RESET / R)}",
+            "XI 0 ip integ vdd vss dfc_opamp os={osI}",
+            *prop,
+            f"Rs1 integ sm {_fmt(R)}", f"Rs2 prop sm {_fmt(R)}", f"Rs3 sm u {_fmt(R)}",
+            "XS 0 sm u vdd vss dfc_opamp os={osS}",
+            ".ends", ""]
 
 
 def _column(prefix: str, wire: str, cells: list, R_w: float) -> list:
@@ -200,11 +245,10 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
         "* t = 0 of the model is the controller switch-on (the input step of an inference), at "
         "t_on = settle in this netlist", ""]
     lines += opamp_subcircuit(real)
-    lines += controller_subcircuit(real.resistance,
-                                   params.tau_u * time_scale / real.resistance, params.k_p,
-                                   params.alpha, params.leak)
+    lines += controller_opamp_subcircuit(real, params, time_scale)
     lines += ["* supplies and the bias reference rows",
               f"Vdd vdd 0 DC {_fmt(sup.vdd)}", f"Vss vss 0 DC {_fmt(sup.vss)}",
+              f"Vddc vddc 0 DC {_fmt(sup.vdd)}", f"Vssc vssc 0 DC {_fmt(sup.vss)}",
               f"Vrefp vref_p 0 DC {_fmt(vs)}", f"Vrefn vref_n 0 DC {_fmt(-vs)}", "",
               "* inputs x (layer 0): rows x and -x"]
     t_on = settle * time_scale
@@ -290,8 +334,12 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
                       f"os={_fmt(float(lr.rate_offset_neg[k]))}",
                       f"Rn{i}_{k} {vn} {rn} {_fmt(R_r)}"]
     targets = [(controller_name("target", m), float(r_star[m]) * vs) for m in range(n_L)]
+    offsets = real.controller_offset if real.controller_offset is not None else np.zeros((4, n_L))
     lines += controller_lines("feedforward" if phase == "inference" else phase, settle, times,
-                              time_scale, targets, L, n_L)
+                              time_scale, targets, L, n_L, lambda m: (
+                                  "vddc vssc dfc_controller_hw " + " ".join(
+                                      f"os{s}={_fmt(float(offsets[a][m]))}"
+                                      for a, s in enumerate("EIPS"))), CONTROLLER_RISE)
     lines += [f"Eun_{m} {controller_name('un', m)} 0 {controller_name('u', m)} 0 -1"
               for m in range(n_L)]
     lines += ["", options_line(options)]

@@ -10,7 +10,9 @@ Power, in W, of the circuit of :mod:`dfc_analog.hardware.realise` at node voltag
     drivers      Σ V_row I_row of the ideal row sources: the input rows ±x v_scale (a DAC), the
                  bias references ±V_ref and the controller's rows ±u
     amplifiers   every op-amp draws I_q (V_dd − V_ss) and its output current I_out from V_dd
-                 (I_out > 0) or V_ss (I_out < 0): a class-B output stage
+                 (I_out > 0) or V_ss (I_out < 0): a class-B output stage; the output rows r⁺_L
+                 also drive the controller's error stage. The controller's own four op-amps
+                 per output draw from separate supplies (Vddc, Vssc) and are not counted
 
 The circuit's energy is the supply energy ngspice integrates (the amplifiers, measured through
 V_dd and V_ss) plus the drivers', with the crossbar's dissipation read from the simulated node
@@ -290,6 +292,9 @@ def model_power(model: HardwareModel, s: dict, x: np.ndarray, t: np.ndarray) -> 
     i_soma = (s["basal"] + s["apical"]).numpy() * vs / R_f
     i_pos = a / real.resistance
     i_neg = -a / real.resistance
+    # the output rows r⁺_L also feed the controller's error stage through its input R
+    i_pos[:, model.offsets[-2]:] += (r_pos[-1] - s["controller"]["vm_E"].numpy() * vs) / \
+        real.resistance
     for i in range(1, L):           # the rows drive the next layer's crossbar
         lr, sl = real.layers[i], slice(model.offsets[i - 1], model.offsets[i])
         if wired:                   # its ladders: the row currents per cell, in wire order
