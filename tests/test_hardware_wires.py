@@ -129,7 +129,7 @@ def test_one_column_with_wires_in_ngspice():
 
 @needs_ngspice
 def test_emulation_and_circuit_agree_with_large_wire_resistance(make_net):
-    """200 Ω per cell moves every signal of the 15-10-10-5 net by 15-280 % of its range during
+    """200 Ω per cell moves every signal of the 15-10-10-5 net by 15-106 % of its range during
     the wake phase; emulation and ngspice still agree to 1e-4 of each range (tight tolerance)."""
     net = make_net()
     params = ControllerParams()

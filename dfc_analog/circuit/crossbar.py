@@ -378,6 +378,10 @@ def hardware_summary(real: Realisation, netlist: str) -> str:
                      f"{G.mean():.3g}), R_f {float(lr.R_f.min()):.4g} .. "
                      f"{float(lr.R_f.max()):.4g} Ohm, {tiles} tiles (W + Q) per column, "
                      f"{3 * sizes[i]} op-amps")
+    lines.append(f"controller: {4 * n_L} op-amps (error, integrator, proportional, summer per "
+                 f"output); wires: "
+                 + (f"{spec.synapse.wire_resistance:g} Ohm per column cell segment"
+                    if spec.synapse.wire_resistance > 0 else "ideal"))
     lines.append(f"netlist: {netlist.count(chr(10))} lines, {len(netlist.encode())} bytes")
     return "\n".join(lines)
 
