@@ -50,8 +50,9 @@ def one_column(W=(0.8, -0.3), b=0.2):
 
 def test_column_with_finite_gain_against_the_node_equations():
     """Soma stage at rest: KCL at the virtual ground V₋ with G⁺ on −x, G⁻ on +x, the bias pair
-    on ∓V_ref, the Q pair on ∓u = 0 and R_f to the output n = A₀ (V_os − V₋), solved here as a
-    2x2 linear system; A₀ = 1e3 makes the gain error visible (≈ n_g / A₀)."""
+    on ∓V_ref, the Q pair on ∓u (the controller at rest: its offsets' u_rest, tested in
+    tests/test_hardware_controller.py) and R_f to the output n = A₀ (V_os − V₋), solved here as
+    a 2x2 linear system; A₀ = 1e3 makes the gain error visible (≈ n_g / A₀)."""
     net = one_column()
     real = realise_network(net, HardwareSpec.from_dict(SPEC), seed=1, v_scale=0.5)
     lr, vs = real.layers[0], 0.5
@@ -61,13 +62,15 @@ def test_column_with_finite_gain_against_the_node_equations():
     G_neg = np.concatenate([lr.G_neg[0].numpy(), lr.Gb_neg.numpy()])
     G_Q = float(lr.GQ_pos.sum() + lr.GQ_neg.sum())
     G_f, A0, V_os = 1.0 / float(lr.R_f[0]), 1e3, float(lr.soma_offset[0])
+    model = HardwareModel(real, ControllerParams())
+    ff = model.feedforward(torch.tensor(x)[None])
+    u = float(model.dynamics(torch.tensor(x)[None], None).signals(ff["state"])["u"][0, 0]) * vs
+    I_Q = float(lr.GQ_neg[0, 0] - lr.GQ_pos[0, 0]) * u
     # unknowns (V₋, n): Σ G (V_row − V₋) + G_f (n − V₋) − G_Q V₋ = 0;  n + A₀ V₋ = A₀ V_os
     G_sum = G_pos.sum() + G_neg.sum() + G_Q + G_f
     A = np.array([[-G_sum, G_f], [A0, 1.0]])
-    rhs = np.array([-(G_pos @ -rows_pos + G_neg @ rows_pos), A0 * V_os])
+    rhs = np.array([-(G_pos @ -rows_pos + G_neg @ rows_pos + I_Q), A0 * V_os])
     v_minus, n = np.linalg.solve(A, rhs)
-    model = HardwareModel(real, ControllerParams())
-    ff = model.feedforward(torch.tensor(x)[None])
     assert float(ff["soma"][0, 0]) * vs == pytest.approx(n, rel=1e-12)
     ideal = float(net.W[0][0].detach() @ torch.tensor(x) + net.b[0][0].detach()) * vs
     assert abs(n - ideal) > 1e-3                 # the finite gain and offset show
@@ -154,7 +157,8 @@ def test_same_seed_same_devices_in_torch_and_in_the_netlist(make_net):
 
 @needs_ngspice
 def test_emulation_and_circuit_agree_at_tight_tolerance(make_net):
-    """reltol 1e-6: the two simulators of one realisation agree to ~1e-5 of each range."""
+    """reltol 1e-6: the two simulators of one realisation agree to ~1e-5 of each range, the
+    controller's op-amp stages included."""
     net = make_net()
     params = ControllerParams()
     real = realise_network(net, HardwareSpec.from_dict(SPEC), seed=2, v_scale=0.5)
@@ -168,7 +172,9 @@ def test_emulation_and_circuit_agree_at_tight_tolerance(make_net):
     for name in ("soma", "basal", "apical", "rate"):
         for a, b in zip(getattr(emu, name), getattr(circ, name)):
             assert float((a - b).abs().max()) <= 1e-4 * float(a.max() - a.min()), name
-    assert float((emu.u - circ.u).abs().max()) <= 1e-4 * float(emu.u.max() - emu.u.min())
+    for name in ("u", "u_int", "error"):          # the controller's op-amp stages
+        a, b = getattr(emu, name), getattr(circ, name)
+        assert float((a - b).abs().max()) <= 1e-4 * float(a.max() - a.min()), name
 
 
 def test_ideal_hardware_changes_nothing(run_dir, tmp_path, capsys):  # noqa: F811

@@ -15,20 +15,29 @@ emulation (:mod:`dfc_analog.model.hardware`) integrates exactly these equations:
                        crossbar_size rows; each tile column is one wire with a resistor per
                        device (G⁺ on the inverted row, G⁻ on the row) and a 0 V sense source
                        (VsW / VsQ: its current is the column current) into the soma's virtual
-                       ground
+                       ground; with ``[synapse] wire_resistance`` the wire is a ladder, one
+                       segment per cell (:mod:`dfc_analog.hardware.wires`; the row wires stay
+                       ideal)
     soma               op-amp with R_f ‖ C_f from virtual ground l<i>_vg_k to output
                        l<i>_soma_k: τ_v = R_f C_f (an inverting leaky integrator)
     rate               differential pair I_b φ(g_k (v − δ_k) / v_scale) (behavioural current
                        source, I_b = v_scale / R_r) between the virtual grounds of two
                        transimpedance stages (feedback R_r) whose outputs drive the rows
                        l<i>_rate_k = r and l<i>_raten_k = −r
-    controller         eq. (4) as in the ideal netlist (subcircuit dfc_controller), its output
-                       u and an inverted copy ctl_un_m = −u driving the Q rows
-    supplies           Vdd, Vss (the amplifiers' only source of power) and the reference rows
+    controller         eq. (4) on four dfc_opamp stages per output (subcircuit
+                       dfc_controller_hw: difference amplifier, switch, inverting integrator
+                       with leak and reset, proportional stage, summer; node ctl_int_m carries
+                       −u_int), its output u and an inverted copy ctl_un_m = −u (an ideal
+                       inverter) driving the Q rows
+    supplies           Vdd, Vss (the crossbar's amplifiers' only source of power), Vddc, Vssc
+                       (the controller's op-amps, not in the energy report) and the reference
+                       rows
 
 Layer-1 rows carry the constant input: by default (``sum_inputs``) each tile column of W_1 is
 written as its exact Norton equivalent, a current Σ_j G_j V_j into the column and the
-conductance Σ_j G_j to ground (the n_0 n_1 resistors would dominate the circuit matrix).
+conductance Σ_j G_j to ground (the n_0 n_1 resistors would dominate the circuit matrix); with
+wire resistance the whole tile column, bias rows included, is written as the Norton equivalent of
+its ladder, Σ_c T_c V_c and Σ_c T_c.
 """
 from __future__ import annotations
 
@@ -39,14 +48,19 @@ import numpy as np
 from dfc_analog.circuit.graph import controller_name, neuron_name
 from dfc_analog.circuit.netlist import (PHASES, SWITCH_RISE, SpiceOptions, _fmt, _wrap,
                                         analysis_line,
-                                        controller_lines, controller_subcircuit, options_line,
+                                        controller_lines, options_line,
                                         output_times)
 from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.realise import Realisation
+from dfc_analog.hardware.wires import transfer_layers
 from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.model.hardware import OpAmpController
 
 HARDWARE_PHASES = PHASES + ("inference",)
 OPAMP_RO = 1e6      # Ω, the macromodel's internal resistance R_o (g_m = A₀ / R_o)
+# The controller switch's edge in τ_u: ngspice stalls at tight tolerance on the ideal netlist's
+# 1e-9 τ_u edge (two breakpoints 1e-15 s apart) once op-amps sit behind the switch.
+CONTROLLER_RISE = 1e-8
 _PHI_EXPR = {"tanh": "tanh({z})", "linear": "({z})", "relu": "max({z},0)",
              "sigmoid": "1/(1+exp(-({z})))"}
 
@@ -111,6 +125,74 @@ def _resistors(prefix: str, column: str, pairs) -> list:
             if G > 0]
 
 
+def controller_opamp_subcircuit(real: Realisation, params: ControllerParams,
+                                time_scale: float) -> list:
+    """The ``dfc_controller_hw`` subcircuit: eq. (4) on four ``dfc_opamp`` stages (equations
+    in :class:`dfc_analog.model.hardware.OpAmpController`), the pins of ``dfc_controller``
+    (``integ`` carries the inverting integrator's −u_int, ``prop`` −k_p e) and its own supply
+    pins; ``osE`` .. ``osS`` the op-amps' input offsets."""
+    R = real.resistance
+    C_u = params.tau_u * time_scale / R
+    leak = []
+    if params.alpha > 0:
+        leak.append(f"Rleak integ ip {_fmt(R / params.alpha)}")
+        if params.leak == "total" and params.k_p > 0:
+            leak.append(f"Rleakp prop ip {_fmt(R / params.alpha)}")
+    prop = [f"Rp1 error pm {_fmt(R)}", f"Rp2 pm prop {_fmt(params.k_p * R)}",
+            "XP 0 pm prop vdd vss dfc_opamp os={osP}"] if params.k_p > 0 else \
+        ["* k_p = 0: no proportional stage", "Vprop prop 0 DC 0"]
+    return [".subckt dfc_controller_hw target rate enable error integ prop u vdd vss osE=0 "
+            "osI=0 osP=0 osS=0",
+            f"* eq. (4) on op-amps: e = enable (r* - r_L) (difference amplifier and switch), "
+            f"integ = -u_int (inverting integrator, tau_u = R C_u, leak '{params.leak}' "
+            f"alpha = {params.alpha:g}, reset while off), prop = -k_p e, u = -(integ + prop)",
+            "Btg tg 0 V = V(enable)*V(target)",
+            f"Re1 tg ep {_fmt(R)}", f"Re2 ep 0 {_fmt(R)}", f"Re3 rate em {_fmt(R)}",
+            f"Re4 em eo {_fmt(R)}",
+            "XE ep em eo vdd vss dfc_opamp os={osE}",
+            "Bsw error 0 V = V(enable)*V(eo)",
+            f"Ri error ip {_fmt(R)}", f"Ci ip integ {_fmt(C_u)}", *leak,
+            f"Breset integ ip I = (1-V(enable))*(V(integ)-V(ip))*"
+            f"{_fmt(OpAmpController.RESET / R)}",
+            "XI 0 ip integ vdd vss dfc_opamp os={osI}",
+            *prop,
+            f"Rs1 integ sm {_fmt(R)}", f"Rs2 prop sm {_fmt(R)}", f"Rs3 sm u {_fmt(R)}",
+            "XS 0 sm u vdd vss dfc_opamp os={osS}",
+            ".ends", ""]
+
+
+def _column(prefix: str, wire: str, cells: list, R_w: float) -> list:
+    """A tile column: its ``cells`` (name suffix, row node, G) in wire order; with wire
+    resistance R_w a ladder (:mod:`dfc_analog.hardware.wires`): cell c on node <wire>_c<c>, a
+    segment R<prefix>s_<wire>_<c> to the next cell, the last one to the sense end ``wire``."""
+    if R_w == 0:
+        return _resistors(prefix, wire, cells)
+    nodes = [f"{wire}_c{c}" for c in range(len(cells))] + [wire]
+    return [f"R{prefix}{suffix} {nodes[c]} {row} {_fmt(1.0 / G)}"
+            for c, (suffix, row, G) in enumerate(cells) if G > 0] + \
+        [f"R{prefix}s_{wire}_{c} {nodes[c]} {nodes[c + 1]} {_fmt(R_w)}"
+         for c in range(len(cells))]
+
+
+def _ladder_norton(wired, k: int, a: int, js: list, v_in, v_ref: float, wire: str,
+                   source) -> list:
+    """A layer-1 tile column with wire resistance: every row is constant (the inputs ``v_in``
+    in V, stepping by ``source``, and ±V_ref), so the ladder is exactly its Norton equivalent,
+    Σ T V into the sense end ``wire`` and Σ T to ground (:mod:`dfc_analog.hardware.wires`)."""
+    n_in = wired.G_pos.shape[1]
+    inputs = [j for j in js if j < n_in]
+    T_pos, T_neg = wired.G_pos[k].numpy(), wired.G_neg[k].numpy()
+    total = math.fsum(float(T_pos[j]) + float(T_neg[j]) for j in inputs)
+    lines = [f"IW1_{k}_t{a} 0 {wire} " + source(math.fsum(
+        float(T_pos[j]) * -v_in[j] + float(T_neg[j]) * v_in[j] for j in inputs))] \
+        if inputs else []
+    if n_in in js:
+        Tb_pos, Tb_neg = float(wired.Gb_pos[k]), float(wired.Gb_neg[k])
+        total += Tb_pos + Tb_neg
+        lines.append(f"IWB1_{k}_t{a} 0 {wire} DC {_fmt((Tb_neg - Tb_pos) * v_ref)}")
+    return lines + ([f"RW1_{k}_t{a} {wire} 0 {_fmt(1.0 / total)}"] if total > 0 else [])
+
+
 def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_star=None,
                            phase: str = "wake", t_end: float = 5.0, times=None,
                            settle: float = 1.0, options: SpiceOptions | None = None,
@@ -163,11 +245,10 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
         "* t = 0 of the model is the controller switch-on (the input step of an inference), at "
         "t_on = settle in this netlist", ""]
     lines += opamp_subcircuit(real)
-    lines += controller_subcircuit(real.resistance,
-                                   params.tau_u * time_scale / real.resistance, params.k_p,
-                                   params.alpha, params.leak)
+    lines += controller_opamp_subcircuit(real, params, time_scale)
     lines += ["* supplies and the bias reference rows",
               f"Vdd vdd 0 DC {_fmt(sup.vdd)}", f"Vss vss 0 DC {_fmt(sup.vss)}",
+              f"Vddc vddc 0 DC {_fmt(sup.vdd)}", f"Vssc vssc 0 DC {_fmt(sup.vss)}",
               f"Vrefp vref_p 0 DC {_fmt(vs)}", f"Vrefn vref_n 0 DC {_fmt(-vs)}", "",
               "* inputs x (layer 0): rows x and -x"]
     t_on = settle * time_scale
@@ -186,6 +267,8 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
     else:
         lines.append("* (summed: each layer-1 tile column is its Norton equivalent)")
     senses = sense_names(real)
+    R_w = spec.synapse.wire_resistance
+    wired = transfer_layers(real)[0] if R_w > 0 and options.sum_inputs else None
     for i, lr in enumerate(real.layers, start=1):
         G_pos, G_neg = lr.G_pos.numpy(), lr.G_neg.numpy()
         GQ_pos, GQ_neg = lr.GQ_pos.numpy(), lr.GQ_neg.numpy()
@@ -207,7 +290,10 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
                         r, rn = rows(i - 1, j)
                         devices += [(f"{i}_{k}_{j}", rn, float(G_pos[k, j])),
                                     (f"n{i}_{k}_{j}", r, float(G_neg[k, j]))]
-                if i == 1 and options.sum_inputs:
+                if i == 1 and options.sum_inputs and R_w > 0:
+                    lines += _ladder_norton(wired, k, a, js, x * vs, vs, wire, source)
+                    devices = []
+                elif i == 1 and options.sum_inputs:
                     inputs = [j for j in js if j < n_in]
                     current = math.fsum(float(G_pos[k, j]) * -x[j] * vs + float(G_neg[k, j]) *
                                         x[j] * vs for j in inputs)
@@ -215,15 +301,15 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
                     if total > 0:
                         lines += [f"IW1_{k}_t{a} 0 {wire} {source(current)}",
                                   f"RW1_{k}_t{a} {wire} 0 {_fmt(1.0 / total)}"]
-                lines += _resistors("W", wire, devices)
+                lines += _column("W", wire, devices, R_w)
             for a, sense in enumerate(senses[("Q", i, k)]):
                 wire = f"l{i}_t{a}_q_{k}"
                 lines.append(f"V{sense[1:]} {wire} {vg} DC 0")
-                lines += _resistors("Q", wire, [
+                lines += _column("Q", wire, [
                     item for m in range(a * tile, min((a + 1) * tile, n_L))
                     for item in ((f"{i}_{k}_{m}", controller_name("un", m), float(GQ_pos[k, m])),
                                  (f"n{i}_{k}_{m}", controller_name("u", m),
-                                  float(GQ_neg[k, m])))])
+                                  float(GQ_neg[k, m])))], R_w)
         lines.append(f"* layer {i} neurons: soma R_f || C_f (tau_v), differential pair, "
                      f"row drivers")
         phi = _PHI_EXPR.get(real.activations[i - 1])
@@ -248,8 +334,12 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
                       f"os={_fmt(float(lr.rate_offset_neg[k]))}",
                       f"Rn{i}_{k} {vn} {rn} {_fmt(R_r)}"]
     targets = [(controller_name("target", m), float(r_star[m]) * vs) for m in range(n_L)]
+    offsets = real.controller_offset if real.controller_offset is not None else np.zeros((4, n_L))
     lines += controller_lines("feedforward" if phase == "inference" else phase, settle, times,
-                              time_scale, targets, L, n_L)
+                              time_scale, targets, L, n_L, lambda m: (
+                                  "vddc vssc dfc_controller_hw " + " ".join(
+                                      f"os{s}={_fmt(float(offsets[a][m]))}"
+                                      for a, s in enumerate("EIPS"))), CONTROLLER_RISE)
     lines += [f"Eun_{m} {controller_name('un', m)} 0 {controller_name('u', m)} 0 -1"
               for m in range(n_L)]
     lines += ["", options_line(options)]
@@ -288,6 +378,10 @@ def hardware_summary(real: Realisation, netlist: str) -> str:
                      f"{G.mean():.3g}), R_f {float(lr.R_f.min()):.4g} .. "
                      f"{float(lr.R_f.max()):.4g} Ohm, {tiles} tiles (W + Q) per column, "
                      f"{3 * sizes[i]} op-amps")
+    lines.append(f"controller: {4 * n_L} op-amps (error, integrator, proportional, summer per "
+                 f"output); wires: "
+                 + (f"{spec.synapse.wire_resistance:g} Ohm per column cell segment"
+                    if spec.synapse.wire_resistance > 0 else "ideal"))
     lines.append(f"netlist: {netlist.count(chr(10))} lines, {len(netlist.encode())} bytes")
     return "\n".join(lines)
 

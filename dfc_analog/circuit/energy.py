@@ -4,11 +4,15 @@ circuit (ngspice) and from the model (the emulation of the same realisation).
 Power, in W, of the circuit of :mod:`dfc_analog.hardware.realise` at node voltages (V):
 
     crossbar     Σ G (V_row − V₋)² over every device of W_i, the bias rows and Q_i: the
-                 dissipation in the conductances (what ngspice's @R[p] gives per resistor)
+                 dissipation in the conductances (what ngspice's @R[p] gives per resistor);
+                 with wire resistance Σ G (V_row − u)² + Σ (Δu)² / R_w over the devices and
+                 the wire segments of each column's ladder (:func:`column_flows`)
     drivers      Σ V_row I_row of the ideal row sources: the input rows ±x v_scale (a DAC), the
                  bias references ±V_ref and the controller's rows ±u
     amplifiers   every op-amp draws I_q (V_dd − V_ss) and its output current I_out from V_dd
-                 (I_out > 0) or V_ss (I_out < 0): a class-B output stage
+                 (I_out > 0) or V_ss (I_out < 0): a class-B output stage; the output rows r⁺_L
+                 also drive the controller's error stage. The controller's own four op-amps
+                 per output draw from separate supplies (Vddc, Vssc) and are not counted
 
 The circuit's energy is the supply energy ngspice integrates (the amplifiers, measured through
 V_dd and V_ss) plus the drivers', with the crossbar's dissipation read from the simulated node
@@ -29,6 +33,7 @@ import torch
 from dfc_analog.circuit.graph import controller_name, neuron_name
 from dfc_analog.circuit.netlist import SpiceOptions
 from dfc_analog.hardware.realise import Realisation
+from dfc_analog.hardware.wires import column_cells, ladder_nodes, tiles
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.hardware import HardwareModel
 
@@ -80,6 +85,8 @@ def crossbar_power(real: Realisation, x, p: list, r_pos: list, r_neg: list, u):
     """(crossbar dissipation, driver power), each (T,) W, at voltages (V; arrays (T, n)): the
     input ``x`` (n_0,) in model units, per layer the virtual grounds ``p`` and the rows r⁺, r⁻,
     and the control signal ``u`` (T, n_L)."""
+    if real.spec.synapse.wire_resistance > 0:
+        return _flow_power(column_flows(real, x, p, r_pos, r_neg, u))
     vs = real.v_scale
     x = np.asarray(x, dtype=np.float64) * vs
     T = np.asarray(u).shape[0]
@@ -106,6 +113,58 @@ def crossbar_power(real: Realisation, x, p: list, r_pos: list, r_neg: list, u):
             xbar += (rows ** 2) @ G.sum(0) - 2 * np.einsum("tk,tk->t", vm, flow) + \
                 (vm ** 2) @ G.sum(1)
             drive += (rows ** 2) @ G.sum(0) - np.einsum("tk,tk->t", vm, flow)
+    return xbar, drive
+
+
+def column_flows(real: Realisation, x, p: list, r_pos: list, r_neg: list, u,
+                 chunk: int = 1 << 22) -> list:
+    """The crossbars with wire resistance (:mod:`dfc_analog.hardware.wires`), at the voltages of
+    :func:`crossbar_power`: per layer ``xbar`` (T,), the dissipation in the devices and the
+    wire segments, and per cell in wire order the row voltages ``V_W``, ``V_Q`` (T, cells) and
+    the currents ``I_W``, ``I_Q`` (T, cells) the rows drive into the cells, summed over the
+    columns. Each tile column's ladder is solved for its node voltages, ``chunk`` node values at
+    a time."""
+    vs, R_w = real.v_scale, real.spec.synapse.wire_resistance
+    x = np.asarray(x, dtype=np.float64) * vs
+    uu = np.asarray(u, dtype=np.float64) * vs
+    T = uu.shape[0]
+    out = []
+    for i, lr in enumerate(real.layers):
+        vm = torch.as_tensor(np.asarray(p[i], dtype=np.float64))              # (T, n_i)
+        pos = np.broadcast_to(x, (T, x.size)) if i == 0 else np.asarray(r_pos[i - 1])
+        neg = -pos if i == 0 else np.asarray(r_neg[i - 1])
+        ref = np.broadcast_to(np.array([-vs, vs]), (T, 2))
+        V_W = np.concatenate([np.stack([neg, pos], -1).reshape(T, -1), ref], 1)
+        V_Q = np.stack([-uu, uu], -1).reshape(T, -1)
+        flows = {"xbar": np.zeros(T), "V_W": V_W, "V_Q": V_Q}
+        for name, cells, V in zip(("I_W", "I_Q"), column_cells(lr), (V_W, V_Q)):
+            current = np.zeros_like(V)
+            V = torch.as_tensor(V)
+            for s in tiles(cells.shape[1], real.spec.crossbar_size):
+                g = cells[:, s]
+                step = max(1, chunk // g.numel())
+                for t in range(0, T, step):
+                    Vc, end = V[t:t + step, None, s], vm[t:t + step]
+                    nodes = ladder_nodes(g, Vc, end, R_w)                  # (t, n_i, cells)
+                    flow = g * (Vc - nodes)
+                    wire = torch.diff(torch.cat([nodes, end[..., None]], -1), dim=-1)
+                    flows["xbar"][t:t + step] += ((flow * (Vc - nodes)).sum((1, 2)) +
+                                                  (wire ** 2).sum((1, 2)) / R_w).numpy()
+                    current[t:t + step, s] = flow.sum(1).numpy()
+            flows[name] = current
+        out.append(flows)
+    return out
+
+
+def _flow_power(flows: list) -> tuple:
+    """(crossbar dissipation, driver power) of :func:`column_flows`: the drivers are the input
+    rows of layer 1, the bias references (the last two cells of a W column) and the u rows."""
+    xbar, drive = 0.0, 0.0
+    for i, f in enumerate(flows):
+        driven = f["V_W"] * f["I_W"]
+        xbar = xbar + f["xbar"]
+        drive = drive + (driven if i == 0 else driven[:, -2:]).sum(1) + \
+            (f["V_Q"] * f["I_Q"]).sum(1)
     return xbar, drive
 
 
@@ -221,15 +280,27 @@ def model_power(model: HardwareModel, s: dict, x: np.ndarray, t: np.ndarray) -> 
         return [model._layer(a, i).numpy() * vs for i in range(L)]
 
     p, r_pos, r_neg = layers(s["p"]), layers(s["rate"]), layers(s["r_neg"])
-    xbar, drive = crossbar_power(real, x, p, r_pos, r_neg, s["u"].numpy())
+    wired = real.spec.synapse.wire_resistance > 0
+    if wired:
+        flows = column_flows(real, x, p, r_pos, r_neg, s["u"].numpy())
+        xbar, drive = _flow_power(flows)
+    else:
+        xbar, drive = crossbar_power(real, x, p, r_pos, r_neg, s["u"].numpy())
     a = model.activation(s["soma"]).numpy() * vs
     R_f = torch.cat([lr.R_f for lr in real.layers]).numpy()
     # output currents (A) of every op-amp: somas, then the rows r⁺ and r⁻
     i_soma = (s["basal"] + s["apical"]).numpy() * vs / R_f
     i_pos = a / real.resistance
     i_neg = -a / real.resistance
+    # the output rows r⁺_L also feed the controller's error stage through its input R
+    i_pos[:, model.offsets[-2]:] += (r_pos[-1] - s["controller"]["vm_E"].numpy() * vs) / \
+        real.resistance
     for i in range(1, L):           # the rows drive the next layer's crossbar
         lr, sl = real.layers[i], slice(model.offsets[i - 1], model.offsets[i])
+        if wired:                   # its ladders: the row currents per cell, in wire order
+            i_pos[:, sl] += flows[i]["I_W"][:, 1:2 * sizes[i]:2]
+            i_neg[:, sl] += flows[i]["I_W"][:, 0:2 * sizes[i]:2]
+            continue
         vm = p[i]
         G_n, G_p = lr.G_neg.numpy(), lr.G_pos.numpy()
         i_pos[:, sl] += r_pos[i - 1] * G_n.sum(0) - vm @ G_n

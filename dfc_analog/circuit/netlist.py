@@ -336,9 +336,11 @@ def write_netlist(g: nx.DiGraph, phase: str = "wake", t_end: float = 5.0, times=
 
 
 def controller_lines(phase: str, settle: float, times, ts: float, targets: list, L: int,
-                     n_L: int) -> list:
-    """The controller section: the switch ``ctl_enable`` (PWL, module docstring), the target
-    sources r* (``targets``: (node, volts) per output) and one ``dfc_controller`` per output."""
+                     n_L: int, instance=None, rise: float = SWITCH_RISE) -> list:
+    """The controller section: the switch ``ctl_enable`` (PWL, module docstring; its edge
+    ``rise`` τ_u), the target sources r* (``targets``: (node, volts) per output) and one
+    ``dfc_controller`` per output (``instance(m)``: what follows the ports of output m's
+    instance, other than that)."""
     lines = ["", "* controller (eq. 4) per output m, its target r* (eq. 3) and the switch"]
     t_on = settle * ts
     if phase == "op":
@@ -346,7 +348,7 @@ def controller_lines(phase: str, settle: float, times, ts: float, targets: list,
     else:
         corners = [(0.0, 0.0)]
         if phase == "wake":
-            corners += [(t_on - SWITCH_RISE * ts, 0.0), (t_on, 1.0)]
+            corners += [(t_on - rise * ts, 0.0), (t_on, 1.0)]
         level = 1.0 if phase == "wake" else 0.0
         corners += [(t_on + t * ts, level) for t in times if t > 0]
         if phase == "feedforward" and settle > 0:
@@ -359,7 +361,8 @@ def controller_lines(phase: str, settle: float, times, ts: float, targets: list,
         ports = [controller_name("target", m), neuron_name(L, "rate", m),
                  controller_name("enable")] + [controller_name(s, m)
                                                for s in ("error", "int", "prop", "u")]
-        lines.append(f"Xctl_{m} {' '.join(ports)} dfc_controller")
+        lines.append(f"Xctl_{m} {' '.join(ports)} "
+                     f"{'dfc_controller' if instance is None else instance(m)}")
     return lines
 
 

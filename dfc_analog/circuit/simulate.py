@@ -146,6 +146,8 @@ def simulate_hardware_circuit(real, params: ControllerParams, x, r_star, t_end: 
         R_f = float(real.layers[i - 1].R_f[k])
         data[neuron_name(i, "basal" if kind == "W" else "apical", k)] = \
             -R_f * sum(data[f"{v}#branch"] for v in tiles)
+    for m in range(real.layer_sizes[-1]):      # the inverting integrator's output is −u_int
+        data[controller_name("int", m)] = -data[controller_name("int", m)]
     scaling = Scaling(time_scale=time_scale, v_scale=real.v_scale, resistance=real.resistance)
     return trajectory_from_vectors(real.layer_sizes, data, scaling, times,
                                    settle * time_scale)

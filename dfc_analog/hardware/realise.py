@@ -23,6 +23,9 @@ The circuit this describes (neuron k of layer i):
                over each neuron's row of [W_i, b_i, Q_i] (``'column'``, one crossbar column);
                with ``drift_compensation`` times Σ|G⁺ − G⁻| programmed / Σ|G⁺ − G⁻| realised
                per layer (one calibration read)
+    controller per output m, eq. (4) on four op-amps: a difference amplifier (the error), an
+               inverting integrator, an inverting proportional stage and an inverting summer
+               (:mod:`dfc_analog.model.hardware`)
 
 All conductances are in S, R_f in Ω, offsets in V; tensors are float64 on the CPU.
 """
@@ -84,6 +87,8 @@ class Realisation:
     resistance: float          # R_r of the rate stages, Ω (I_b = v_scale / R_r)
     activations: list
     layers: list = field(default_factory=list)
+    controller_offset: torch.Tensor | None = None   # (4, n_L) V: error, integrator,
+    #                                                 proportional and summing op-amps
 
     @property
     def layer_sizes(self) -> list:
@@ -133,7 +138,10 @@ def realise(W: list, b: list, Q: list, activations: list, spec: HardwareSpec, se
     """Draw one realisation of the network (W_i, b_i, Q_i per layer, any float tensors) on
     ``spec``'s hardware (module docstring). Draw order, all from :func:`device_generator`: per
     layer W⁺, W⁻, b⁺, b⁻, Q⁺, Q⁻ (:func:`~dfc_analog.hardware.devices.program`), then the soma,
-    r-row and −r-row amplifier offsets and the activation gain and offset mismatch."""
+    r-row and −r-row amplifier offsets and the activation gain and offset mismatch; after every
+    layer, the input offsets of the controller's op-amps (error, integrator, proportional,
+    summer; rows of ``controller_offset``), so that the layers' devices do not depend on
+    them."""
     if not (v_scale > 0 and resistance > 0):
         raise ConfigError(f"v_scale and resistance must be positive, got {v_scale} and "
                           f"{resistance}.")
@@ -168,8 +176,11 @@ def realise(W: list, b: list, Q: list, activations: list, spec: HardwareSpec, se
             GQ_pos=pairs[4], GQ_neg=pairs[5], R_f=R_f,
             soma_offset=offsets[0], rate_offset_pos=offsets[1], rate_offset_neg=offsets[2],
             act_gain=1.0 + normal(act.gain_mismatch), act_offset=normal(act.offset_mismatch)))
+    n_L = Q[-1].shape[1]
+    controller_offset = amp.offset * torch.randn(4, n_L, generator=gen, dtype=torch.float64) \
+        if amp.offset > 0 else torch.zeros(4, n_L, dtype=torch.float64)
     return Realisation(spec, int(seed), float(v_scale), float(resistance), list(activations),
-                       layers)
+                       layers, controller_offset)
 
 
 def realise_network(net, spec: HardwareSpec, seed: int, v_scale: float = 1.0,

@@ -41,7 +41,9 @@ class SynapseSpec:
     (G → G (1 + σ_d ξ)); ``drift_time`` is the time in s from programming to use (0: none);
     ``bits`` gives 2^bits programmable states per device (absent: continuous);
     ``drift_compensation`` trims each layer's R_f by one calibration factor, the programmed
-    over the realised total |G⁺ − G⁻| (a global drift compensation, as on IBM's PCM chips)."""
+    over the realised total |G⁺ − G⁻| (a global drift compensation, as on IBM's PCM chips);
+    ``wire_resistance`` is the column wire's resistance per crossbar cell segment in Ω (IR drop,
+    :mod:`dfc_analog.hardware.wires`; 0: ideal wires)."""
 
     device: str = "ideal"
     g_min: float = 0.0
@@ -53,6 +55,7 @@ class SynapseSpec:
     read_noise: float = 0.0
     drift_time: float = 0.0
     drift_compensation: bool = False
+    wire_resistance: float = 0.0
 
     def check(self) -> None:
         _choice("synapse device", self.device, DEVICES)
@@ -70,7 +73,8 @@ class SynapseSpec:
         if not isinstance(self.drift_compensation, bool):
             raise ConfigError(f"synapse drift_compensation must be true or false, got "
                               f"{self.drift_compensation!r}.")
-        for name in ("programming_noise", "variation", "read_noise", "drift_time"):
+        for name in ("programming_noise", "variation", "read_noise", "drift_time",
+                     "wire_resistance"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"synapse {name} must be a non-negative number, got "
@@ -181,6 +185,7 @@ class HardwareSpec:
         return s.device == "ideal" and s.bits is None and s.programming_noise == 0 and \
             not s.drift_compensation and \
             s.variation == 0 and s.read_noise == 0 and s.drift_time == 0 and \
+            s.wire_resistance == 0 and \
             self.amplifier.ideal and a.gain_mismatch == 0 and a.offset_mismatch == 0
 
     @classmethod

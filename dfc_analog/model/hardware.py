@@ -6,7 +6,9 @@ neuron k of layer i with R_f its soma feedback resistance:
 
     crossbar    J = R_f I_src / v_scale, the current the rows would drive into a grounded column:
                 J = A⁺ r⁻ + A⁻ r⁺ + (A_b⁻ − A_b⁺) − (A_Q⁺ − A_Q⁻) u,  A = R_f G (dimensionless),
-                where r⁺, r⁻ are the rows (x, −x for layer 1) and the bias rows sit at ±V_ref
+                where r⁺, r⁻ are the rows (x, −x for layer 1) and the bias rows sit at ±V_ref;
+                with wire resistance G is the column ladder's transfer conductance T
+                (:mod:`dfc_analog.hardware.wires`), everywhere, s and n_g included
     op-amp      one pole: τ_p dn/dt = A₀ (V_os − V₋) − n, output o = clamp(n, ±rail)
                 (τ_p = A₀ / 2π·gbw; the netlist's G–R–C stage and clamped buffer)
     soma        C_f from o to the virtual ground V₋ = p, R_f ‖ C_f, τ_v = R_f C_f:
@@ -15,10 +17,15 @@ neuron k of layer i with R_f its soma feedback resistance:
     compartments v_B = s_W p − J_W, v_A = s_Q p − J_Q (the column currents times −R_f, s = R_f ΣG)
     rate        a = φ(g_k (o − δ_k)) from the differential pair; two transimpedance stages give
                 the rows r⁺ ≈ a and r⁻ ≈ −a: τ_p dn±/dt = A₀ (V_os± − (r± ∓ a)) − n±
-    controller  eq. (4) as in the ideal circuit: e = r* − r⁺_L, u = u_int + k_p e
+    controller  eq. (4) on four op-amps per output (:class:`OpAmpController`): e = r* − r⁺_L
+                from a difference amplifier, an inverting integrator (−u_int), an inverting
+                proportional stage (−k_p e) and an inverting summer (u = u_int + k_p e), each
+                with its own offset; the error stage loads the row r⁺_L with its input R
 
-The state is y = [n_soma, p, n⁺, n⁻, u_int] (B, 4 Σ n_i + n_L). The feed-forward equilibrium
-(eq. 2 on this hardware) is solved in closed form, layer by layer:
+The state is y = [n_soma, p, n⁺, n⁻, c] (B, 4 Σ n_i + 5 n_L), c the controller's. The
+feed-forward equilibrium (eq. 2 on this hardware) is solved in closed form: the controller at
+rest (its offsets give u_rest, :meth:`OpAmpController.rest`), then layer by layer, J including
+−A_Q u_rest:
 
     o = (n_g V_os − J) / (1 + n_g / A₀),   p = V_os − o / A₀,   n± = A₀ (V_os± ± a) / (1 + A₀);
 
@@ -33,6 +40,7 @@ import torch
 
 from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.realise import Realisation
+from dfc_analog.hardware.wires import transfer_layers
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.network import _PHI
 from dfc_analog.model.trajectory import Trajectory
@@ -55,7 +63,7 @@ class HardwareModel:
         self.tau_p = amp.pole_time / time_scale
         self.rail = amp.rail / vs
         self.A_pos, self.A_neg, self.bias, self.A_Q, self.s_W, self.s_Q = [], [], [], [], [], []
-        for l in real.layers:
+        for l in transfer_layers(real):          # the wires' T in place of G (IR drop)
             R = l.R_f[:, None]
             self.A_pos.append(R * l.G_pos)
             self.A_neg.append(R * l.G_neg)
@@ -77,6 +85,7 @@ class HardwareModel:
         self.offsets = [0]
         for n in self.sizes[1:]:
             self.offsets.append(self.offsets[-1] + n)
+        self.ctl = OpAmpController(self)
 
     @property
     def N(self) -> int:
@@ -110,6 +119,8 @@ class HardwareModel:
         B = x.shape[0]
         o, p, n_pos, n_neg, J_W = (torch.zeros(B, self.N, dtype=torch.float64)
                                    for _ in range(5))
+        ctl = self.ctl.rest(B)
+        J_Q = -(ctl[:, -self.sizes[-1]:] @ self.A_Qc.T)        # the controller's u at rest
         for i in range(len(self.A_pos)):
             pos = x if i == 0 else self._layer(n_pos, i - 1)
             neg = -x if i == 0 else self._layer(n_neg, i - 1)
@@ -117,6 +128,7 @@ class HardwareModel:
             sl = slice(self.offsets[i], self.offsets[i + 1])
             g = self.noise_gain[sl]
             J_W[:, sl] = J
+            J = J + J_Q[:, sl]
             o[:, sl] = (g * self.soma_offset[sl] - J) / (1.0 + g / A0)
             p[:, sl] = self.soma_offset[sl] - o[:, sl] / A0
             a = _PHI[self.real.activations[i]][0](self.act_gain[sl] *
@@ -124,10 +136,10 @@ class HardwareModel:
             n_pos[:, sl] = A0 * (self.offset_pos[sl] + a) / (1.0 + A0)
             n_neg[:, sl] = A0 * (self.offset_neg[sl] - a) / (1.0 + A0)
         self.check_rails({"soma": o, "row r": n_pos, "row -r": n_neg})
-        n_L = self.sizes[-1]
-        state = torch.cat([o, p, n_pos, n_neg, torch.zeros(B, n_L, dtype=torch.float64)], 1)
+        self.ctl.error_rest(ctl, n_pos[:, self.offsets[-2]:])
+        state = torch.cat([o, p, n_pos, n_neg, ctl], 1)
         return {"state": state, "soma": o, "basal": self.s_Wc * p - J_W,
-                "apical": self.s_Qc * p, "rate": n_pos}
+                "apical": self.s_Qc * p - J_Q, "rate": n_pos}
 
     def check_rails(self, signals: dict) -> None:
         rail_v = self.rail * self.real.v_scale
@@ -167,20 +179,17 @@ class HardwareDynamics:
     def signals(self, y: torch.Tensor) -> dict:
         """Every signal at state(s) ``y`` (B, ·): soma, basal, apical, rate (B, N) and the
         controller's error, u, u_int (B, n_L); also the internal terms the vector field uses."""
-        m, p_ = self.m, self.m.p
-        n_s, p, n_pos, n_neg, u_int = self.split(y)
+        m = self.m
+        n_s, p, n_pos, n_neg, c = self.split(y)
         o, r_pos, r_neg = (t.clamp(-m.rail, m.rail) for t in (n_s, n_pos, n_neg))
-        r_L = r_pos[..., m.offsets[-2]:]
-        if self.r_star is None:
-            e = torch.zeros_like(r_L)
-        else:
-            e = self.r_star - r_L
-        u = u_int + p_.k_p * e
+        ctl = m.ctl.signals(c, r_pos[..., m.offsets[-2]:], self.r_star)
+        u = ctl["u"]
         J_W = m.forward_columns(self.x, r_pos, r_neg)
         J_Q = -(u @ m.A_Qc.T)
         return {"soma": o, "basal": m.s_Wc * p - J_W, "apical": m.s_Qc * p - J_Q,
-                "rate": r_pos, "error": e, "u": u, "u_int": u_int, "J": J_W + J_Q, "p": p,
-                "n_s": n_s, "r_neg": r_neg, "n_pos": n_pos, "n_neg": n_neg}
+                "rate": r_pos, "error": ctl["error"], "u": u, "u_int": ctl["u_int"],
+                "J": J_W + J_Q, "p": p, "n_s": n_s, "r_neg": r_neg, "n_pos": n_pos,
+                "n_neg": n_neg, "controller": ctl}
 
     def __call__(self, t, y: torch.Tensor) -> torch.Tensor:
         self.nfe += 1
@@ -193,9 +202,7 @@ class HardwareDynamics:
         a = m.activation(o)
         dn_pos = (m.gain * (m.offset_pos - (s["rate"] - a)) - s["n_pos"]) / m.tau_p
         dn_neg = (m.gain * (m.offset_neg - (s["r_neg"] + a)) - s["n_neg"]) / m.tau_p
-        leak = s["u_int"] if p_.leak == "integral" else s["u"]
-        du = (s["error"] - p_.alpha * leak) / p_.tau_u
-        return torch.cat([dn_s, dp, dn_pos, dn_neg, du], dim=-1)
+        return torch.cat([dn_s, dp, dn_pos, dn_neg, m.ctl.rates(s["controller"])], dim=-1)
 
     def trajectory(self, t: torch.Tensor, states: torch.Tensor) -> Trajectory:
         """The :class:`Trajectory` of states (T, B, ·) on the grid ``t``."""
@@ -208,3 +215,97 @@ class HardwareDynamics:
         return Trajectory(t=t, soma=layers(s["soma"]), basal=layers(s["basal"]),
                           apical=layers(s["apical"]), rate=layers(s["rate"]), u=s["u"],
                           u_int=s["u_int"], error=s["error"])
+
+
+class OpAmpController:
+    """Eq. (4) on the controller's four op-amps per output m (the netlist's
+    ``dfc_controller_hw``), all R = R_in (the realisation's R_r) unless stated, V in model units:
+
+    error E        difference amplifier: r*_g = enable·r* (the target switched on with the
+                   controller) through R to V₊ and R to ground, r_L through R to V₋ and R from
+                   V₋ to the output o_E:  V₊ = r*_g / 2,  V₋ = (r_L + o_E) / 2  (o_E → r* − r_L)
+    switch         e = enable·o_E into the stages below (the node ``error``); while the
+                   controller is off, a reset switch G_r = ρ / R_in (ρ = 100) shorts C_u
+    integrator I   inverting: R_in from e to V₋ = p, C_u from p to o_I, the leak R_in / α from
+                   o_I to p (and for ``leak = 'total'`` R_in / α from o_P as well); KCL at p,
+                   τ_u = R_in C_u:
+                       τ_u d(o_I − p)/dt = −[(e − p) + (α + ρ (1 − enable)) (o_I − p)
+                                            + α_t (o_P − p)],   α_t = α for 'total', else 0
+                   (o_I → −u_int: τ_u du_int/dt = e − α u_int, or e − α u with α_t)
+    proportional P inverting: R from e, k_p R to o_P: V₋ = (k_p e + o_P) / (1 + k_p) (o_P → −k_p e)
+    summer S       inverting: R from o_I, R from o_P, R from V₋ to o_S = u:
+                       V₋ = (o_I + o_P + u) / 3  (u → u_int + k_p e)
+
+Each op-amp: τ_p dn/dt = A₀ (V₊ + V_os − V₋) − n, o = clamp(n, ±rail), as the soma's; the
+integrator's V₋ = p is a state (the capacitor), like the soma's. With A₀ finite the integrator
+leaks by about (1 + α)/A₀ more. The state per output is c = [n_E, n_I, p, n_P, n_S] (B, 5 n_L);
+with k_p = 0 there is no proportional stage (o_P = 0). Before the switch-on the controller rests
+with the reset closed: its offsets give a small u_rest, which feeds the network through Q
+(:meth:`rest`)."""
+
+    RESET = 100.0
+
+    def __init__(self, model: "HardwareModel"):
+        m = model
+        self.m, self.n = m, m.sizes[-1]
+        p = m.p
+        self.k_p, self.alpha, self.tau_u = p.k_p, p.alpha, p.tau_u
+        self.alpha_t = p.alpha if p.leak == "total" else 0.0
+        off = m.real.controller_offset
+        off = torch.zeros(4, self.n, dtype=torch.float64) if off is None else off
+        self.os_E, self.os_I, self.os_P, self.os_S = off / m.real.v_scale
+        if self.k_p == 0:
+            self.os_P = torch.zeros_like(self.os_P)
+
+    def split(self, c: torch.Tensor):
+        n = self.n
+        return tuple(c[..., a * n:(a + 1) * n] for a in range(5))
+
+    def signals(self, c: torch.Tensor, r_L: torch.Tensor, r_star: torch.Tensor | None) -> dict:
+        """The controller's node voltages at state ``c`` with the output rates ``r_L``
+        (``r_star=None``: the controller off, the reset closed)."""
+        rail = self.m.rail
+        n_E, n_I, p_I, n_P, n_S = self.split(c)
+        o_E, o_I, o_P, u = (t.clamp(-rail, rail) for t in (n_E, n_I, n_P, n_S))
+        on = r_star is not None
+        e = o_E if on else torch.zeros_like(o_E)
+        return {"n_E": n_E, "n_I": n_I, "p_I": p_I, "n_P": n_P, "n_S": n_S, "o_I": o_I,
+                "o_P": o_P, "u": u, "error": e, "u_int": -o_I, "on": on,
+                "vp_E": (r_star / 2 if on else torch.zeros_like(r_L)),
+                "vm_E": (r_L + o_E) / 2, "vm_P": (self.k_p * e + o_P) / (1 + self.k_p),
+                "vm_S": (o_I + o_P + u) / 3}
+
+    def rates(self, s: dict) -> torch.Tensor:
+        """dc/dt (module and class docstrings)."""
+        A0, tau_p, rail = self.m.gain, self.m.tau_p, self.m.rail
+        e, p, o_I, o_P = s["error"], s["p_I"], s["o_I"], s["o_P"]
+        dn_E = (A0 * (s["vp_E"] + self.os_E - s["vm_E"]) - s["n_E"]) / tau_p
+        dn_I = (A0 * (self.os_I - p) - s["n_I"]) / tau_p
+        dn_P = (A0 * (self.os_P - s["vm_P"]) - s["n_P"]) / tau_p if self.k_p > 0 else \
+            torch.zeros_like(dn_I)
+        dn_S = (A0 * (self.os_S - s["vm_S"]) - s["n_S"]) / tau_p
+        leak = self.alpha + (0.0 if s["on"] else self.RESET)
+        dcap = -((e - p) + leak * (o_I - p) + self.alpha_t * (o_P - p)) / self.tau_u
+        dp = torch.where(s["n_I"].abs() <= rail, dn_I, torch.zeros_like(dn_I)) - dcap
+        return torch.cat([dn_E, dn_I, dp, dn_P, dn_S], dim=-1)
+
+    def rest(self, B: int) -> torch.Tensor:
+        """The state (B, 5 n_L) at rest before the switch-on, all but the error stage (which
+        sees r_L: :meth:`error_rest`): e = 0, the reset closed, each op-amp at n = A₀ (V₊ +
+        V_os − V₋) with its feedback network solved in closed form."""
+        A0 = self.m.gain
+        o_P = A0 * self.os_P / (1 + A0 / (1 + self.k_p))
+        a_I = self.alpha + self.RESET
+        # −p + a_I (o_I − p) + α_t (o_P − p) = 0 and o_I = A₀ (V_os − p)
+        p = (a_I * A0 * self.os_I + self.alpha_t * o_P) / \
+            (1 + a_I + self.alpha_t + a_I * A0)
+        o_I = A0 * (self.os_I - p)
+        u = A0 * (self.os_S - (o_I + o_P) / 3) / (1 + A0 / 3)
+        zero = torch.zeros_like(o_I)
+        return torch.cat([zero, o_I, p, o_P, u]).expand(B, 5 * self.n).clone()
+
+    def error_rest(self, c: torch.Tensor, r_L: torch.Tensor) -> None:
+        """Put the error stage of ``c`` at rest with the target off: n_E = A₀ (V_os − (r_L +
+        n_E) / 2)."""
+        A0 = self.m.gain
+        c[..., :self.n] = A0 * (self.os_E - r_L / 2) / (1 + A0 / 2)
