@@ -49,6 +49,13 @@ class RealisationStack:
                             for l in self.layers])
 
 
+def stack_of(real: Realisation) -> RealisationStack:
+    """A stack of the one realisation ``real`` (views of its tensors)."""
+    return RealisationStack(real.spec, [real.seed], real.v_scale, real.resistance,
+                            list(real.activations),
+                            [{k: getattr(l, k)[None] for k in LAYER_FIELDS} for l in real.layers])
+
+
 def realise_stack(W: list, b: list, Q: list, activations: list, spec: HardwareSpec, seeds,
                   v_scale: float = 1.0, resistance: float = 1e4,
                   workers: int = 1) -> RealisationStack:

@@ -40,7 +40,8 @@ BOUNDED = {"tanh": 1.0, "sigmoid": 1.0}       # sup |φ| of the bounded activati
 class FoldedLayer:
     """One layer of R chips: z = a ``weight_t`` + ``bias`` with ``weight_t`` = (diag(g) W̃)ᵀ
     (R, n_in, n_out) and ``bias`` = g (b̃ − δ) (module docstring); every per-neuron tensor is
-    (R, 1, n_out) so it broadcasts over samples."""
+    (R, 1, n_out) so it broadcasts over samples. ``feedback`` (R, n_out, n_L) is the control's
+    weight into z, diag(g d) R_f (G_Q⁺ − G_Q⁻) (the Q crossbar under the same soma stage)."""
 
     weight_t: torch.Tensor
     bias: torch.Tensor
@@ -48,11 +49,12 @@ class FoldedLayer:
     act_offset: torch.Tensor
     row_offset_pos: torch.Tensor
     row_offset_neg: torch.Tensor
+    feedback: torch.Tensor
     activation: str
 
     def tensors(self) -> tuple:
         return (self.weight_t, self.bias, self.act_gain, self.act_offset, self.row_offset_pos,
-                self.row_offset_neg)
+                self.row_offset_neg, self.feedback)
 
 
 @dataclass
@@ -122,9 +124,11 @@ def fold(stack: RealisationStack, dtype: torch.dtype = torch.float64) -> FoldedS
         g, delta = l["act_gain"], l["act_offset"] / vs
         weight = (g * gain_in * d)[:, :, None] * (A_pos - A_neg)
         bias = g * (d * (n_g * l["soma_offset"] / vs - beta - shift) - delta)
+        feedback = (g * d)[:, :, None] * l["R_f"][:, :, None] * (l["GQ_pos"] - l["GQ_neg"])
         prev = FoldedLayer(weight.transpose(1, 2).contiguous(), bias[:, None], g[:, None],
                            delta[:, None], (l["rate_offset_pos"] / vs)[:, None],
-                           (l["rate_offset_neg"] / vs)[:, None], stack.activations[i])
+                           (l["rate_offset_neg"] / vs)[:, None], feedback,
+                           stack.activations[i])
         layers.append(prev)
     folded = FoldedStack(layers, c, amp.rail / vs, list(stack.seeds))
     return folded if dtype == torch.float64 else folded.to(dtype)
