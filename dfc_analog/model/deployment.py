@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dfc_analog.hardware.batch import RealisationStack
+from dfc_analog.hardware.batch import RealisationStack, realise_network_stack
 from dfc_analog.model.network import _PHI
 
 BOUNDED = {"tanh": 1.0, "sigmoid": 1.0}       # sup |φ| of the bounded activations
@@ -92,14 +92,19 @@ class FoldedStack:
                 o = torch.cat([z_lo, z_hi], 1) / l.act_gain + l.act_offset
                 clipped |= (o.abs() > self.rail).flatten(1).any(1)
             a = _PHI[l.activation][0](z)
-            bound = BOUNDED.get(l.activation, math.inf)     # |a| ≤ bound: rows need no check
-            peak_row = c * (torch.maximum(l.row_offset_pos.abs(), l.row_offset_neg.abs()) + bound)
-            if math.isfinite(self.rail) and bool((peak_row > self.rail).any()):
+            if math.isfinite(self.rail) and self._rows_may_clip(l):
                 a_ext = torch.cat(torch.aminmax(a, dim=1, keepdim=True), 1)
                 rows = torch.cat([l.row_offset_pos + a_ext, l.row_offset_neg - a_ext], 1)
                 clipped |= (c * rows.abs() > self.rail).flatten(1).any(1)
             # the rows c (V_os± ± a) feed the next layer, whose W̃ and b̃ hold c and V_os±
         return c * (self.layers[-1].row_offset_pos + a), clipped
+
+    def _rows_may_clip(self, layer: FoldedLayer) -> bool:
+        """False when the rows c (V_os± ± a) stay inside the rails for any a the activation can
+        give (|a| ≤ 1 for tanh and sigmoid), so they need no check."""
+        bound = BOUNDED.get(layer.activation, math.inf)
+        offset = torch.maximum(layer.row_offset_pos.abs(), layer.row_offset_neg.abs())
+        return bool((self.row_gain * (offset + bound) > self.rail).any())
 
 
 def fold(stack: RealisationStack, dtype: torch.dtype = torch.float64) -> FoldedStack:
@@ -154,8 +159,6 @@ def deploy(net, spec, seeds, x: torch.Tensor, y: torch.Tensor, loss: str,
     time, over ``samples`` samples at a time, so memory stays bounded whatever the number of
     chips. ``loss`` is 'mse' (mean over samples and outputs) or 'cross_entropy' (of the output
     rows as logits), as in training."""
-    from dfc_analog.hardware.batch import realise_network_stack
-
     seeds = [int(s) for s in seeds]
     classes = not torch.is_floating_point(y)
     losses, errors, clipped = [], [], []
