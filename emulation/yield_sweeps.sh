@@ -8,11 +8,12 @@
 #
 #   PYTHON=.venv/bin/python emulation/yield_sweeps.sh RUN_DIR [RUN_DIR ...]
 #   (e.g. the four runs bench/robustness.py trains into runs/bench-robustness/)
-# Settings through the environment: CHIPS (default 100), V_SCALE (0.25), OUT (emulation/out/yield)
+# Settings through the environment: CHIPS (default 100), V_SCALE (0.05 V per unit: MNIST somas
+# reach 16 units, inside the ±1.4 V rails), OUT (emulation/out/yield)
 set -euo pipefail
 PYTHON=${PYTHON:-python}
 CHIPS=${CHIPS:-100}
-V_SCALE=${V_SCALE:-0.25}
+V_SCALE=${V_SCALE:-0.05}
 OUT=${OUT:-emulation/out/yield}
 if [ "$#" -lt 1 ]; then
     echo "usage: $0 RUN_DIR [RUN_DIR ...]" >&2
