@@ -216,6 +216,17 @@ class Config:
                       group="sleep")
     t_end_fb: float = _f(0.1, "Simulated time of each sleep phase, in units of τ_u.", "T_fb",
                          group="sleep")
+    # --- hardware-aware training (dfc_analog.model.hardware_aware) ------------------------
+    hardware: str = _f("", "Train on analog hardware: a preset (pcm, rram, 4bit, ...) or a TOML "
+                       "file with [hardware] tables. The weights are written through the devices "
+                       "before every minibatch (quantisation, bounds, programming noise) and the "
+                       "phases run on the realised circuit (finite-gain op-amps, offsets, "
+                       "activation mismatch); '' trains the ideal network.", group="hardware")
+    hardware_seed: int = _f(0, "Seed of the chip trained on (its amplifier offsets and "
+                            "activation mismatch: the draws of realisation seed S).",
+                            group="hardware")
+    hardware_v_scale: float = _f(1.0, "Volts per model unit on the chip (sets the offsets' size "
+                                 "in model units), as dfc-export's --v-scale.", group="hardware")
     # --- run ----------------------------------------------------------------------------------
     diagnostics: bool = _f(True, "Log the theory diagnostics after every epoch, on a fixed "
                            "validation minibatch: Conditions 1 and 2, the angles of the update "
@@ -291,6 +302,16 @@ class Config:
         if self.max_steps > MAX_STEPS:
             raise ConfigError(f"max_steps {self.max_steps} is more than the limit of "
                               f"{MAX_STEPS:.0e}.")
+        if not 0 <= self.hardware_seed <= MAX_SEED:
+            raise ConfigError(f"hardware_seed must be an integer from 0 to {MAX_SEED}, got "
+                              f"{self.hardware_seed}.")
+        if not (math.isfinite(self.hardware_v_scale) and self.hardware_v_scale > 0):
+            raise ConfigError(f"hardware_v_scale must be a positive voltage, got "
+                              f"{self.hardware_v_scale}.")
+        if self.hardware and self.activations and self.activations[-1] != "linear":
+            raise ConfigError("hardware-aware training needs a linear output layer (its output "
+                              "rows' offsets fold into its bias), got activation "
+                              f"'{self.activations[-1]}'.")
         if not 0 <= self.threads <= 4096:
             raise ConfigError(f"threads must be between 0 (all available cores) and 4096, got "
                               f"{self.threads}.")

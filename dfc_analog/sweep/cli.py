@@ -39,7 +39,9 @@ def parse_values(text: str) -> tuple:
 def build_parser():
     parser = cli.parser(
         "sweep",
-        description="Run many trainings as one sweep: every combination of the --vary values "
+        description="Run many trainings as one sweep ('dfc-sweep [train] ...'; for "
+                    "deployment studies of trained runs on many chips see 'dfc-sweep deploy "
+                    "--help'): every combination of the --vary values "
                     "times --seeds seeds, each a cell whose run folder and result are written "
                     "as soon as it finishes. Running the same command again computes only the "
                     "missing cells (also after Ctrl-C, a killed process or a lost Ray worker); "
@@ -102,7 +104,10 @@ def base_settings(args) -> dict:
 
 @cli.command
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["deploy"]:
+        return deploy_main(argv[1:])
+    args = build_parser().parse_args(argv[1:] if argv[:1] == ["train"] else argv)
     threads = cli.set_threads(args.threads)
     try:
         if args.seeds < 1:
@@ -137,3 +142,117 @@ def seeds_table(folder: SweepFolder, varied: list) -> str:
     md, _ = summary_table(groups) if groups else ("(no finished cell)\n", "")
     atomic_write(folder.path / TABLE_MD, md.encode())
     return md
+
+
+def build_deploy_parser():
+    from dfc_analog.circuit.graph import Scaling
+    from dfc_analog.hardware import preset_names
+    from dfc_analog.sweep.deploy import RATIO, SUMMARY_CSV, SUMMARY_PNG
+
+    parser = cli.parser(
+        "sweep",
+        description="Deploy trained runs on many chips of a hardware spec: each chip's devices "
+                    "are drawn (seeds --hardware-seed .. + R - 1, the same chips for every run "
+                    "and value) and its settled feed-forward state, with the amplifiers' "
+                    "effects, is evaluated on the run's test split; optionally over the values "
+                    "of one spec field. Reports the test metric mean ± std over the chips, the "
+                    "worst chip, the yield (chips within --yield-within of the run's ideal "
+                    "metric; a chip whose rails clip fails) and the share of clipping chips. "
+                    "Cells (run × value × block of chips) are written as they finish and "
+                    "resume like training sweeps. Writes OUT/deployment.csv, "
+                    f"OUT/{SUMMARY_PNG} (metric vs the field, a line per run, shaded ± std), "
+                    "OUT/table.md and OUT/results.csv (a row per cell).",
+        epilog=f"examples: {cli.prog('sweep')} deploy runs/dfc runs/bp --hardware pcm "
+               "--realisations 100 --vary synapse.bits=2,4,6,8 --out runs/bits   |   "
+               f"{cli.prog('sweep')} deploy runs/dfc --hardware pcm --vary "
+               "synapse.drift_time=1,3600,86400,31536000 --yield-within 0.5 --out runs/drift")
+    parser.prog = f"{cli.prog('sweep')} deploy"
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="trained run folders")
+    parser.add_argument("--hardware", required=True, metavar="NAME|FILE.toml",
+                        help=f"the chips' spec: a preset ({', '.join(preset_names())}) or a "
+                             "TOML file with [hardware] tables")
+    parser.add_argument("--realisations", type=int, default=100, metavar="R",
+                        help="chips per run and value (default 100)")
+    parser.add_argument("--hardware-seed", type=int, default=0, metavar="S",
+                        help="the first chip's seed (default 0)")
+    parser.add_argument("--vary", metavar="FIELD=V1,V2,...",
+                        help="one spec field to sweep: synapse.bits, synapse.programming_noise, "
+                             "synapse.read_noise (scales of the device's noise), "
+                             "synapse.drift_time (s), amplifier.gain (A0), "
+                             f"{RATIO} (G_max / G_min), or any other TABLE.FIELD of a spec")
+    parser.add_argument("--yield-within", type=float, default=1.0, metavar="M",
+                        help="a chip counts toward the yield when its metric is at most the "
+                             "run's ideal metric + M (percentage points of test error, or "
+                             "test-loss units; default 1)")
+    parser.add_argument("--block", type=int, default=50, metavar="B",
+                        help="chips per cell, the unit of work and of resume (default 50)")
+    parser.add_argument("--v-scale", type=float, default=Scaling.v_scale, metavar="VOLTS",
+                        help="volts per model unit, as in dfc-export (default "
+                             f"{Scaling.v_scale:g}): sets the offsets' and rails' size")
+    parser.add_argument("--float64", action="store_true",
+                        help="evaluate in float64 (default float32, 1e-5 of the output scale)")
+    parser.add_argument("--data-dir", metavar="DIR", help="where the runs' datasets are")
+    parser.add_argument("--out", required=True, metavar="DIR", help="the sweep folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="discard the finished cells of a different sweep in OUT")
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="'local' worker processes or 'ray' tasks (default local)")
+    parser.add_argument("--address", metavar="HOST:PORT", help="a Ray cluster's address")
+    parser.add_argument("--workers", type=int, metavar="W",
+                        help="parallel cells (default: one per core)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar")
+    return parser
+
+
+def deploy_main(argv) -> int:
+    """``dfc-sweep deploy``: :func:`build_deploy_parser`."""
+    import os
+
+    from dfc_analog.hardware import load_spec
+    from dfc_analog.runio import atomic_write
+    from dfc_analog.sweep.deploy import (SUMMARY_CSV, SUMMARY_PNG, check_runs, deploy_cell,
+                                         deploy_cells, plot_summary, spec_variant, summarise,
+                                         summary_csv, summary_markdown)
+
+    args = build_deploy_parser().parse_args(argv)
+    threads = cli.set_threads(args.threads)
+    try:
+        for name, value in (("--realisations", args.realisations), ("--block", args.block)):
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}.")
+        if not (args.yield_within >= 0):
+            raise ConfigError(f"--yield-within must be a non-negative margin, got "
+                              f"{args.yield_within}.")
+        if not (args.v_scale > 0):
+            raise ConfigError(f"--v-scale must be positive, got {args.v_scale}.")
+        hardware = args.hardware
+        if hardware.endswith(".toml") or "/" in hardware:
+            hardware = os.path.abspath(hardware)
+        spec = load_spec(hardware)
+        field, values = parse_values(args.vary) if args.vary else (None, None)
+        for value in values or [None]:
+            spec_variant(spec, field, value)
+        check_runs(args.runs)
+        settings = {"hardware": hardware, "field": field, "yield_within": args.yield_within,
+                    "hardware_seed": args.hardware_seed, "v_scale": args.v_scale,
+                    "data_dir": os.path.abspath(args.data_dir) if args.data_dir else None,
+                    "dtype": "float64" if args.float64 else "float32"}
+        folder = SweepFolder(args.out, "deploy", settings,
+                             deploy_cells(args.runs, values, args.realisations, args.block),
+                             args.overwrite)
+        outcome = run_sweep(folder, TASKS["deploy"], args.executor, args.workers, args.address,
+                            progress=args.progress and sys.stderr.isatty(), threads=threads)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to continue the sweep.", file=sys.stderr)
+        return 130
+    summary = summarise(folder.rows(), field)
+    md = summary_markdown(summary, args.yield_within)
+    atomic_write(folder.path / TABLE_MD, md.encode())
+    atomic_write(folder.path / SUMMARY_CSV, summary_csv(summary))
+    if summary:
+        plot_summary(folder.path / SUMMARY_PNG, summary, spec.name)
+    print(md + f"{outcome.computed} cells computed, {outcome.reused} already finished, "
+               f"{len(outcome.failed)} failed; written: {folder.path / SUMMARY_CSV}, "
+               f"{folder.path / SUMMARY_PNG}, {folder.path / TABLE_MD}")
+    return 1 if outcome.failed else 0

@@ -38,4 +38,6 @@ def train_cell(params: dict, config: dict, root: str, verbose: bool = False,
             "final_test_loss": rows[-1]["test_loss"]}
 
 
-TASKS = {"train": train_cell}
+from dfc_analog.sweep.deploy import deploy_cell  # noqa: E402
+
+TASKS = {"train": train_cell, "deploy": deploy_cell}

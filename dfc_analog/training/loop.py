@@ -27,6 +27,8 @@ from dfc_analog.data import load_dataset
 from dfc_analog.errors import ConfigError, DivergenceError
 from dfc_analog.learning.forward import ForwardSettings, forward_update
 from dfc_analog.learning.targets import task_loss
+from dfc_analog.hardware.spec import load_spec
+from dfc_analog.model.hardware_aware import HardwareChip
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.learning.sleep import SleepParams, feedback_update
 from dfc_analog.learning.sleep_expected import expected_feedback_update
@@ -185,6 +187,10 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
         raise ConfigError(f"device '{cfg.device}' was asked for, but torch sees no CUDA device; "
                           "use --device cpu (also with --resume).")
     cfg = cfg.replace(data_dir=os.path.abspath(cfg.data_dir))
+    if cfg.hardware:
+        if cfg.hardware.endswith(".toml") or "/" in cfg.hardware:
+            cfg = cfg.replace(hardware=os.path.abspath(cfg.hardware))
+        load_spec(cfg.hardware)                 # an unknown preset fails before the folder
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     with runio.run_lock(out):
@@ -225,13 +231,25 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool) -> list:
     single = SinglePhaseParams.from_config(cfg) if cfg.schedule == "single-phase" else None
     n_train = len(data.train)
 
+    chip = None
+    if cfg.hardware:
+        chip = HardwareChip(net, load_spec(cfg.hardware), cfg.hardware_seed,
+                            cfg.hardware_v_scale)
+
+    def phase_network(index, b):
+        """The network the phases of minibatch b of pass ``index`` run on: ``net`` itself, or
+        on hardware the chip's effective network after writing ``net`` (a function of the
+        weights, pass and batch, so resuming repeats it)."""
+        return net if chip is None else chip.effective(net, index, b)
+
     def sleep_update(x, index, b):
         """g_Q of one sleep minibatch: simulated (its noise a function of seed, pass and batch,
         so resuming repeats it) or expected."""
+        phase_net = phase_network(index, b)
         if cfg.sleep == "expected":
-            return expected_feedback_update(net, x, sleep_params)
+            return expected_feedback_update(phase_net, x, sleep_params)
         noise = generator("sleep_noise", cfg.seed, index, b, device=x.device)
-        return feedback_update(net, x, sleep_params, noise)
+        return feedback_update(phase_net, x, sleep_params, noise)
 
     n_batches = math.ceil(n_train / cfg.batch_size)
     passes = schedule(cfg)
@@ -276,13 +294,14 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool) -> list:
                 x = data.train.x[idx]
                 if phase.kind == "wake" and single is not None:
                     upd, g_Q = single_phase_update(
-                        net, x, data.train.y[idx], single,
+                        phase_network(index, b), x, data.train.y[idx], single,
                         generator("sleep_noise", cfg.seed, index, b, device=x.device))
                     apply_update(cfg, net, opts["forward"], upd)
                     apply_feedback_update(cfg, net, opts["sleep"], g_Q)
                     loss_sum += upd.loss * len(idx)
                 elif phase.kind == "wake":
-                    upd = forward_update(net, x, data.train.y[idx], wake_settings)
+                    upd = forward_update(phase_network(index, b), x, data.train.y[idx],
+                                         wake_settings)
                     apply_update(cfg, net, opts["forward"], upd)
                     loss_sum += upd.loss * len(idx)
                     nfe_sum += upd.wake.nfe if upd.wake is not None else 0
