@@ -122,7 +122,7 @@ def robustness(args, runs: dict) -> dict:
         for label, t in DRIFT_TIMES:
             spec = spec_variant(load_spec("pcm"), "synapse.drift_time", t)
             res = deploy(net, spec, chips, test.x, test.y, cfg.loss, workers=args.workers,
-                         v_scale=args.deploy_v_scale)
+                         v_scale=args.deploy_v_scale, params=ControllerParams.from_config(cfg))
             ok = res.error[~res.clipped]
             nan = float("nan")
             table[name, label] = {

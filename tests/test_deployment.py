@@ -32,13 +32,17 @@ def test_stack_holds_each_seeds_realisation_exactly(net):
     for r, seed in enumerate(SEEDS):
         alone, held = realise_network(net, spec, seed), stack.realisation(r)
         assert held.seed == seed
+        assert torch.equal(alone.controller_offset, held.controller_offset)
         for la, lh in zip(alone.layers, held.layers):
             for name in LAYER_FIELDS:
                 assert torch.equal(getattr(la, name), getattr(lh, name)), name
 
 
-def test_batched_feedforward_equals_the_emulation_chip_by_chip(net, batch):
-    spec = load_spec("pcm")
+@pytest.mark.parametrize("preset", ["pcm", "pcm_wires"])
+def test_batched_feedforward_equals_the_emulation_chip_by_chip(net, batch, preset):
+    """Every effect of the emulation's feed-forward state, the column wires' IR drop and the
+    op-amp controller's rest output included."""
+    spec = load_spec(preset)
     x, _ = batch(B=40)
     x = 0.3 * x
     out, clipped = fold(realise_network_stack(net, spec, SEEDS)).feedforward(x)

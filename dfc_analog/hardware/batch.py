@@ -33,6 +33,7 @@ class RealisationStack:
     resistance: float
     activations: list
     layers: list
+    controller_offset: torch.Tensor | None = None   # (R, 4, n_L) V, as Realisation's
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -46,14 +47,17 @@ class RealisationStack:
         return Realisation(self.spec, int(self.seeds[r]), self.v_scale, self.resistance,
                            list(self.activations),
                            [LayerRealisation(**{k: l[k][r] for k in LAYER_FIELDS})
-                            for l in self.layers])
+                            for l in self.layers],
+                           None if self.controller_offset is None else self.controller_offset[r])
 
 
 def stack_of(real: Realisation) -> RealisationStack:
     """A stack of the one realisation ``real`` (views of its tensors)."""
     return RealisationStack(real.spec, [real.seed], real.v_scale, real.resistance,
                             list(real.activations),
-                            [{k: getattr(l, k)[None] for k in LAYER_FIELDS} for l in real.layers])
+                            [{k: getattr(l, k)[None] for k in LAYER_FIELDS} for l in real.layers],
+                            None if real.controller_offset is None else
+                            real.controller_offset[None])
 
 
 def realise_stack(W: list, b: list, Q: list, activations: list, spec: HardwareSpec, seeds,
@@ -78,8 +82,10 @@ def realise_stack(W: list, b: list, Q: list, activations: list, spec: HardwareSp
     layers = [{k: torch.stack([getattr(c.layers[i], k) for c in chips]) for k in LAYER_FIELDS}
               for i in range(len(W))]
     first = chips[0]
+    control = None if first.controller_offset is None else \
+        torch.stack([c.controller_offset for c in chips])
     return RealisationStack(spec, seeds, first.v_scale, first.resistance, list(activations),
-                            layers)
+                            layers, control)
 
 
 def realise_network_stack(net, spec: HardwareSpec, seeds, v_scale: float = 1.0,

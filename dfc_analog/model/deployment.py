@@ -30,7 +30,10 @@ from dataclasses import dataclass
 
 import torch
 
-from dfc_analog.hardware.batch import RealisationStack, realise_network_stack
+from dfc_analog.hardware.batch import LAYER_FIELDS, RealisationStack, realise_network_stack
+from dfc_analog.hardware.wires import transfer_layers
+from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.model.hardware import rest_control
 from dfc_analog.model.network import _PHI
 
 BOUNDED = {"tanh": 1.0, "sigmoid": 1.0}       # sup |φ| of the bounded activations
@@ -107,15 +110,29 @@ class FoldedStack:
         return bool((self.row_gain * (offset + bound) > self.rail).any())
 
 
-def fold(stack: RealisationStack, dtype: torch.dtype = torch.float64) -> FoldedStack:
+def fold(stack: RealisationStack, dtype: torch.dtype = torch.float64,
+         params: ControllerParams | None = None) -> FoldedStack:
     """diag(g) W̃, g (b̃ − δ) and the per-neuron terms of every chip of ``stack`` (module
-    docstring), computed in float64 and returned in ``dtype``."""
+    docstring), computed in float64 and returned in ``dtype``. As in the emulation, column
+    wires (IR drop) enter through their ladders' transfer conductances, and the op-amp
+    controller at rest feeds its offsets' u_rest (:func:`~dfc_analog.model.hardware.rest_control`
+    under ``params``, default :class:`ControllerParams`' defaults) through the Q crossbars:
+    z gains diag(g d) R_f (G_Q⁺ − G_Q⁻) u_rest."""
     amp = stack.spec.amplifier
     A0 = float(amp.gain)
     c = 1.0 if math.isinf(A0) else A0 / (1.0 + A0)
     vs = stack.v_scale
+    source = stack.layers
+    if stack.spec.synapse.wire_resistance > 0:      # chip by chip: one ladder solve each
+        chips = [transfer_layers(stack.realisation(r)) for r in range(len(stack))]
+        source = [{k: torch.stack([getattr(chip[i], k) for chip in chips]) for k in LAYER_FIELDS}
+                  for i in range(len(stack.layers))]
+    u_rest = None
+    if stack.controller_offset is not None and not math.isinf(A0):
+        u_rest = rest_control(stack.controller_offset / vs, A0,
+                              params or ControllerParams())[..., -stack.layer_sizes[-1]:]
     layers, prev = [], None
-    for i, l in enumerate(stack.layers):
+    for i, l in enumerate(source):
         R_f = l["R_f"][:, :, None]
         A_pos, A_neg = R_f * l["G_pos"], R_f * l["G_neg"]
         beta = l["R_f"] * (l["Gb_neg"] - l["Gb_pos"])
@@ -130,6 +147,8 @@ def fold(stack: RealisationStack, dtype: torch.dtype = torch.float64) -> FoldedS
         weight = (g * gain_in * d)[:, :, None] * (A_pos - A_neg)
         bias = g * (d * (n_g * l["soma_offset"] / vs - beta - shift) - delta)
         feedback = (g * d)[:, :, None] * l["R_f"][:, :, None] * (l["GQ_pos"] - l["GQ_neg"])
+        if u_rest is not None:
+            bias = bias + torch.einsum("rkm,rm->rk", feedback, u_rest)
         prev = FoldedLayer(weight.transpose(1, 2).contiguous(), bias[:, None], g[:, None],
                            delta[:, None], (l["rate_offset_pos"] / vs)[:, None],
                            (l["rate_offset_neg"] / vs)[:, None], feedback,
@@ -153,18 +172,20 @@ class DeploymentResult:
 @torch.no_grad()
 def deploy(net, spec, seeds, x: torch.Tensor, y: torch.Tensor, loss: str,
            dtype: torch.dtype = torch.float32, chunk: int = 32, samples: int = 4096,
-           workers: int = 1, v_scale: float = 1.0) -> DeploymentResult:
+           workers: int = 1, v_scale: float = 1.0,
+           params: ControllerParams | None = None) -> DeploymentResult:
     """Every chip of ``seeds`` (realisations of ``net`` on ``spec``) evaluated on the split
     ``x``, ``y``: ``chunk`` chips are drawn (by ``workers`` threads), folded and evaluated at a
     time, over ``samples`` samples at a time, so memory stays bounded whatever the number of
     chips. ``loss`` is 'mse' (mean over samples and outputs) or 'cross_entropy' (of the output
-    rows as logits), as in training."""
+    rows as logits), as in training; ``params`` the controller's (its rest state, :func:`fold`)."""
     seeds = [int(s) for s in seeds]
     classes = not torch.is_floating_point(y)
     losses, errors, clipped = [], [], []
     for start in range(0, len(seeds), chunk):
         part = seeds[start:start + chunk]
-        folded = fold(realise_network_stack(net, spec, part, v_scale, workers=workers), dtype)
+        folded = fold(realise_network_stack(net, spec, part, v_scale, workers=workers), dtype,
+                      params)
         total = torch.zeros(len(part), dtype=torch.float64)
         wrong = torch.zeros(len(part), dtype=torch.float64)
         clip = torch.zeros(len(part), dtype=torch.bool)

@@ -291,21 +291,32 @@ with the reset closed: its offsets give a small u_rest, which feeds the network 
 
     def rest(self, B: int) -> torch.Tensor:
         """The state (B, 5 n_L) at rest before the switch-on, all but the error stage (which
-        sees r_L: :meth:`error_rest`): e = 0, the reset closed, each op-amp at n = A₀ (V₊ +
-        V_os − V₋) with its feedback network solved in closed form."""
-        A0 = self.m.gain
-        o_P = A0 * self.os_P / (1 + A0 / (1 + self.k_p))
-        a_I = self.alpha + self.RESET
-        # −p + a_I (o_I − p) + α_t (o_P − p) = 0 and o_I = A₀ (V_os − p)
-        p = (a_I * A0 * self.os_I + self.alpha_t * o_P) / \
-            (1 + a_I + self.alpha_t + a_I * A0)
-        o_I = A0 * (self.os_I - p)
-        u = A0 * (self.os_S - (o_I + o_P) / 3) / (1 + A0 / 3)
-        zero = torch.zeros_like(o_I)
-        return torch.cat([zero, o_I, p, o_P, u]).expand(B, 5 * self.n).clone()
+        sees r_L: :meth:`error_rest`): :func:`rest_control` of this controller's offsets."""
+        offsets = torch.stack([self.os_E, self.os_I, self.os_P, self.os_S])
+        return rest_control(offsets, self.m.gain, self.m.p).expand(B, 5 * self.n).clone()
 
     def error_rest(self, c: torch.Tensor, r_L: torch.Tensor) -> None:
         """Put the error stage of ``c`` at rest with the target off: n_E = A₀ (V_os − (r_L +
         n_E) / 2)."""
         A0 = self.m.gain
         c[..., :self.n] = A0 * (self.os_E - r_L / 2) / (1 + A0 / 2)
+
+
+def rest_control(offsets: torch.Tensor, gain: float, params: ControllerParams) -> torch.Tensor:
+    """The op-amp controller's state [n_E = 0, n_I, p, n_P, u] (…, 5 n_L) at rest (e = 0, the
+    reset closed) for input offsets ``offsets`` (…, 4, n_L) of its error, integrator,
+    proportional and summing stages in model units (:class:`OpAmpController`): each op-amp at
+    n = A₀ (V₊ + V_os − V₋) with its feedback network solved in closed form. Batched over
+    leading dimensions (chips), so deployment folds u_rest the way the emulation has it."""
+    A0, k_p = gain, params.k_p
+    alpha_t = params.alpha if params.leak == "total" else 0.0
+    os_I, os_P, os_S = offsets[..., 1, :], offsets[..., 2, :], offsets[..., 3, :]
+    if k_p == 0:
+        os_P = torch.zeros_like(os_P)
+    o_P = A0 * os_P / (1 + A0 / (1 + k_p))
+    a_I = params.alpha + OpAmpController.RESET
+    # −p + a_I (o_I − p) + α_t (o_P − p) = 0 and o_I = A₀ (V_os − p)
+    p = (a_I * A0 * os_I + alpha_t * o_P) / (1 + a_I + alpha_t + a_I * A0)
+    o_I = A0 * (os_I - p)
+    u = A0 * (os_S - (o_I + o_P) / 3) / (1 + A0 / 3)
+    return torch.cat([torch.zeros_like(o_I), o_I, p, o_P, u], dim=-1)

@@ -44,18 +44,21 @@ from dfc_analog.hardware.batch import stack_of
 from dfc_analog.hardware.realise import Realisation, realise_network
 from dfc_analog.hardware.spec import HardwareSpec
 from dfc_analog.model.deployment import fold
+from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.network import DFCNetwork
 
 CHIP_FIELDS = ("soma_offset", "rate_offset_pos", "rate_offset_neg", "act_gain", "act_offset")
 
 
 @torch.no_grad()
-def effective_network(real: Realisation, like: DFCNetwork) -> DFCNetwork:
+def effective_network(real: Realisation, like: DFCNetwork,
+                      params: ControllerParams | None = None) -> DFCNetwork:
     """The network whose eq. (1) is the realised circuit of ``real`` (module docstring), with
-    ``like``'s structure, dtype and device; its last layer must be linear."""
+    ``like``'s structure, dtype and device; its last layer must be linear. The op-amp
+    controller's rest output under ``params`` is part of the biases (:func:`fold`)."""
     if real.activations[-1] != "linear":
         raise ValueError("the output rows fold into a linear output layer only")
-    folded = fold(stack_of(real))
+    folded = fold(stack_of(real), params=params)
     c = folded.row_gain
     net = copy.deepcopy(like)
     last = len(folded.layers) - 1
@@ -81,21 +84,24 @@ def settling_ratio(real: Realisation, tau_v: float, time_scale: float) -> float:
 class HardwareChip:
     """Chip ``seed`` of ``spec`` that a network trains on (module docstring)."""
 
-    def __init__(self, net: DFCNetwork, spec: HardwareSpec, seed: int, v_scale: float = 1.0):
-        self.spec, self.seed, self.v_scale = spec, int(seed), float(v_scale)
+    def __init__(self, net: DFCNetwork, spec: HardwareSpec, seed: int, v_scale: float = 1.0,
+                 params: ControllerParams | None = None):
+        self.spec, self.seed, self.v_scale, self.params = spec, int(seed), float(v_scale), params
         synapse = dataclasses.replace(spec.synapse, drift_time=0.0, read_noise=0.0)
         self.write_spec = dataclasses.replace(spec, synapse=synapse)
         chip = realise_network(net, spec, self.seed, self.v_scale)
         self.chip = [{k: getattr(l, k) for k in CHIP_FIELDS} for l in chip.layers]
+        self.controller_offset = chip.controller_offset
 
     def write(self, net: DFCNetwork, *index: int) -> Realisation:
         """The chip after writing ``net``'s weights, write ``index`` (pass, minibatch)."""
         real = realise_network(net, self.write_spec,
                                stream_seed("hardware_write", self.seed, *index), self.v_scale)
         real.layers = [dataclasses.replace(l, **parts) for l, parts in zip(real.layers, self.chip)]
+        real.controller_offset = self.controller_offset
         real.seed = self.seed
         return real
 
     def effective(self, net: DFCNetwork, *index: int) -> DFCNetwork:
         """The effective network of write ``index`` of ``net``'s weights."""
-        return effective_network(self.write(net, *index), net)
+        return effective_network(self.write(net, *index), net, self.params)

@@ -29,6 +29,7 @@ from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.realise import realise
 from dfc_analog.hardware.spec import HardwareSpec, load_spec
 from dfc_analog.model.deployment import deploy
+from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.training.loop import evaluate_split, metric_name
 
 RATIO = "synapse.g_ratio"          # G_max / G_min: sets g_min = g_max / ratio
@@ -79,7 +80,8 @@ def deploy_cell(params: dict, hardware: str, field: str | None, yield_within: fl
                   params["count"])
     result = deploy(net, spec, seeds, test.x, test.y, cfg.loss,
                     dtype={"float32": torch.float32, "float64": torch.float64}[dtype],
-                    workers=torch.get_num_threads(), v_scale=v_scale)
+                    workers=torch.get_num_threads(), v_scale=v_scale,
+                    params=ControllerParams.from_config(cfg))
     metric = (result.error if result.error is not None else result.loss).double()
     ok = metric[~result.clipped]
     within = (~result.clipped) & (metric <= ideal + yield_within)

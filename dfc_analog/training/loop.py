@@ -29,6 +29,7 @@ from dfc_analog.learning.forward import ForwardSettings, forward_update
 from dfc_analog.learning.targets import task_loss
 from dfc_analog.hardware.spec import load_spec
 from dfc_analog.model.hardware_aware import HardwareChip
+from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.learning.sleep import SleepParams, feedback_update
 from dfc_analog.learning.sleep_expected import expected_feedback_update
@@ -234,7 +235,7 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool) -> list:
     chip = None
     if cfg.hardware:
         chip = HardwareChip(net, load_spec(cfg.hardware), cfg.hardware_seed,
-                            cfg.hardware_v_scale)
+                            cfg.hardware_v_scale, ControllerParams.from_config(cfg))
 
     def phase_network(index, b):
         """The network the phases of minibatch b of pass ``index`` run on: ``net`` itself, or
