@@ -23,6 +23,7 @@ from dfc_analog import cli, runio
 from dfc_analog.config.options import MAX_SEED, Config, load_config_file
 from dfc_analog.errors import ConfigError, DFCError
 from dfc_analog.config.presets import describe_presets, load_preset
+from dfc_analog.circuit.learning import wake_simulator
 from dfc_analog.training.loop import metric_name, reported, run_training, summary_table
 
 EXTRA_OPTIONS = ("config", "preset", "list_presets", "seeds", "out", "resume", "overwrite",
@@ -184,7 +185,8 @@ def main(argv=None) -> int:
             stored = {**state["config"], "threads": 0, **changes}
             cfg = Config.from_dict(stored, source=f"{out}/{runio.CHECKPOINT}")
             cfg = cfg.replace(threads=cfg.threads or cli.available_cores())
-            rows = run_training(cfg, out, resume=True, progress=progress)
+            with wake_simulator(cfg) as wake:
+                rows = run_training(cfg, out, resume=True, progress=progress, wake=wake)
     else:
         cfg = config_from_args(args)
         out = Path(getattr(args, "out", f"runs/{run_name(args, cfg)}-seed{cfg.seed}"))
@@ -194,7 +196,8 @@ def main(argv=None) -> int:
                     raise ConfigError(f"'{out}' already holds a run; continue it with --resume "
                                       f"{out} or start afresh with --overwrite.")
                 runio.clear_run(out)
-            rows = run_training(cfg, out, progress=progress)
+            with wake_simulator(cfg) as wake:
+                rows = run_training(cfg, out, progress=progress, wake=wake)
     first, last = rows[0], rows[-1]
     value, epoch = reported(cfg, rows)
     rule = "last epoch" if cfg.report == "final-train-loss" else "best validation"

@@ -20,11 +20,13 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from dfc_analog.parallel import available_cores
 from dfc_analog.circuit import ngspice_worker
 from dfc_analog.circuit.graph import (CircuitPlasticity, CircuitTarget, Scaling, build_graph,
                                       controller_name, input_name, integrator_name)
@@ -276,3 +278,25 @@ class SpiceWake:
         g = [t.to(dtype=x.dtype, device=x.device) for t in g]
         L = net.num_layers
         return ForwardUpdate(g[:L], g[L:], loss)
+
+
+@contextmanager
+def wake_simulator(cfg):
+    """The wake phase :func:`dfc_analog.training.loop.run_training` takes for ``cfg.simulator``:
+    ``None`` (the ODE solver) or a :class:`SpiceWake` with one ngspice process per thread
+    (``cfg.threads``; 0: the cores available), ended on exit."""
+    if cfg.simulator != "spice":
+        yield None
+        return
+    ngspice_worker_check()
+    with SpiceWake(ForwardSettings.from_config(cfg),
+                   workers=cfg.threads or available_cores()) as wake:
+        yield wake
+
+
+def ngspice_worker_check() -> None:
+    """Say in one sentence that ngspice is missing, before any process starts."""
+    try:
+        ngspice_worker.library_path()
+    except ngspice_worker.SimulatorFailure as exc:
+        raise NgspiceError(str(exc)) from None

@@ -277,8 +277,15 @@ def _header(g: nx.DiGraph, phase: str, settle: float, t_end: float, sum_inputs: 
         "sum_j W_1[k,j] x_j v_scale/R)," if sum_inputs else
         "*   Iw1_k_j = synapse W_1[k,j] on the constant input (current W x_j v_scale/R),",
         "*   Ib<i>_k = bias, X<i>_k = neuron k of layer i, Xctl_m = controller of output m",
-        "",
-    ]
+    ] + ([
+        "* the circuit forms its target r* of eq. (3): ctl_hold_m  track-and-hold of r_L,m "
+        "(r_L^- from the switch-on), ctl_label_m  label y_m, ctl_step  step g (volts)",
+    ] if g.graph.get("target") else []) + ([
+        "* the circuit integrates eq. (5): l<i>_delta_k  enable (phi(v) - phi(v_B)) (or v - v_B), "
+        "l<i>_dw_k_j / l<i>_db_k  integrators,",
+        "*   V = v_scale (1/T) int_0^T Delta r_{i-1,j} dt at the end; the update of a minibatch "
+        "of B is g_W_i[k,j] = -(2/B) sum_b V / v_scale",
+    ] if g.graph.get("plasticity") else []) + [""]
 
 
 def write_netlist(g: nx.DiGraph, phase: str = "wake", t_end: float = 5.0, times=None,
