@@ -202,3 +202,34 @@ def test_spice_training_refuses_with_one_sentence():
         Config.from_dict({"simulator": "spice", "layer_sizes": [784, 100, 10],
                           "activations": ["tanh", "linear"], "dataset": "mnist",
                           "loss": "cross_entropy"})
+
+
+def test_export_circuit_target_and_plasticity(tmp_path, capsys):
+    """``dfc-export --target circuit --plasticity circuit``: the wake netlist carries x, y and
+    the weights only; it runs, and its integrators give the update of the same sample's
+    learning_phase (the same circuit built in the library)."""
+    from dfc_analog.circuit.learning import integrator_names
+    from dfc_analog.runio import load_run
+    from tests.test_netlist import make_run_dir, run_cli
+    run = make_run_dir(tmp_path / "run")
+    code, out, err = run_cli(["--netlist", tmp_path / "l.cir", "--target", "circuit",
+                              "--plasticity", "circuit", "--sample", 1, "--t-end", 2, run],
+                             capsys)
+    assert code == 0, err
+    assert "weight_integrator 300" in out and "hold 5" in out
+    text = (tmp_path / "l.cir").read_text()
+    assert not re.search(r"^Vctl_target", text, re.M)
+    assert re.search(r"^Bctl_target_0 ctl_target_0 0 V = ", text, re.M)
+    assert re.search(r"^Vctl_label_4 ", text, re.M) and re.search(r"^Bl3_dw_4_9 ", text, re.M)
+    code, _, err = run_cli(["--netlist", tmp_path / "o.cir", "--target", "circuit", "--phase",
+                            "op", run], capsys)
+    assert code == 2 and "describe the wake phase" in err
+    cfg, net = load_run(run)
+    names = integrator_names(net.layer_sizes, True)
+    data = run_netlist(text, names[:3])
+    from dfc_analog.data import load_dataset
+    split = load_dataset(cfg).test
+    phase = learning_phase(net.double(), split.x[1], split.y[1], ForwardSettings.from_config(
+        cfg.replace(t_end=2.0)), np.linspace(0, 2.0, 101))
+    got = -2.0 * np.array([data[n][-1] for n in names[:3]])
+    np.testing.assert_allclose(got, phase.update[0][0, :3].numpy(), rtol=1e-6, atol=1e-12)
