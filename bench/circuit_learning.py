@@ -91,13 +91,13 @@ def main(argv=None) -> int:
         print(f"| {a['epoch']} | {a['test_loss']:.5g} | {b['test_loss']:.5g} |")
     ode_rate = ode_wake.samples / ode_wake.seconds
     spice_rate = spice_wake.samples / spice_wake.seconds
+    angles = spice_wake.angles
     print(f"wake phase: ODE {ode_rate:.1f} samples/s, SPICE {spice_rate:.1f} samples/s "
-          f"(ratio {spice_rate / ode_rate:.3g}); ΔW angle SPICE vs ODE over "
-          f"{len(spice_wake.angles)} minibatches: mean {sum(spice_wake.angles) / len(spice_wake.angles):.3g}°, "
-          f"worst {max(spice_wake.angles):.3g}°")
+          f"(ratio {spice_rate / ode_rate:.3g}); ΔW angle SPICE vs ODE over {len(angles)} "
+          f"minibatches: mean {sum(angles) / len(angles):.3g}°, worst {max(angles):.3g}°")
     print("pcm: not run (the crossbar netlist has no circuit learning yet)")
     ratio = spice_rows[-1]["test_loss"] / ode_rows[-1]["test_loss"]
-    print(f"RESULT loss_ratio={ratio:.4f} angle_deg={max(spice_wake.angles):.4f} "
+    print(f"RESULT loss_ratio={ratio:.4f} angle_deg={max(angles):.4f} "
           f"spice_samples_per_s={spice_rate:.1f}")
     return 0
 

@@ -173,8 +173,9 @@ def build_graph(net: DFCNetwork, params: ControllerParams, scaling: Scaling | No
     be ``None`` (value 0, e.g. for a graph of the structure only). With ``target`` the circuit
     forms r* itself (:class:`CircuitTarget`) from the label ``label`` (n_L values for mse, a
     class index for cross-entropy; ``None``: 0) and ``r_star`` must be ``None``; with
-    ``plasticity`` it integrates eq. (5) per synapse (:class:`CircuitPlasticity`). With ``constant_input`` the
-    input is one DC sample, so each layer-1 synapse sees a constant presynaptic voltage and is
+    ``plasticity`` it integrates eq. (5) per synapse (:class:`CircuitPlasticity`).
+
+    With ``constant_input`` the input is one DC sample, so each layer-1 synapse sees a constant presynaptic voltage and is
     realised as a constant current source W_1,kj x_j v_scale / R (exact): this keeps the
     n_0 n_1 synapses out of the circuit matrix, whose ordering they dominate in ngspice (784-64
     inputs: 9.3 s → 0.16 s). ``False`` realises them as VCCS from the input nodes.
