@@ -23,7 +23,6 @@ from dfc_analog import cli, runio
 from dfc_analog.config.options import MAX_SEED, Config, load_config_file
 from dfc_analog.errors import ConfigError, DFCError
 from dfc_analog.config.presets import describe_presets, load_preset
-from dfc_analog.circuit.learning import wake_simulator
 from dfc_analog.training.loop import metric_name, reported, run_training, summary_table
 
 EXTRA_OPTIONS = ("config", "preset", "list_presets", "seeds", "out", "resume", "overwrite",
@@ -86,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
                                help=help_text)
     parser.formatter_class = argparse.HelpFormatter
     return parser
+
+
+def wake_phase(cfg: Config):
+    """The wake phase the run's simulator needs, as a context: none (the ODE solver, inside
+    run_training) or the circuit's persistent ngspice processes (imported only then)."""
+    if cfg.simulator != "spice":
+        return nullcontext()
+    from dfc_analog.circuit.learning import wake_simulator
+    return wake_simulator(cfg)
 
 
 def _show(value) -> str:
@@ -185,7 +193,7 @@ def main(argv=None) -> int:
             stored = {**state["config"], "threads": 0, **changes}
             cfg = Config.from_dict(stored, source=f"{out}/{runio.CHECKPOINT}")
             cfg = cfg.replace(threads=cfg.threads or cli.available_cores())
-            with wake_simulator(cfg) as wake:
+            with wake_phase(cfg) as wake:
                 rows = run_training(cfg, out, resume=True, progress=progress, wake=wake)
     else:
         cfg = config_from_args(args)
@@ -196,7 +204,7 @@ def main(argv=None) -> int:
                     raise ConfigError(f"'{out}' already holds a run; continue it with --resume "
                                       f"{out} or start afresh with --overwrite.")
                 runio.clear_run(out)
-            with wake_simulator(cfg) as wake:
+            with wake_phase(cfg) as wake:
                 rows = run_training(cfg, out, progress=progress, wake=wake)
     first, last = rows[0], rows[-1]
     value, epoch = reported(cfg, rows)
