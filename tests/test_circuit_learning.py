@@ -138,6 +138,20 @@ def test_spice_wake_minibatch_and_alter():
         assert update_angle(ref.gW + ref.gb, part.gW + part.gb)[0] <= 1.0
 
 
+def test_spice_wake_cross_entropy():
+    """Class labels become one-hot label sources; the softmax target's update equals the ODE's."""
+    gen = torch.Generator().manual_seed(3)
+    net = DFCNetwork([6, 5, 4], ["tanh", "linear"], dtype=torch.float64, generator=gen)
+    x = torch.rand(3, 6, generator=gen, dtype=torch.float64) * 2 - 1
+    y = torch.tensor([2, 0, 3])
+    settings = ForwardSettings(loss="cross_entropy", target_stepsize=0.5)
+    with SpiceWake(settings, workers=1) as wake:
+        got = wake(net, x, y)
+    ref = forward_update(net, x, y, settings)
+    angle, rel = update_angle(ref.gW + ref.gb, got.gW + got.gb)
+    assert angle <= 1.0 and rel <= 0.01, (angle, rel)
+
+
 def test_spice_wake_refuses_other_rules():
     with pytest.raises(ConfigError, match="method 'dfc'"):
         SpiceWake(ForwardSettings(method="dfc-ssa"))
