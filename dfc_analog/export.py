@@ -5,12 +5,18 @@ standalone ngspice netlist of one experiment on one input sample.
     dfc-export --netlist op.cir --phase op --sample 7 --split val RUN_DIR
     dfc-export --netlist x.cir --sample x.npy --target rstar.npy RUN_DIR
     dfc-export --graph graph.json RUN_DIR                                  # the graph only
+    dfc-export --netlist learn.cir --target circuit --plasticity circuit RUN_DIR
 
 The wake-phase target is r* = r_L^- + δ of eq. (3), with δ from
 :func:`dfc_analog.learning.output_target` for a minibatch of this one sample under the run's
 loss, loss_reduction and λ; r_L^- is the network's feed-forward output (eq. 2), which the
 circuit's own DC operating point reproduces to ngspice's tolerance. It is written into the
-netlist as numbers, so ``ngspice -b OUT.cir`` runs the file unchanged.
+netlist as numbers, so ``ngspice -b OUT.cir`` runs the file unchanged. With ``--target
+circuit`` the circuit forms r* itself instead (a track-and-hold of r_L^- and the label as a
+source, :class:`dfc_analog.circuit.graph.CircuitTarget`), and with ``--plasticity circuit`` it
+integrates eq. (5) on one capacitor per forward synapse and bias
+(:class:`dfc_analog.circuit.graph.CircuitPlasticity`): then no number the software computed
+enters the netlist except x, y and the weights.
 """
 from __future__ import annotations
 
@@ -33,9 +39,9 @@ from dfc_analog.errors import DFCError
 from dfc_analog.circuit.crossbar import hardware_summary, write_crossbar_netlist
 from dfc_analog.hardware import load_spec, preset_names, realise_network
 from dfc_analog.model.hardware import HardwareModel
-from dfc_analog.circuit.graph import (add_scaling_arguments, build_graph, save_graph,
-                                      scaling_from_args, summary)
-from dfc_analog.learning.targets import output_target
+from dfc_analog.circuit.graph import (CircuitPlasticity, CircuitTarget, add_scaling_arguments,
+                                      build_graph, save_graph, scaling_from_args, summary)
+from dfc_analog.learning.targets import output_target, target_gain
 from dfc_analog.runio import atomic_write, load_run, refuse_overwriting_inputs
 from dfc_analog.circuit.netlist import (PHASES, add_spice_arguments, output_times, spice_options,
                                         write_netlist)
@@ -65,9 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="folder with the IDX files, if not where the run found them (e.g. "
                           "after moving the run to another machine; default: the run's "
                           "data_dir)")
-    exp.add_argument("--target", metavar="FILE.npy",
+    exp.add_argument("--target", metavar="FILE.npy|circuit",
                      help="output target r* (n_L values) instead of eq. (3) from the sample's "
-                          "label; needed for the wake phase when --sample is an .npy file")
+                          "label; needed for the wake phase when --sample is an .npy file; "
+                          "'circuit': the circuit forms eq. (3) itself from a track-and-hold of "
+                          "its output and the label as a source")
+    exp.add_argument("--plasticity", default="software", choices=("software", "circuit"),
+                     help="'circuit': one integrator capacitor per forward synapse and bias "
+                          "accumulates eq. (5) over the wake phase, V = v_scale (1/T) ∫ Δ r dt "
+                          "(default: software, which reads eq. 5 off the trajectory)")
     exp.add_argument("--phase", default="wake", choices=PHASES,
                      help="'op': DC operating point only (the feed-forward equilibrium, eq. 2); "
                           "'feedforward': transient with the controller off; 'wake': settle "
@@ -170,7 +182,15 @@ def main(argv=None) -> int:
     if args.data_dir is not None:
         cfg = cfg.replace(data_dir=os.path.abspath(args.data_dir))
     net = net.double()
-    x, r_star = experiment(cfg, net, args.sample, args.split, args.target, args.phase)
+    in_circuit = args.target == "circuit"
+    if (in_circuit or args.plasticity == "circuit") and args.phase != "wake":
+        raise DFCError("--target circuit and --plasticity circuit describe the wake phase: "
+                       "leave out --phase or give --phase wake.")
+    if (in_circuit or args.plasticity == "circuit") and args.hardware:
+        raise DFCError("the circuit's own target and plasticity are in the ideal netlist only; "
+                       "leave out --hardware.")
+    x, r_star = experiment(cfg, net, args.sample, args.split,
+                           None if in_circuit else args.target, args.phase)
     scaling = scaling_from_args(args)
     options = spice_options(args, sum_inputs=not args.each_input_synapse)
     t_end = args.t_end if args.t_end is not None else cfg.t_end
@@ -196,7 +216,17 @@ def main(argv=None) -> int:
         print(hardware_summary(real, text))
         print(f"wrote netlist {args.netlist}")
         return 0
-    g = build_graph(net, params, scaling, x, r_star)
+    learning = {}
+    if in_circuit:
+        split = getattr(load_dataset(cfg), args.split)
+        index = int(args.sample)
+        learning.update(label=split.y[index:index + 1], target=CircuitTarget(
+            cfg.loss, target_gain(cfg.loss, cfg.loss_reduction, cfg.target_stepsize, 1,
+                                  cfg.layer_sizes[-1])))
+        r_star = None
+    if args.plasticity == "circuit":
+        learning["plasticity"] = CircuitPlasticity(cfg.plasticity, t_end)
+    g = build_graph(net, params, scaling, x, r_star, **learning)
     if args.netlist:
         atomic_write(Path(args.netlist), write_netlist(g, args.phase, t_end, times, args.settle,
                                                        options).encode())

@@ -87,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def wake_phase(cfg: Config):
+    """The wake phase the run's simulator needs, as a context: none (the ODE solver, inside
+    run_training) or the circuit's persistent ngspice processes (imported only then)."""
+    if cfg.simulator != "spice":
+        return nullcontext()
+    from dfc_analog.circuit.learning import wake_simulator
+    return wake_simulator(cfg)
+
+
 def _show(value) -> str:
     return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
@@ -184,7 +193,8 @@ def main(argv=None) -> int:
             stored = {**state["config"], "threads": 0, **changes}
             cfg = Config.from_dict(stored, source=f"{out}/{runio.CHECKPOINT}")
             cfg = cfg.replace(threads=cfg.threads or cli.available_cores())
-            rows = run_training(cfg, out, resume=True, progress=progress)
+            with wake_phase(cfg) as wake:
+                rows = run_training(cfg, out, resume=True, progress=progress, wake=wake)
     else:
         cfg = config_from_args(args)
         out = Path(getattr(args, "out", f"runs/{run_name(args, cfg)}-seed{cfg.seed}"))
@@ -194,7 +204,8 @@ def main(argv=None) -> int:
                     raise ConfigError(f"'{out}' already holds a run; continue it with --resume "
                                       f"{out} or start afresh with --overwrite.")
                 runio.clear_run(out)
-            rows = run_training(cfg, out, progress=progress)
+            with wake_phase(cfg) as wake:
+                rows = run_training(cfg, out, progress=progress, wake=wake)
     first, last = rows[0], rows[-1]
     value, epoch = reported(cfg, rows)
     rule = "last epoch" if cfg.report == "final-train-loss" else "best validation"

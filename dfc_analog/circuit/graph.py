@@ -15,12 +15,21 @@ Node names say what and where (layers 1..L as in the paper, neurons 0-based as t
     l{i}_apical_k   apical compartment v_A,i,k = Σ_m Q_i,km u_m (R to ground)
     l{i}_soma_k     soma v_i,k of eq. (1): R_v ‖ C_v, τ_v = R_v C_v
     l{i}_rate_k     rate r_i,k = φ_i(v_i,k): a B-source current into R (a VCCS if linear)
-    ctl_target_m    output target r*_m of eq. (3), an ideal voltage source
+    ctl_target_m    output target r*_m of eq. (3): an ideal voltage source holding the software's
+                    r*, or (a :class:`CircuitTarget`) a B-source formed by the circuit from
+    ctl_hold_m      the track-and-hold of r_L,m: follows r_L,m while the controller is off and
+                    holds r_L,m^- from the switch-on on, and
+    ctl_label_m     the label y_m (a voltage source; one-hot for cross-entropy), with
+    ctl_step        the target step g of eq. (3) per sample (learning.targets.target_gain), a
+                    voltage source of g volts
     ctl_enable      controller switch: 0 while the network settles, 1 from t = 0 on
     ctl_error_m     control error e_m = enable · (r*_m - r_L,m)
     ctl_int_m       integrator u_int,m of eq. (4): C_u with its leak α
     ctl_prop_m      proportional path k_p e_m
     ctl_u_m         control signal u_m = u_int,m + k_p e_m (the sum), fed to every apical node
+    l{i}_delta_k    with a :class:`CircuitPlasticity`: Δ_i,k of eq. (5), φ(v) - φ(v_B) (or v - v_B)
+    l{i}_dw_k_j     integrator of synapse W_i[k, j]: a capacitor charged by Δ_i,k r_{i-1},j
+    l{i}_db_k       integrator of bias b_i[k]: a capacitor charged by Δ_i,k
 
 Physical scaling (:class:`Scaling`): one model time unit (τ_u = 1) lasts ``time_scale`` seconds,
 one model unit of any signal is ``v_scale`` volts, and every weighted sum is realised at the
@@ -65,6 +74,58 @@ class Scaling:
         return tau * self.time_scale / self.resistance
 
 
+HOLD_TAU = 1e-3        # τ_h of the track-and-hold, in τ_u (≪ any settling time)
+LEAK_RATIO = 1e6       # an integrator's leak time constant, in units of its window T
+
+
+@dataclass(frozen=True)
+class CircuitTarget:
+    """The circuit forms r* of eq. (3) itself from its held output and the label:
+    r* = r_L^- - g ∇_r L with ∇ = 2 (r_L^- - y) for ``loss='mse'`` (i.e. (1 - 2g) r_L^- + 2g y)
+    or softmax(r_L^-) - onehot(y) for ``'cross_entropy'``; ``gain`` is g
+    (:func:`dfc_analog.learning.targets.target_gain`: λ, or λ/(B n_L), λ/B for a minibatch mean).
+    """
+
+    loss: str = "mse"
+    gain: float = 0.05
+
+    def __post_init__(self):
+        if self.loss not in ("mse", "cross_entropy"):
+            raise ConfigError(f"the circuit forms the target of the loss 'mse' or "
+                              f"'cross_entropy', not '{self.loss}'.")
+        if not (isinstance(self.gain, (int, float)) and np.isfinite(self.gain) and
+                self.gain > 0):
+            raise ConfigError(f"the target step g must be a positive number, got {self.gain!r}.")
+
+
+@dataclass(frozen=True)
+class CircuitPlasticity:
+    """The circuit integrates eq. (5) itself: one capacitor per forward synapse and bias.
+
+    ``rule`` is ``'rate'`` (Δ = φ(v) - φ(v_B), eq. 5) or ``'voltage'`` (Δ = v - v_B, eq. 9);
+    ``window`` is the phase length T in τ_u. Δ_i,k is a B-source voltage v_scale · enable ·
+    (φ(v) - φ(v_B)), zero while the controller is off; the integrator of W_i[k, j] is a
+    B-source current V(Δ) V(r_{i-1,j}) / (v_scale R) (a multiplier) into C_int = T · time_scale
+    / R, so at the end of the phase its voltage is V = v_scale (1/T) ∫_0^T Δ r_{i-1,j} dt (model
+    units inside the integral): the time average of eq. (5); the bias integrator omits r. Its
+    reset is the operating point: a leak R_leak = LEAK_RATIO · R (τ = LEAK_RATIO · T) to ground
+    holds it at 0 while its input is 0 (controller off), and costs a relative error
+    T / (2 τ) = 5e-7 over the phase. Hence trajectory_update's
+    g_W_i[k, j] = -(2/B) Σ_b V_b / v_scale (and g_b likewise)."""
+
+    rule: str = "rate"
+    window: float = 5.0
+
+    def __post_init__(self):
+        if self.rule not in ("rate", "voltage"):
+            raise ConfigError(f"the circuit integrates the plasticity 'rate' or 'voltage', not "
+                              f"'{self.rule}'.")
+        if not (isinstance(self.window, (int, float)) and np.isfinite(self.window) and
+                self.window > 0):
+            raise ConfigError(f"the integration window T must be a positive number, got "
+                              f"{self.window!r}.")
+
+
 def add_scaling_arguments(parser) -> None:
     """The ``--time-scale``, ``--v-scale`` and ``--resistance`` options of the circuit tools
     (an argparse parser or group), with :class:`Scaling`'s defaults."""
@@ -93,17 +154,28 @@ def neuron_name(layer: int, compartment: str, k: int) -> str:
 
 
 def controller_name(signal: str, m: int | None = None) -> str:
-    """``signal`` in target, error, int, prop, u (per output m), or enable."""
+    """``signal`` in target, hold, label, error, int, prop, u (per output m), or enable, step."""
     return f"ctl_{signal}" if m is None else f"ctl_{signal}_{m}"
 
 
+def integrator_name(layer: int, k: int, j: int | None = None) -> str:
+    """The integrator of synapse W_layer[k, j], or of bias b_layer[k] (``j=None``)."""
+    return f"l{layer}_db_{k}" if j is None else f"l{layer}_dw_{k}_{j}"
+
+
 def build_graph(net: DFCNetwork, params: ControllerParams, scaling: Scaling | None = None,
-                x=None, r_star=None, constant_input: bool = True) -> nx.DiGraph:
+                x=None, r_star=None, constant_input: bool = True, label=None,
+                target: CircuitTarget | None = None,
+                plasticity: CircuitPlasticity | None = None) -> nx.DiGraph:
     """The component graph of ``net`` under the controller ``params`` (eqs. 1 and 4).
 
     ``x`` (n_0,) sets the input sources and ``r_star`` (n_L,) the targets of eq. (3); either may
-    be ``None`` (value 0, e.g. for a graph of the structure only). With ``constant_input`` the
-    input is one DC sample, so each layer-1 synapse sees a constant presynaptic voltage and is
+    be ``None`` (value 0, e.g. for a graph of the structure only). With ``target`` the circuit
+    forms r* itself (:class:`CircuitTarget`) from the label ``label`` (n_L values for mse, a
+    class index for cross-entropy; ``None``: 0) and ``r_star`` must be ``None``; with
+    ``plasticity`` it integrates eq. (5) per synapse (:class:`CircuitPlasticity`).
+
+    With ``constant_input`` the input is one DC sample, so each layer-1 synapse sees a constant presynaptic voltage and is
     realised as a constant current source W_1,kj x_j v_scale / R (exact): this keeps the
     n_0 n_1 synapses out of the circuit matrix, whose ordering they dominate in ngspice (784-64
     inputs: 9.3 s → 0.16 s). ``False`` realises them as VCCS from the input nodes.
@@ -115,14 +187,19 @@ def build_graph(net: DFCNetwork, params: ControllerParams, scaling: Scaling | No
     b = [v.detach().cpu().double().numpy() for v in net.b]
     Q = [q.detach().cpu().double().numpy() for q in net.Q]
     x = _vector(x, sizes[0], "input x")
-    r_star = _vector(r_star, sizes[-1], "target r_star")
     n_L = sizes[-1]
+    if target is not None and r_star is not None:
+        raise ConfigError("give either the target r_star or the circuit's own target, not both.")
+    r_star = _vector(r_star, n_L, "target r_star")
+    label = _label(label, target.loss, n_L) if target is not None else None
 
     g = nx.DiGraph(format=GRAPH_FORMAT, layer_sizes=list(sizes), activations=list(net.activations),
                    bias=bool(net.has_bias), constant_input=bool(constant_input),
                    tau_v=params.tau_v, tau_u=params.tau_u,
                    alpha=params.alpha, k_p=params.k_p, leak=params.leak,
-                   scaling=asdict(scaling))
+                   scaling=asdict(scaling),
+                   target=asdict(target) if target is not None else None,
+                   plasticity=asdict(plasticity) if plasticity is not None else None)
     g.add_nodes_from((input_name(j), {"kind": "input", "layer": 0, "index": j,
                                       "value": float(x[j]), "R": R, "I": float(x[j]) * vs / R})
                      for j in range(sizes[0]))
@@ -186,7 +263,78 @@ def build_graph(net: DFCNetwork, params: ControllerParams, scaling: Scaling | No
         if params.leak == "total" and params.alpha > 0:
             g.add_edge(nodes["u"], nodes["int"], kind="leak", weight=-params.alpha,
                        realisation="vccs", G=-params.alpha / R)
+    if target is not None:
+        _add_circuit_target(g, target, label, L, n_L, scaling)
+    if plasticity is not None:
+        _add_integrators(g, plasticity, sizes, net.has_bias, scaling)
     return g
+
+
+def _add_circuit_target(g, target: CircuitTarget, label, L: int, n_L: int, scaling: Scaling):
+    """Track-and-hold, label and step sources, and r* of eq. (3) as the circuit forms it."""
+    R, vs = scaling.resistance, scaling.v_scale
+    g.add_node(controller_name("step"), kind="step", layer=None, index=None, value=target.gain,
+               V=target.gain)
+    for m in range(n_L):
+        where = {"layer": None, "index": m}
+        hold, lab, tgt = (controller_name(s, m) for s in ("hold", "label", "target"))
+        g.add_node(hold, kind="hold", G=1.0 / R, C=scaling.capacitance(HOLD_TAU),
+                   tau=HOLD_TAU * scaling.time_scale, **where)
+        g.add_node(lab, kind="label", value=float(label[m]), V=float(label[m]) * vs, **where)
+        g.nodes[tgt].update(value=None, V=None, source="circuit")
+        g.add_edge(neuron_name(L, "rate", m), hold, kind="track", weight=1.0,
+                   realisation="bsource", G=1.0 / R)
+        g.add_edge(controller_name("enable"), hold, kind="gate", weight=1.0,
+                   realisation="bsource")
+        g.add_edge(lab, tgt, kind="target", weight=1.0, realisation="bsource")
+        g.add_edge(controller_name("step"), tgt, kind="target", weight=1.0,
+                   realisation="bsource")
+        for k in (range(n_L) if target.loss == "cross_entropy" else (m,)):
+            g.add_edge(controller_name("hold", k), tgt, kind="target", weight=1.0,
+                       realisation="bsource")
+
+
+def _add_integrators(g, plasticity: CircuitPlasticity, sizes, bias: bool, scaling: Scaling):
+    """Δ_i of eq. (5) per neuron and one integrator per forward synapse (and bias)."""
+    R = scaling.resistance
+    c_int = scaling.capacitance(plasticity.window)
+    for i in range(1, len(sizes)):
+        pre = [input_name(j) for j in range(sizes[0])] if i == 1 else \
+            [neuron_name(i - 1, "rate", j) for j in range(sizes[i - 1])]
+        for k in range(sizes[i]):
+            delta = neuron_name(i, "delta", k)
+            g.add_node(delta, kind="delta", layer=i, index=k, rule=plasticity.rule)
+            for source in ("soma" if plasticity.rule == "voltage" else "rate", "basal"):
+                g.add_edge(neuron_name(i, source, k), delta, kind="delta", weight=1.0,
+                           realisation="bsource")
+            targets = [(integrator_name(i, k, j), j) for j in range(sizes[i - 1])]
+            if bias:
+                targets.append((integrator_name(i, k), None))
+            for name, j in targets:
+                g.add_node(name, kind="weight_integrator" if j is not None else
+                           "bias_integrator", layer=i, index=k, pre=j, C=c_int, G=1.0 / R,
+                           R_leak=LEAK_RATIO * R)
+                g.add_edge(delta, name, kind="plasticity", weight=1.0, realisation="bsource")
+                g.add_edge(controller_name("enable"), name, kind="gate", weight=1.0,
+                           realisation="bsource")
+                if j is not None:
+                    g.add_edge(pre[j], name, kind="plasticity", weight=1.0,
+                               realisation="bsource")
+
+
+def _label(value, loss: str, n_L: int) -> np.ndarray:
+    """The label as n_L source values: y itself (mse) or one-hot of the class (cross-entropy)."""
+    if loss == "mse":
+        return _vector(value, n_L, "label y")
+    if value is None:
+        return np.zeros(n_L)
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    arr = np.asarray(value).reshape(-1)
+    if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer) or not 0 <= arr[0] < n_L:
+        raise ConfigError(f"the cross-entropy label must be one class index in 0..{n_L - 1}, "
+                          f"got {value!r}.")
+    return np.eye(n_L)[int(arr[0])]
 
 
 def _add_synapses(g, pre, post, weights, kind, R, constant_pre=None):

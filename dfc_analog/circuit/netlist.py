@@ -36,7 +36,7 @@ import networkx as nx
 import numpy as np
 
 from dfc_analog.errors import ConfigError
-from dfc_analog.circuit.graph import controller_name, neuron_name
+from dfc_analog.circuit.graph import controller_name, input_name, neuron_name
 from dfc_analog.version import __version__
 
 PHASES = ("op", "feedforward", "wake")
@@ -67,7 +67,9 @@ class SpiceOptions:
     layer-1 synapses on a constant input as one summed current source per neuron (exact: the
     currents are constant; 200,704 sources of the 784-input net made 40 % of ngspice's load
     time) instead of one source per synapse. ``isolate`` runs ngspice in a fresh worker process
-    (PySpice leaks ~13 MiB per run and ngspice keeps global state)."""
+    (PySpice leaks ~13 MiB per run and ngspice keeps global state). ``every_synapse`` writes the
+    synapses of weight 0 too, so that a loaded circuit can ``alter`` every weight (training with
+    SPICE in the loop, :mod:`dfc_analog.circuit.learning`)."""
 
     reltol: float = 1e-3
     abstol: float = 1e-12
@@ -78,6 +80,7 @@ class SpiceOptions:
     trtol: float = 0.25
     sum_inputs: bool = True
     isolate: bool = True
+    every_synapse: bool = False
 
     def __post_init__(self):
         for name in ("reltol", "abstol", "vntol", "chgtol", "max_step", "trtol"):
@@ -147,16 +150,22 @@ def _uniform(g: nx.DiGraph, kind: str, attr: str) -> float:
     return values.pop()
 
 
+def _phi_expr(phi: str, node: str, vs: float) -> str:
+    """φ(V(node)/v_scale) as a B-source expression (model units)."""
+    v = f"V({node})/{_fmt(vs)}"
+    expr = {"tanh": f"tanh({v})", "sigmoid": f"1/(1+exp(-{v}))", "relu": f"max({v},0)",
+            "linear": f"({v})"}
+    if phi not in expr:
+        raise ConfigError(f"no circuit realisation of the activation '{phi}'.")
+    return expr[phi]
+
+
 def _rate_element(phi: str, vs: float, R: float) -> list:
     """r = φ(v) as a current R⁻¹ v_scale φ(V/v_scale) into R (a node, not a branch equation)."""
-    v = f"V(soma)/{_fmt(vs)}"
-    expr = {"tanh": f"tanh({v})", "sigmoid": f"1/(1+exp(-{v}))", "relu": f"max({v},0)"}
     if phi == "linear":
         source = f"Grate 0 rate soma 0 {_fmt(1.0 / R)}"
-    elif phi in expr:
-        source = f"Brate 0 rate I = {_fmt(vs / R)}*{expr[phi]}"
     else:
-        raise ConfigError(f"no circuit realisation of the activation '{phi}'.")
+        source = f"Brate 0 rate I = {_fmt(vs / R)}*{_phi_expr(phi, 'soma', vs)}"
     return [source, f"Rrate rate 0 {_fmt(R)}"]
 
 
@@ -201,7 +210,7 @@ def controller_subcircuit(R_in: float, C_u: float, k_p: float, alpha: float, lea
             ".ends", ""]
 
 
-def _synapse_lines(g: nx.DiGraph, sum_inputs: bool) -> dict:
+def _synapse_lines(g: nx.DiGraph, sum_inputs: bool, every_synapse: bool = False) -> dict:
     """Element lines per (kind, layer), one per synapse that carries current, in the graph's
     edge order: a G element (VCCS) or, for a constant input, an I element; with ``sum_inputs``
     the I elements into one node are one source ``Iw1_k`` carrying their sum."""
@@ -216,15 +225,15 @@ def _synapse_lines(g: nx.DiGraph, sum_inputs: bool) -> dict:
         if d["realisation"] == "isource":
             if sum_inputs:
                 summed.setdefault((kind, p["layer"], post), []).append(d["I"])
-            elif d["I"] != 0:
+            elif d["I"] != 0 or every_synapse:
                 out.setdefault((kind, p["layer"]), []).append(
                     f"I{name} 0 {post} DC {_fmt(d['I'])}")
-        elif d["G"] != 0:
+        elif d["G"] != 0 or every_synapse:
             out.setdefault((kind, p["layer"]), []).append(
                 f"G{name} 0 {post} {pre} 0 {_fmt(d['G'])}")
     for (kind, layer, post), currents in summed.items():
         total = math.fsum(currents)
-        if total != 0:
+        if total != 0 or every_synapse:
             out.setdefault((kind, layer), []).append(
                 f"I{'w' if kind == 'forward' else 'q'}{layer}_{nodes[post]['index']} 0 {post} DC "
                 f"{_fmt(total)}")
@@ -268,8 +277,15 @@ def _header(g: nx.DiGraph, phase: str, settle: float, t_end: float, sum_inputs: 
         "sum_j W_1[k,j] x_j v_scale/R)," if sum_inputs else
         "*   Iw1_k_j = synapse W_1[k,j] on the constant input (current W x_j v_scale/R),",
         "*   Ib<i>_k = bias, X<i>_k = neuron k of layer i, Xctl_m = controller of output m",
-        "",
-    ]
+    ] + ([
+        "* the circuit forms its target r* of eq. (3): ctl_hold_m  track-and-hold of r_L,m "
+        "(r_L^- from the switch-on), ctl_label_m  label y_m, ctl_step  step g (volts)",
+    ] if g.graph.get("target") else []) + ([
+        "* the circuit integrates eq. (5): l<i>_delta_k  enable (phi(v) - phi(v_B)) (or v - v_B), "
+        "l<i>_dw_k_j / l<i>_db_k  integrators,",
+        "*   V = v_scale (1/T) int_0^T Delta r_{i-1,j} dt at the end; the update of a minibatch "
+        "of B is g_W_i[k,j] = -(2/B) sum_b V / v_scale",
+    ] if g.graph.get("plasticity") else []) + [""]
 
 
 def write_netlist(g: nx.DiGraph, phase: str = "wake", t_end: float = 5.0, times=None,
@@ -303,7 +319,7 @@ def write_netlist(g: nx.DiGraph, phase: str = "wake", t_end: float = 5.0, times=
     for name, d in g.nodes(data=True):
         if d["kind"] == "input":
             lines += [f"I{name} 0 {name} DC {_fmt(d['I'])}", f"R{name} {name} 0 {_fmt(d['R'])}"]
-    synapses = _synapse_lines(g, options.sum_inputs)
+    synapses = _synapse_lines(g, options.sum_inputs, options.every_synapse)
     by_layer = {}
     for name, d in g.nodes(data=True):
         if d["layer"]:
@@ -321,10 +337,15 @@ def write_netlist(g: nx.DiGraph, phase: str = "wake", t_end: float = 5.0, times=
                   f"{neuron_name(i, 'soma', k)} {neuron_name(i, 'rate', k)} dfc_neuron_{phi}"
                   for k in range(sizes[i])]
 
-    targets = [(name, d["V"]) for name, d in g.nodes(data=True) if d["kind"] == "target"]
+    targets = [(name, d["V"]) for name, d in g.nodes(data=True)
+               if d["kind"] == "target" and d.get("source") != "circuit"]
     lines += controller_lines(phase, settle, times, ts, targets, L, sizes[-1])
+    if g.graph.get("target"):
+        lines += circuit_target_lines(g)
+    if g.graph.get("plasticity"):
+        lines += integrator_lines(g)
     lines += ["", options_line(options)]
-    lines += _wrap(".save", saved_nodes(g), 8)
+    lines += _wrap(".save", saved_nodes(g) + learning_nodes(g), 8)
     lines.append(analysis_line(phase, times, t_end, settle, ts,
                                options.step_limit(g.graph["tau_v"])))
     if phase != "op":
@@ -366,6 +387,73 @@ def controller_lines(phase: str, settle: float, times, ts: float, targets: list,
     return lines
 
 
+def circuit_target_lines(g: nx.DiGraph) -> list:
+    """The circuit's own target of eq. (3) (graph.CircuitTarget): per output a track-and-hold,
+    a B-source current G_h (1 - enable) (V(r_L) - V(hold)) into C_h (τ_h = C_h / G_h ≪ the
+    settling time), so the held voltage is r_L while the controller is off and r_L^- from the
+    switch-on on; the label source y; and r* as a B-source of the held values, the label and
+    the step g (a source of g volts):
+    mse r* = V(hold) + 2 g (V(label) - V(hold)); cross-entropy
+    r* = V(hold) - g v_scale (softmax(V(hold)/v_scale) - V(label)/v_scale)."""
+    vs = g.graph["scaling"]["v_scale"]
+    loss = g.graph["target"]["loss"]
+    sizes = g.graph["layer_sizes"]
+    L, n_L = len(sizes) - 1, sizes[-1]
+    enable, step = controller_name("enable"), controller_name("step")
+    lines = ["", f"* target r* of eq. (3) formed by the circuit ({loss}): track-and-hold of "
+             "r_L, label y, step g"]
+    lines.append(f"V{step} {step} 0 DC {_fmt(g.nodes[step]['V'])}")
+    exps = [f"exp(V({controller_name('hold', k)})/{_fmt(vs)})" for k in range(n_L)]
+    for m in range(n_L):
+        hold, lab, tgt = (controller_name(s, m) for s in ("hold", "label", "target"))
+        d = g.nodes[hold]
+        lines += [f"B{hold} 0 {hold} I = {_fmt(d['G'])}*(1-V({enable}))*"
+                  f"(V({neuron_name(L, 'rate', m)})-V({hold}))",
+                  f"C{hold} {hold} 0 {_fmt(d['C'])}",
+                  f"V{lab} {lab} 0 DC {_fmt(g.nodes[lab]['V'])}"]
+        if loss == "mse":
+            expr = f"V({hold})+2*V({step})*(V({lab})-V({hold}))"
+        else:
+            expr = (f"V({hold})-V({step})*({_fmt(vs)}*{exps[m]}/({'+'.join(exps)})"
+                    f"-V({lab}))")
+        lines.append(f"B{tgt} {tgt} 0 V = {expr}")
+    return lines
+
+
+def integrator_lines(g: nx.DiGraph) -> list:
+    """The circuit's own eq. (5) (graph.CircuitPlasticity): per neuron Δ = enable (φ(v) - φ(v_B))
+    (or enable (v - v_B)) as a B-source voltage, and per forward synapse W_i[k, j] (bias b_i[k])
+    a multiplier, the B-source current G V(Δ) V(r_{i-1,j}) / v_scale (G V(Δ)), into C_int =
+    T time_scale G with its leak R_leak: V(cap) = v_scale (1/T) ∫ Δ r_{i-1,j} dt over the phase.
+    (A multiplier of two voltages costs a quarter of one with the gate and reset in it.)"""
+    vs = g.graph["scaling"]["v_scale"]
+    rule = g.graph["plasticity"]["rule"]
+    sizes = g.graph["layer_sizes"]
+    enable = controller_name("enable")
+    lines = ["", f"* eq. ({'5' if rule == 'rate' else '9'}) integrated by the circuit: "
+             "Delta per neuron, one integrator capacitor per synapse and bias"]
+    for i in range(1, len(sizes)):
+        phi = g.graph["activations"][i - 1]
+        for k in range(sizes[i]):
+            delta, basal = neuron_name(i, "delta", k), neuron_name(i, "basal", k)
+            if rule == "voltage":
+                expr = f"V({neuron_name(i, 'soma', k)})-V({basal})"
+            else:
+                expr = f"V({neuron_name(i, 'rate', k)})-{_fmt(vs)}*{_phi_expr(phi, basal, vs)}"
+            lines.append(f"B{delta} {delta} 0 V = V({enable})*({expr})")
+        for name, d in g.nodes(data=True):
+            if d["kind"] in ("weight_integrator", "bias_integrator") and d["layer"] == i:
+                delta = neuron_name(i, "delta", d["index"])
+                if d["pre"] is None:
+                    source = f"G{name} 0 {name} {delta} 0 {_fmt(d['G'])}"
+                else:
+                    pre = input_name(d["pre"]) if i == 1 else neuron_name(i - 1, "rate", d["pre"])
+                    source = f"B{name} 0 {name} I = {_fmt(d['G'] / vs)}*V({delta})*V({pre})"
+                lines += [source, f"C{name} {name} 0 {_fmt(d['C'])}",
+                          f"R{name} {name} 0 {_fmt(d['R_leak'])}"]
+    return lines
+
+
 def analysis_line(phase: str, times, t_end: float, settle: float, ts: float,
                   step_limit: float) -> str:
     """``.op``, or the ``.tran`` over the settling period and [0, t_end] τ_u with the output
@@ -387,3 +475,14 @@ def saved_nodes(g: nx.DiGraph) -> list:
     """The node voltages a simulation keeps: every compartment, rate and controller signal."""
     keep = ("soma", "basal", "apical", "rate", "error", "integrator", "control")
     return [name for name, kind in g.nodes(data="kind") if kind in keep]
+
+
+def learning_nodes(g: nx.DiGraph) -> list:
+    """The nodes of the circuit's own learning: held outputs, the circuit's targets, and the
+    synapse and bias integrators (:func:`circuit_target_lines`, :func:`integrator_lines`)."""
+    out = []
+    for name, d in g.nodes(data=True):
+        if d["kind"] in ("hold", "weight_integrator", "bias_integrator") or (
+                d["kind"] == "target" and d.get("source") == "circuit"):
+            out.append(name)
+    return out

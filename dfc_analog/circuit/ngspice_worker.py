@@ -12,6 +12,10 @@ treating every stderr note (gmin stepping, "Note: ...") as a failure is bypassed
 run command directly and judging ngspice's messages here; and Debian's ``libngspice0`` ships
 ``libngspice.so.0`` where PySpice looks for ``libngspice.so``, so the library is located here
 (``$NGSPICE_LIBRARY_PATH`` wins) and handed to PySpice.
+
+``python ngspice_worker.py --serve`` is a persistent simulator instead (:func:`serve`): it loads
+one circuit and then, per request, changes sources and conductances with ngspice ``alter``
+commands and re-runs the analysis (training with SPICE in the loop).
 """
 from __future__ import annotations
 
@@ -78,13 +82,9 @@ def _first_failure(lines) -> str | None:
     return None
 
 
-def run(netlist: str, vectors: list) -> dict:
-    """Load ``netlist`` into this process's ngspice, run its analysis and return the named node
-    vectors (and ``time`` for a transient) as float64 arrays."""
-    from PySpice.Spice.NgSpice.Shared import NgSpiceCircuitError, ffi, ffi_string_utf8
-    ng = _shared()
-    lib = ng._ngspice_shared
-    before = ffi_string_utf8(lib.ngSpice_CurPlot())
+def _load(ng, netlist: str) -> None:
+    """Load ``netlist`` into ``ng``, judging ngspice's own messages."""
+    from PySpice.Spice.NgSpice.Shared import NgSpiceCircuitError
     try:
         ng.load_circuit(netlist)
     except NgSpiceCircuitError:
@@ -93,6 +93,14 @@ def run(netlist: str, vectors: list) -> dict:
     if failure:
         raise SimulatorFailure(f"ngspice rejected the netlist: {failure}")
     ng.clear_output()
+
+
+def _analyse(ng, vectors: list) -> dict:
+    """Run the loaded circuit's analysis; the named vectors (and ``time`` for a transient) as
+    float64 arrays; the plot is destroyed afterwards."""
+    from PySpice.Spice.NgSpice.Shared import ffi, ffi_string_utf8
+    lib = ng._ngspice_shared
+    before = ffi_string_utf8(lib.ngSpice_CurPlot())
     lib.ngSpice_Command(b"run")
     plot = ffi_string_utf8(lib.ngSpice_CurPlot())
     failure = _first_failure(ng._stderr)
@@ -109,11 +117,76 @@ def run(netlist: str, vectors: list) -> dict:
         out[name] = np.frombuffer(ffi.buffer(info.v_realdata, info.v_length * 8),
                                   dtype=np.float64).copy()
     lib.ngSpice_Command(b"destroy all")
-    lib.ngSpice_Command(b"remcirc")
+    ng.clear_output()
     return out
 
 
+def run(netlist: str, vectors: list) -> dict:
+    """Load ``netlist`` into this process's ngspice, run its analysis and return the named node
+    vectors (and ``time`` for a transient) as float64 arrays."""
+    ng = _shared()
+    _load(ng, netlist)
+    out = _analyse(ng, vectors)
+    ng._ngspice_shared.ngSpice_Command(b"remcirc")
+    return out
+
+
+def _alter(ng, commands: list) -> None:
+    """Issue ngspice ``alter`` commands (``alter NAME PARAM = VALUE``) on the loaded circuit."""
+    lib = ng._ngspice_shared
+    for command in commands:
+        lib.ngSpice_Command(command.encode())
+    failure = _first_failure(ng._stderr + ng._stdout)
+    if failure:
+        raise SimulatorFailure(f"ngspice refused a change of the circuit: {failure}")
+    ng.clear_output()
+
+
+def serve(requests, replies) -> None:
+    """A persistent simulator: pickled requests on ``requests``, pickled replies on ``replies``.
+
+    ``("load", netlist)`` loads the circuit once; ``("run", common, per_run, vectors)`` issues
+    the alter commands ``common`` once, then per entry of ``per_run`` its alter commands and the
+    analysis, and replies the last value of each named vector, an array (len(per_run),
+    len(vectors)); ``("quit",)`` ends. A reply is ``("ok", value)`` or ``("error", sentence)``.
+    """
+    import pickle
+    ng = None
+    while True:
+        try:
+            request = pickle.load(requests)
+        except EOFError:
+            return
+        if request[0] == "quit":
+            return
+        try:
+            if ng is None:
+                ng = _shared()
+            if request[0] == "load":
+                _load(ng, request[1])
+                value = None
+            else:
+                _, common, per_run, vectors = request
+                _alter(ng, common)
+                value = np.empty((len(per_run), len(vectors)))
+                for n, commands in enumerate(per_run):
+                    _alter(ng, commands)
+                    data = _analyse(ng, vectors)
+                    value[n] = [data[name][-1] for name in vectors]
+            reply = ("ok", value)
+        except SimulatorFailure as exc:
+            reply = ("error", str(exc))
+        pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
+        replies.flush()
+
+
 def main(argv) -> int:
+    if argv == ["--serve"]:
+        # the replies go on a private copy of stdout; ngspice's own prints go to stderr
+        replies = os.fdopen(os.dup(1), "wb")
+        os.dup2(2, 1)
+        serve(sys.stdin.buffer, replies)
+        return 0
     netlist, names, out = argv
     try:
         data = run(Path(netlist).read_text(), json.loads(Path(names).read_text()))

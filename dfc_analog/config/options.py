@@ -32,6 +32,10 @@ DATASET_SHAPES = {"mnist": (784, 10), "fashion-mnist": (784, 10), "mnist-autoenc
 DATASET_LOSS = {"mnist": "cross_entropy", "fashion-mnist": "cross_entropy",
                 "mnist-autoencoder": "mse", "student-teacher": "mse"}
 REPORTS = ("test-at-best-val", "final-train-loss")
+SIMULATORS = ("ode", "spice")
+# Forward synapses of the largest network trained with the wake phase in ngspice (one
+# integrator per synapse; the toy scale).
+MAX_SPICE_SYNAPSES = 5000
 # Keys config.json records beside the settings (who wrote the run); reading a config skips them.
 RECORD_KEYS = ("dfc_analog_version", "git_commit")
 # Bounds checked before anything is allocated.
@@ -141,6 +145,13 @@ class Config:
                      group="solver")
     step_size: float = _f(0.005, "Step Δt of fixed-step solvers and of 'authors-euler', in τ_u.",
                           "Δt", group="solver")
+    simulator: str = _f("ode",
+                        "Simulator of the wake phase in training. 'ode': the solver above; "
+                        "'spice': every sample's wake phase runs in ngspice, the circuit forming "
+                        "its target (eq. 3) from a track-and-hold of its output and the label, "
+                        "and integrating eq. (5) on one capacitor per synapse, whose voltages give "
+                        "ΔW (method 'dfc', toy-scale networks; persistent ngspice processes, one "
+                        "per thread, share each minibatch).", "", SIMULATORS, group="solver")
     max_steps: int = _f(20000, "Most solver steps per wake phase before the dynamics are "
                         "declared too stiff or divergent.", group="solver")
     # --- learning (eq. 5, Adam) ---------------------------------------------------------------
@@ -358,6 +369,19 @@ class Config:
                                                     self.train_feedback):
             raise ConfigError("the single-phase schedule runs DFC with both plasticities on: "
                               "it needs method 'dfc' and train_feedback.")
+        if self.simulator == "spice":
+            synapses = sum(n[i] * n[i + 1] for i in range(L))
+            if self.method != "dfc":
+                raise ConfigError(f"simulator 'spice' integrates eq. (5) along the phase in the "
+                                  f"circuit: use method 'dfc', not '{self.method}'.")
+            if synapses > MAX_SPICE_SYNAPSES:
+                raise ConfigError(f"simulator 'spice' puts one integrator per synapse into the "
+                                  f"circuit: {synapses} forward synapses is more than the toy "
+                                  f"scale it is made for ({MAX_SPICE_SYNAPSES}); use simulator "
+                                  "'ode'.")
+            if self.schedule == "single-phase" or self.hardware:
+                raise ConfigError("simulator 'spice' runs the two-phase schedule on the ideal "
+                                  "circuit: leave out schedule 'single-phase' and hardware.")
         if self.train_feedback and self.method in ("dfa", "bp"):
             raise ConfigError(f"train_feedback applies to the DFC methods; '{self.method}' has no "
                               "feedback weights to learn.")

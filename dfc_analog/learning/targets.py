@@ -26,6 +26,18 @@ def loss_gradient(r_L: torch.Tensor, y: torch.Tensor, loss: str, reduction: str)
     return grad / B if reduction == "mean" else grad
 
 
+def target_gain(loss: str, reduction: str, target_stepsize: float, batch: int,
+                n_outputs: int) -> float:
+    """The factor g of eq. (3) written per sample, r_L* = r_L^- - g ∇ with ∇ = 2 (r_L^- - y)
+    (``'mse'``) or softmax(r_L^-) - onehot(y) (``'cross_entropy'``): λ for ``reduction='sample'``,
+    λ / (B n_L) (mse) or λ / B (cross-entropy) for the minibatch mean, as
+    :func:`loss_gradient` takes it. The circuit's target (:mod:`dfc_analog.circuit.graph`)
+    is formed with it."""
+    if reduction == "sample":
+        return float(target_stepsize)
+    return float(target_stepsize) / (batch * (n_outputs if loss == "mse" else 1))
+
+
 def output_target(r_L: torch.Tensor, y: torch.Tensor, loss: str, reduction: str,
                   target_stepsize: float):
     """Eq. (3): r_L* = r_L^- - λ ∂L/∂r_L; returns (r_L*, δ_L)."""

@@ -178,12 +178,19 @@ def apply_feedback_update(cfg: Config, net: DFCNetwork, opt, g_Q) -> None:
     _check_step(net, "feedback optimizer")
 
 
-def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = True) -> list:
+def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = True,
+                 wake=None) -> list:
     """Train into run folder ``out`` (continuing its checkpoint if ``resume``); returns the
     per-epoch metrics. The folder's lock (:func:`dfc_analog.runio.run_lock`) is held
     throughout; ``data_dir`` is recorded as an absolute path; ``cfg.threads`` > 0 sets torch's
-    threads."""
+    threads. ``wake``, a callable ``(net, x, y) -> ForwardUpdate``, simulates the wake
+    minibatches instead of :func:`forward_update` with the ODE solver: for ``cfg.simulator =
+    'spice'`` the circuit's (:func:`dfc_analog.circuit.learning.wake_simulator`)."""
     cfg.validate()
+    if cfg.simulator == "spice" and wake is None:
+        raise ConfigError("simulator 'spice' needs the circuit's wake phase: train with "
+                          "python -m dfc_analog.train (or pass "
+                          "dfc_analog.circuit.learning.wake_simulator(cfg) as wake).")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device '{cfg.device}' was asked for, but torch sees no CUDA device; "
                           "use --device cpu (also with --resume).")
@@ -195,7 +202,7 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     with runio.run_lock(out):
-        return _train(cfg, Path(out), resume, progress)
+        return _train(cfg, Path(out), resume, progress, wake)
 
 
 def _resume_state(cfg: Config, out: Path, net: DFCNetwork, opts: dict) -> dict:
@@ -218,7 +225,7 @@ def _resume_state(cfg: Config, out: Path, net: DFCNetwork, opts: dict) -> dict:
     return state
 
 
-def _train(cfg: Config, out: Path, resume: bool, progress: bool) -> list:
+def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake) -> list:
     from tqdm import tqdm
 
     net = DFCNetwork.from_config(cfg, generator("network", cfg.seed))
@@ -228,6 +235,9 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool) -> list:
     state = _resume_state(cfg, out, net, opts) if resume else None
     data = load_dataset(cfg)
     wake_settings = ForwardSettings.from_config(cfg)
+    if wake is None:
+        def wake(net_, x_, y_):
+            return forward_update(net_, x_, y_, wake_settings)
     sleep_params = SleepParams.from_config(cfg)
     single = SinglePhaseParams.from_config(cfg) if cfg.schedule == "single-phase" else None
     n_train = len(data.train)
@@ -301,8 +311,7 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool) -> list:
                     apply_feedback_update(cfg, net, opts["sleep"], g_Q)
                     loss_sum += upd.loss * len(idx)
                 elif phase.kind == "wake":
-                    upd = forward_update(phase_network(index, b), x, data.train.y[idx],
-                                         wake_settings)
+                    upd = wake(phase_network(index, b), x, data.train.y[idx])
                     apply_update(cfg, net, opts["forward"], upd)
                     loss_sum += upd.loss * len(idx)
                     nfe_sum += upd.wake.nfe if upd.wake is not None else 0
@@ -347,7 +356,7 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool) -> list:
         save(index, 0, 0.0, 0)
         r = rows[-1]
         cost = f", {r['nfe_per_batch']:.0f} solver evaluations per batch" \
-            if cfg.method in ("dfc", "dfc-ss") else ""
+            if cfg.method in ("dfc", "dfc-ss") and cfg.simulator == "ode" else ""
         theory = f"  Condition 2 {r['condition2']:.3f}, angle to MN {r['angle_mn']:.1f}°" \
             if cfg.diagnostics and cfg.method != "bp" else ""
         errors = f"  val error {r['val_error']:.2f}%  test error {r['test_error']:.2f}%" \

@@ -1,0 +1,308 @@
+"""Learning on the circuit: the circuit forms its own target (eq. 3) and integrates its own
+weight updates (eq. 5), and the training loop runs its wake phases in ngspice.
+
+The netlist (:func:`dfc_analog.circuit.graph.build_graph` with a
+:class:`~dfc_analog.circuit.graph.CircuitTarget` and a
+:class:`~dfc_analog.circuit.graph.CircuitPlasticity`) takes from the software only the input x,
+the label y and the weights: a track-and-hold keeps r_L^- at the controller's switch-on, a
+B-source forms r* from it and y, and one integrator capacitor per forward synapse and bias
+accumulates eq. (5) over the phase. :func:`read_update` turns the capacitors' final voltages into
+the update of :func:`dfc_analog.learning.forward_update` (its scale, −(2/B) (1/T) Σ_b ∫ ...).
+
+:class:`SpiceWake` is the wake phase of ``python -m dfc_analog.train --simulator spice``: a pool of
+persistent ngspice processes (:func:`dfc_analog.circuit.ngspice_worker.serve`), each of which
+loads the netlist once and then, per minibatch, alters the weights that changed and, per sample,
+the input and label sources, re-runs the transient and returns the integrators' final values.
+The samples of a minibatch are split among the processes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import subprocess
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dfc_analog.parallel import available_cores
+from dfc_analog.circuit import ngspice_worker
+from dfc_analog.circuit.graph import (CircuitPlasticity, CircuitTarget, Scaling, build_graph,
+                                      controller_name, input_name, integrator_name)
+from dfc_analog.circuit.netlist import SpiceOptions, learning_nodes, saved_nodes, write_netlist
+from dfc_analog.circuit.simulate import NgspiceError, run_netlist, trajectory_from_vectors
+from dfc_analog.errors import ConfigError
+from dfc_analog.learning.forward import ForwardSettings, ForwardUpdate
+from dfc_analog.learning.targets import target_gain, task_loss
+from dfc_analog.model.network import DFCNetwork
+from dfc_analog.model.trajectory import Trajectory
+
+# ngspice's own trtol for training: ΔW is a time average and needs no tighter local error
+# control than this (toy net: angle to the ODE update 0.0035° against 0.0032° at trtol 0.25),
+# and a third fewer Newton iterations.
+TRAINING_TRTOL = 7.0
+# A persistent ngspice process is replaced after this many transients (ngspice keeps ~50 kB
+# of each run).
+RUNS_PER_PROCESS = 2000
+
+
+def integrator_names(sizes: list, bias: bool) -> list:
+    """The integrator nodes in the order of :func:`read_update`: W_1 row by row, ..., W_L, then
+    b_1, ..., b_L."""
+    names = [integrator_name(i, k, j) for i in range(1, len(sizes))
+             for k in range(sizes[i]) for j in range(sizes[i - 1])]
+    if bias:
+        names += [integrator_name(i, k) for i in range(1, len(sizes)) for k in range(sizes[i])]
+    return names
+
+
+def read_update(sizes: list, bias: bool, values: np.ndarray, v_scale: float) -> list:
+    """gW_1..gW_L, gb_1..gb_L (float64 tensors) from the integrators' final voltages ``values``
+    (B, len(integrator_names)) of a minibatch: g = −(2/B) Σ_b V_b / v_scale
+    (:class:`~dfc_analog.circuit.graph.CircuitPlasticity`; zeros for the biases without them)."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1, len(integrator_names(sizes, bias)))
+    g = -2.0 / values.shape[0] * values.sum(0) / v_scale
+    L = len(sizes) - 1
+    gW, n = [], 0
+    for i in range(1, L + 1):
+        size = sizes[i] * sizes[i - 1]
+        gW.append(torch.from_numpy(g[n:n + size].reshape(sizes[i], sizes[i - 1]).copy()))
+        n += size
+    gb = []
+    for i in range(1, L + 1):
+        gb.append(torch.from_numpy(g[n:n + sizes[i]].copy()) if bias
+                  else torch.zeros(sizes[i], dtype=torch.float64))
+        n += sizes[i] if bias else 0
+    return gW + gb
+
+
+@dataclass
+class CircuitPhase:
+    """One wake phase simulated with the circuit's own target and integrators: the trajectory,
+    the held output r_L^- and the target r* the circuit formed (n_L,), and the update it
+    integrated (``update``: gW_1..gW_L, gb_1..gb_L as a minibatch of one)."""
+
+    trajectory: Trajectory
+    held: np.ndarray
+    target: np.ndarray
+    update: list
+
+
+def learning_phase(net: DFCNetwork, x, y, settings: ForwardSettings, times,
+                   scaling: Scaling | None = None, options: SpiceOptions | None = None,
+                   settle: float = 1.0, batch: int = 1) -> CircuitPhase:
+    """The wake phase of one sample ``x`` (n_0,) with label ``y`` in ngspice, the circuit
+    forming r* (eq. 3 with ``settings``' loss, reduction and λ for a minibatch of ``batch``)
+    and integrating eq. (5) (``settings.params.plasticity``) over [0, settings.t_end]."""
+    scaling = scaling or Scaling()
+    options = options or SpiceOptions()
+    sizes = net.layer_sizes
+    target = CircuitTarget(settings.loss, target_gain(settings.loss, settings.reduction,
+                                                      settings.target_stepsize, batch,
+                                                      sizes[-1]))
+    plasticity = CircuitPlasticity(settings.params.plasticity, settings.t_end)
+    times = np.asarray(times, dtype=np.float64).reshape(-1)
+    g = build_graph(net, settings.params, scaling, x, None, label=y, target=target,
+                    plasticity=plasticity)
+    data = run_netlist(write_netlist(g, "wake", settings.t_end, times, settle, options),
+                       saved_nodes(g) + learning_nodes(g), options.isolate)
+    traj = trajectory_from_vectors(sizes, data, scaling, times, settle * scaling.time_scale)
+    n_L, vs = sizes[-1], scaling.v_scale
+    held = np.array([data[controller_name("hold", m)][-1] for m in range(n_L)]) / vs
+    r_star = np.array([data[controller_name("target", m)][-1] for m in range(n_L)]) / vs
+    names = integrator_names(sizes, net.has_bias)
+    update = read_update(sizes, net.has_bias, np.array([[data[n][-1] for n in names]]), vs)
+    return CircuitPhase(traj, held, r_star, update)
+
+
+class _Process:
+    """One persistent ngspice process (``ngspice_worker.py --serve``) and the element values it
+    was last given."""
+
+    def __init__(self, netlist: str):
+        self.proc = subprocess.Popen([sys.executable, ngspice_worker.__file__, "--serve"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.values: dict = {}
+        self.runs = 0
+        self.send(("load", netlist))
+        self.receive()
+
+    def send(self, request) -> None:
+        try:
+            pickle.dump(request, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise NgspiceError(self._ended()) from None
+
+    def receive(self):
+        try:
+            status, value = pickle.load(self.proc.stdout)
+        except (EOFError, pickle.UnpicklingError, OSError):
+            raise NgspiceError(self._ended()) from None
+        if status != "ok":
+            raise NgspiceError(value)
+        return value
+
+    def _ended(self) -> str:
+        return (f"an ngspice worker process ended unexpectedly (exit status "
+                f"{self.proc.poll()}).")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.send(("quit",))
+                self.proc.stdin.close()
+            except NgspiceError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class SpiceWake:
+    """The wake phase of DFC in ngspice, for the training loop: ``wake(net, x, y)`` returns the
+    :class:`~dfc_analog.learning.ForwardUpdate` of the minibatch (x, y) whose target and eq. (5)
+    update the circuit computed itself, in the scale of :func:`forward_update` (the loss is the
+    feed-forward loss of the network, as on the ODE path).
+
+    ``workers`` persistent ngspice processes share each minibatch's samples. The netlist is
+    written once, from the first network seen (``every_synapse``: a weight may become 0 and
+    later not); each call alters only the elements whose values changed: the weights (gain
+    w/R of each synapse's VCCS, bias currents b v_scale / R) and the target step g when the
+    minibatch size changes, and per sample the input currents x v_scale / R and label sources.
+    ``options`` default to SpiceOptions(trtol=TRAINING_TRTOL). Use it as a context manager (the
+    processes end on exit)."""
+
+    def __init__(self, settings: ForwardSettings, workers: int = 1, scaling: Scaling | None = None,
+                 options: SpiceOptions | None = None, settle: float = 1.0):
+        if settings.method != "dfc":
+            raise ConfigError(f"the circuit integrates eq. (5) along the phase (method 'dfc'), "
+                              f"not '{settings.method}'.")
+        if workers < 1:
+            raise ConfigError(f"the SPICE wake phase needs at least one worker, got {workers}.")
+        self.settings = settings
+        self.workers = workers
+        self.scaling = scaling or Scaling()
+        self.options = dataclasses.replace(options or SpiceOptions(trtol=TRAINING_TRTOL),
+                                           every_synapse=True)
+        self.settle = settle
+        self.netlist = None
+        self.processes: list = []
+
+    def __enter__(self) -> "SpiceWake":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for proc in self.processes:
+            proc.close()
+        self.processes = []
+
+    def _prepare(self, net: DFCNetwork) -> None:
+        s = self.settings
+        sizes = net.layer_sizes
+        target = CircuitTarget(s.loss, target_gain(s.loss, s.reduction, s.target_stepsize, 1,
+                                                   sizes[-1]))
+        g = build_graph(net, s.params, self.scaling, None, None, constant_input=False,
+                        target=target, plasticity=CircuitPlasticity(s.params.plasticity, s.t_end))
+        self.netlist = write_netlist(g, "wake", s.t_end, np.array([0.0, s.t_end]), self.settle,
+                                     self.options)
+        self.sizes, self.bias = list(sizes), bool(net.has_bias)
+        self.vectors = integrator_names(sizes, net.has_bias)
+
+    def _process(self, n: int) -> _Process:
+        while len(self.processes) <= n:
+            self.processes.append(_Process(self.netlist))
+        if self.processes[n].runs >= RUNS_PER_PROCESS:
+            self.processes[n].close()
+            self.processes[n] = _Process(self.netlist)
+        return self.processes[n]
+
+    def _element_values(self, net: DFCNetwork, batch: int) -> dict:
+        """Element name → value of everything the minibatch fixes: weights, biases, step g."""
+        R, vs = self.scaling.resistance, self.scaling.v_scale
+        values = {}
+        for i in range(1, net.num_layers + 1):
+            for kind, mats in (("w", net.W), ("q", net.Q)):
+                M = mats[i - 1].detach().cpu().double().numpy() / R
+                for (k, j), value in np.ndenumerate(M):
+                    values[f"G{kind}{i}_{k}_{j} gain"] = value
+            if net.has_bias:
+                b = net.b[i - 1].detach().cpu().double().numpy() * vs / R
+                for k, value in enumerate(b):
+                    values[f"Ib{i}_{k} dc"] = value
+        s = self.settings
+        values[f"V{controller_name('step')} dc"] = target_gain(
+            s.loss, s.reduction, s.target_stepsize, batch, net.layer_sizes[-1])
+        return values
+
+    def _sample_commands(self, x: np.ndarray, y: np.ndarray) -> list:
+        R, vs = self.scaling.resistance, self.scaling.v_scale
+        n_L = self.sizes[-1]
+        if self.settings.loss == "cross_entropy":
+            labels = np.eye(n_L)[y.astype(np.int64)]
+        else:
+            labels = y
+        return [[f"alter I{input_name(j)} dc = {float(v) * vs / R!r}" for j, v in enumerate(xb)]
+                + [f"alter V{controller_name('label', m)} dc = {float(v) * vs!r}"
+                   for m, v in enumerate(yb)] for xb, yb in zip(x, labels)]
+
+    @torch.no_grad()
+    def __call__(self, net: DFCNetwork, x: torch.Tensor, y: torch.Tensor) -> ForwardUpdate:
+        if self.netlist is None:
+            self._prepare(net)
+        elif net.layer_sizes != self.sizes:
+            raise ConfigError("the SPICE wake phase was written for another network.")
+        B = x.shape[0]
+        _, r_ff = net.feedforward(x)
+        loss = float(task_loss(r_ff[-1], y, self.settings.loss))
+        values = self._element_values(net, B)
+        per_sample = self._sample_commands(x.detach().cpu().double().numpy(),
+                                           y.detach().cpu().numpy())
+        chunks = np.array_split(np.arange(B), min(self.workers, B))
+        busy = []
+        for n, chunk in enumerate(chunks):
+            proc = self._process(n)
+            common = [f"alter {key} = {float(v)!r}" for key, v in values.items()
+                      if proc.values.get(key) != v]
+            proc.send(("run", common, [per_sample[b] for b in chunk], self.vectors))
+            proc.values = values
+            proc.runs += len(chunk)
+            busy.append(proc)
+        try:
+            results = [proc.receive() for proc in busy]
+        except NgspiceError:
+            self.close()        # the other processes' replies are unread: start afresh
+            raise
+        g = read_update(self.sizes, self.bias, np.concatenate(results), self.scaling.v_scale)
+        g = [t.to(dtype=x.dtype, device=x.device) for t in g]
+        L = net.num_layers
+        return ForwardUpdate(g[:L], g[L:], loss)
+
+
+@contextmanager
+def wake_simulator(cfg):
+    """The wake phase :func:`dfc_analog.training.loop.run_training` takes for ``cfg.simulator``:
+    ``None`` (the ODE solver) or a :class:`SpiceWake` with one ngspice process per thread
+    (``cfg.threads``; 0: the cores available), ended on exit."""
+    if cfg.simulator != "spice":
+        yield None
+        return
+    ngspice_worker_check()
+    with SpiceWake(ForwardSettings.from_config(cfg),
+                   workers=cfg.threads or available_cores()) as wake:
+        yield wake
+
+
+def ngspice_worker_check() -> None:
+    """Say in one sentence that ngspice is missing, before any process starts."""
+    try:
+        ngspice_worker.library_path()
+    except ngspice_worker.SimulatorFailure as exc:
+        raise NgspiceError(str(exc)) from None
