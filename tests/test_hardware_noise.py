@@ -28,7 +28,7 @@ from dfc_analog.solvers.wake import simulate_hardware_wake
 from dfc_analog.validation.compare import (SampleSet, ValidationSettings, check_read_noise,
                                            f_quantile)
 
-from tests.test_validate import needs_ngspice
+from tests.test_validate import needs_ngspice, run_dir  # noqa: F401 (fixture)
 
 AMP = {"gain": 1e4, "gbw": 20e6, "offset": 1e-3, "rail": 1.4}
 
@@ -294,3 +294,21 @@ def test_bad_noise_settings_are_one_sentence():
                           ({"noise_confidence": 1.0}, "noise_confidence must lie strictly")]:
         with pytest.raises(ConfigError, match=words):
             ValidationSettings(**kwargs).check()
+
+
+@pytest.mark.slow
+@needs_ngspice
+def test_toy_run_on_pcm_noise_validates_in_distribution(run_dir, tmp_path):  # noqa: F811
+    """dfc-validate --hardware pcm-noise on the toy run: the samples pass with the process off,
+    the read noise passes in distribution, and the report shows the section."""
+    import json
+
+    from dfc_analog.validate import main as validate
+    out = tmp_path / "val"
+    assert validate([str(run_dir), "--hardware", "pcm-noise", "--v-scale", "0.5", "--samples",
+                     "1", "--points", "201", "--out", str(out), "--no-plots",
+                     "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    (check,) = report["read_noise"]
+    assert check["pass"] and check["seeds"] == 8 and set(check["ratio"]) == {"output", "update"}
+    assert "## Read noise in distribution" in (out / "report.md").read_text()
