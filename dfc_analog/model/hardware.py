@@ -203,10 +203,10 @@ class HardwareModel:
 
 
 class ReadNoisePath:
-    """Unit white samples ξ_k (K+1, B, N) on the grid t_k = k·dt (τ_u), linear in between, ξ_0 =
-    0: what ngspice's ``trnoise(1 dt 0 0)`` produces. Row b of the batch is drawn from the named stream
-    ``read_noise`` at (seed, sample), never from the global generator, so a path depends on its
-    seed and sample only."""
+    """Unit white samples ξ_k (K+1, B, N) on the grid t_k = k·dt (τ_u), linear in between,
+    ξ_0 = 0: what ngspice's ``trnoise(1 dt 0 0)`` produces. Row b of the batch is drawn from the
+    named stream ``read_noise`` at (seed, sample), never from the global generator, so a path
+    depends on its seed and sample only."""
 
     def __init__(self, xi: torch.Tensor, dt: float):
         self.xi, self.dt = xi, float(dt)
