@@ -96,9 +96,10 @@ def dormand_prince(f, y0: torch.Tensor, times, rtol: float, atol: float, max_ste
             if ratio <= 1.0:
                 if on_step is not None:
                     on_step(t, step, y1)
-                if t + step >= t_out:  # the step that reaches the output time: its dense output
+                t_next = breakpoints[stop] if clipped else t + step
+                if t_next >= t_out:  # the step that reaches the output time: its dense output
                     interp = (t, step, _fit(y, y1, combine(y, mid_w * step, 7), k[0], k[6], step))
-                t, y = (breakpoints[stop] if clipped else t + step), y1
+                t, y = t_next, y1
                 k[0] = k[6]
             factor = GROWTH if ratio == 0 else min(GROWTH, max(SAFETY / ratio ** (1 / ORDER),
                                                                1.0 if ratio < 1 else SHRINK))
