@@ -167,7 +167,28 @@ def test_same_seed_same_path_other_seed_differs_global_rng_untouched():
     again = ReadNoisePath.draw([4], [1], n=6, dt=0.25, t_end=3.0)
     assert torch.equal(again.xi[:, 0], xi[:, 3])          # a path depends on (seed, sample) only
     assert torch.allclose(path(0.625), 0.5 * xi[2] + 0.5 * xi[3], rtol=0, atol=1e-15)
-    assert path.breakpoints(1.0) == [0.25, 0.5, 0.75]
+    assert path.breakpoints(1.0) == [0.25, 0.5, 0.75, 1.0]
+    assert path.breakpoints(0.6) == [0.25, 0.5, 0.75]
+
+
+def test_dopri5_breakpoints_integrate_a_piecewise_linear_forcing_exactly():
+    """y' = ξ(t), ξ piecewise linear: with the kinks as breakpoints every step integrates a
+    polynomial of degree 1, which Dormand–Prince does exactly (the trapezoid sums), at any
+    tolerance and also at outputs that fall on a kink; without breakpoints the same call is
+    today's solver."""
+    from dfc_analog.solvers.dormand_prince import dormand_prince
+    path = ReadNoisePath.draw([1, 2], [0, 0], n=3, dt=0.3, t_end=3.0)
+    exact = torch.cat([torch.zeros(1, 2, 3), torch.cumsum(0.15 * (path.xi[1:] + path.xi[:-1]),
+                                                           dim=0)])
+    times = [0.3 * k for k in range(11)]
+    y = dormand_prince(lambda t, y: path(t), torch.zeros(2, 3, dtype=torch.float64), times,
+                       1e-3, 1e-3, 10_000, breakpoints=path.breakpoints(3.0))
+    assert torch.allclose(y, exact[:11], rtol=0, atol=1e-13)
+    plain = dormand_prince(lambda t, y: -y, torch.ones(2, dtype=torch.float64), [0.0, 1.0],
+                           1e-8, 1e-8, 10_000)
+    again = dormand_prince(lambda t, y: -y, torch.ones(2, dtype=torch.float64), [0.0, 1.0],
+                           1e-8, 1e-8, 10_000, breakpoints=())
+    assert torch.equal(plain, again)
 
 
 def _column_discretisation(real, params, time_scale, dt):

@@ -224,8 +224,14 @@ class ReadNoisePath:
         return cls(xi, dt)
 
     def breakpoints(self, t_end: float) -> list:
-        """The grid times inside (0, t_end): where ξ has its kinks."""
-        return [k * self.dt for k in range(1, self.xi.shape[0]) if k * self.dt < t_end]
+        """Where ξ has its kinks: the grid times after 0, up to the first at or beyond t_end
+        (no step, the last included, crosses one)."""
+        out = []
+        for k in range(1, self.xi.shape[0]):
+            out.append(k * self.dt)
+            if out[-1] >= t_end:
+                break
+        return out
 
     def __call__(self, t: float) -> torch.Tensor:
         """ξ(t), (B, N)."""
