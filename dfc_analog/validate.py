@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
                          ") or a TOML file with [hardware] tables (default: the ideal circuit)")
     hw.add_argument("--hardware-seed", type=int, default=0, metavar="S",
                     help="seed of the realisation's device draws (default 0)")
+    hw.add_argument("--noise-seeds", type=int, default=d.noise_seeds, metavar="N",
+                    help="with a read-noise process (read_interval > 0): noise realisations "
+                         "per simulator for the check in distribution (default "
+                         f"{d.noise_seeds})")
+    hw.add_argument("--noise-samples", type=int, default=d.noise_samples, metavar="M",
+                    help="the check in distribution runs on the first M samples (default "
+                         f"{d.noise_samples})")
     add_scaling_arguments(parser.add_argument_group("physical scaling"))
     add_spice_arguments(parser.add_argument_group("simulator options; the pass tolerances scale "
                                                   "with reltol"))
@@ -84,7 +91,8 @@ def main(argv=None) -> int:
     settings = ValidationSettings(
         phase=args.phase, points=args.points, t_end=args.t_end, safety=args.safety,
         spice=spice_options(args), scaling=scaling_from_args(args),
-        hardware=args.hardware, hardware_seed=args.hardware_seed)
+        hardware=args.hardware, hardware_seed=args.hardware_seed,
+        noise_seeds=args.noise_seeds, noise_samples=args.noise_samples)
     settings.check()
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"workers must be at least 1, got {args.workers}.")
@@ -114,6 +122,13 @@ def summary_line(outcome: RunValidation, out: Path) -> str:
     if outcome.classify:
         agree = sum(r.class_reference == r.class_circuit for r in results)
         parts.append(f"class agreement {agree}/{len(results)}")
+    if outcome.noise:
+        ratios = [c.ratio(n) for c in outcome.noise for n in c.circuit]
+        c0 = outcome.noise[0]
+        parts.append(f"read noise in distribution {sum(c.passed for c in outcome.noise)}/"
+                     f"{len(outcome.noise)} pass (variance ratios circuit/emulation "
+                     f"{min(ratios):.3g}..{max(ratios):.3g}, bounds {c0.bounds[0]:.3g}.."
+                     f"{c0.bounds[1]:.3g})")
     return "; ".join(parts) + f"; report: {out / 'report.md'}"
 
 

@@ -38,6 +38,19 @@ written as its exact Norton equivalent, a current Σ_j G_j V_j into the column a
 conductance Σ_j G_j to ground (the n_0 n_1 resistors would dominate the circuit matrix); with
 wire resistance the whole tile column, bias rows included, is written as the Norton equivalent of
 its ladder, Σ_c T_c V_c and Σ_c T_c.
+
+Read noise as a process (the realisation's ``read_sigma``, :mod:`dfc_analog.hardware.devices`):
+the devices of a column fluctuate independently, G_j + σ_j ξ_j(t), and their current
+Σ_j σ_j ξ_j(t) V_j has at every t the law of σ_col(t) ξ(t), σ_col² = Σ_j σ_j² V_j(t)². So each
+column (neuron) gets one source, not one per device (a 784-256-256-256-10 net has 670k):
+
+    Vrn<i>_k  l<i>_rn_k 0   unit noise ξ: TRNOISE(1 t_s 0 0) (t_s = read_interval), or a PWL
+                            of given samples (a reproducible path: the emulation's)
+    Brn<i>_k  0 l<i>_vg_k   I = sqrt(Σ_j σ_j² V(row_j)²) · V(l<i>_rn_k), into the virtual ground
+
+(constant rows, the input and ±V_ref, summed into one number). ngspice 39 seeds TRNOISE from
+its process id at start-up: neither ``.option seed`` nor ``setseed`` fixes the path (tried), so
+every run is an independent realisation of the noise; a reproducible path is a PWL.
 """
 from __future__ import annotations
 
@@ -193,15 +206,60 @@ def _ladder_norton(wired, k: int, a: int, js: list, v_in, v_ref: float, wire: st
     return lines + ([f"RW1_{k}_t{a} {wire} 0 {_fmt(1.0 / total)}"] if total > 0 else [])
 
 
+def read_noise_lines(real: Realisation, x: np.ndarray, t_on: float, noise=None) -> list:
+    """The per-column read-noise sources (module docstring) of ``real`` for the input ``x``
+    (n_0,): ``noise`` None writes TRNOISE, or unit samples (K+1, N) on the grid t_on + k t_s
+    (s), the path 0 before t_on, as PWL sources."""
+    vs, t_s, n_L = real.v_scale, real.read_interval, real.layer_sizes[-1]
+    if noise is not None:
+        noise = np.asarray(noise, dtype=np.float64)
+        if noise.ndim != 2 or noise.shape[1] != sum(real.layer_sizes[1:]):
+            raise ConfigError(f"read-noise samples must have shape (K+1, "
+                              f"{sum(real.layer_sizes[1:])}), got {noise.shape}.")
+    lines = [f"* read noise: one source per column, sigma_col = sqrt(sum_j sigma_j^2 V_j^2), "
+             f"unit noise sampled every {t_s:g} s"]
+    column = 0
+    for i, lr in enumerate(real.layers, start=1):
+        sp, sn, sbp, sbn, sqp, sqn = (t.numpy() for t in lr.read_sigma)
+        for k in range(real.layer_sizes[i]):
+            constant = (float(sbp[k]) ** 2 + float(sbn[k]) ** 2) * vs * vs
+            terms = []
+            for j in range(real.layer_sizes[i - 1]):
+                if i == 1:
+                    constant += (float(sp[k, j]) ** 2 + float(sn[k, j]) ** 2) * (x[j] * vs) ** 2
+                    continue
+                for row, sigma in zip(rows(i - 1, j), (sn[k, j], sp[k, j])):
+                    terms.append((float(sigma) ** 2, row))
+            terms += [(float(sqp[k, m]) ** 2 + float(sqn[k, m]) ** 2, controller_name("u", m))
+                      for m in range(n_L)]
+            terms = [f"+{_fmt(var)}*V({row})*V({row})" for var, row in terms if var > 0]
+            node = neuron_name(i, "rn", k)
+            if noise is None:
+                lines.append(f"Vrn{i}_{k} {node} 0 DC 0 TRNOISE(1 {_fmt(t_s)} 0 0)")
+            else:
+                corners = ([(0.0, 0.0)] if t_on > 0 else []) + \
+                    [(t_on, float(noise[0, column]))] + \
+                    [(t_on + n * t_s, float(noise[n, column])) for n in range(1, len(noise))]
+                lines += _wrap(f"Vrn{i}_{k} {node} 0 PWL(",
+                               [f"{_fmt(t)} {_fmt(v)}" for t, v in corners] + [")"], 6)
+            lines += _wrap(f"Brn{i}_{k} 0 {neuron_name(i, 'vg', k)} I = "
+                           f"V({node})*sqrt({_fmt(constant)}", terms + [")"], 6)
+            column += 1
+    return lines
+
+
 def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_star=None,
                            phase: str = "wake", t_end: float = 5.0, times=None,
                            settle: float = 1.0, options: SpiceOptions | None = None,
-                           time_scale: float = 1e-6) -> str:
+                           time_scale: float = 1e-6, read_noise=None) -> str:
     """The crossbar netlist (module docstring) of ``real`` for input ``x`` (n_0,) and target
     ``r_star`` (n_L,; the wake phase), for ``phase`` 'op', 'feedforward' or 'wake' as
     :func:`dfc_analog.circuit.netlist.write_netlist`, or 'inference': the network at rest on
     a zero input until t_on = settle, then the input steps to ``x`` (controller off), for
     energy and settling time. The supply energy from t_on on is measured (``.meas e_supply``).
+    A realisation with a read-noise process gets its per-column sources in the transient
+    phases (:func:`read_noise_lines`; ``read_noise``: unit samples for PWL sources, None for
+    TRNOISE).
     """
     if phase not in HARDWARE_PHASES:
         raise ConfigError(f"unknown phase '{phase}': choose one of "
@@ -333,6 +391,8 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
                       f"Xn{i}_{k} 0 {vn} {rn} vdd vss dfc_opamp "
                       f"os={_fmt(float(lr.rate_offset_neg[k]))}",
                       f"Rn{i}_{k} {vn} {rn} {_fmt(R_r)}"]
+    if real.read_interval is not None and phase != "op":
+        lines += [""] + read_noise_lines(real, x, t_on, read_noise)
     targets = [(controller_name("target", m), float(r_star[m]) * vs) for m in range(n_L)]
     offsets = real.controller_offset if real.controller_offset is not None else np.zeros((4, n_L))
     lines += controller_lines("feedforward" if phase == "inference" else phase, settle, times,

@@ -128,10 +128,11 @@ def operating_point(net: DFCNetwork, params: ControllerParams, x,
 
 def simulate_hardware_circuit(real, params: ControllerParams, x, r_star, t_end: float, times,
                               time_scale: float = 1e-6, options: SpiceOptions | None = None,
-                              settle: float = 1.0) -> Trajectory:
+                              settle: float = 1.0, read_noise=None) -> Trajectory:
     """:func:`simulate_circuit` for the crossbar netlist of a hardware realisation
     (:mod:`dfc_analog.circuit.crossbar`): the same phases and grid, the compartments read off
-    the column sense currents (v_B = −R_f Σ_tiles I_W / v_scale, v_A likewise with I_Q)."""
+    the column sense currents (v_B = −R_f Σ_tiles I_W / v_scale, v_A likewise with I_Q).
+    ``read_noise``: the unit samples of a read-noise process (PWL sources) or None (TRNOISE)."""
     from dfc_analog.circuit.crossbar import saved_vectors, sense_names, write_crossbar_netlist
     options = options or SpiceOptions()
     times = np.asarray(times.detach().cpu() if hasattr(times, "detach") else times,
@@ -140,7 +141,7 @@ def simulate_hardware_circuit(real, params: ControllerParams, x, r_star, t_end: 
         v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float64))
     phase = "feedforward" if r_star is None else "wake"
     text = write_crossbar_netlist(real, params, to_np(x), to_np(r_star), phase, t_end, times,
-                                  settle, options, time_scale)
+                                  settle, options, time_scale, to_np(read_noise))
     data = run_netlist(text, saved_vectors(real), options.isolate)
     for (kind, i, k), tiles in sense_names(real).items():
         R_f = float(real.layers[i - 1].R_f[k])

@@ -19,6 +19,19 @@ law and no separate read-noise data.
 
 ``generic``: Gaussian programming noise σ = programming_noise · g_max, relative read noise
 σ = read_noise · |G|, no drift. Conductances stay ≥ 0 (a device cannot go negative).
+
+Read noise as a process (``read_interval`` > 0 in the spec): instead of the static offset drawn
+by :func:`program`, each device fluctuates during a phase as G(t) = G + σ_read ξ(t), ξ unit white
+Gaussian samples every t_s = read_interval, linear in between, with the per-read σ of
+:func:`read_sigma`:
+
+    PCM        σ_read = read_noise · |G| Q_s √ln((t_d + t_s) / (2 t_s))   (t_d = drift_time:
+               the 1/f noise between the read bandwidth 1/(2 t_s) and 1/t_d)
+    generic    σ_read = read_noise · |G|
+    RRAM       0 (Wan et al. publish no read-noise statistics)
+
+The circuit sums these per column (:mod:`dfc_analog.circuit.crossbar`): Σ_j σ_j ξ_j(t) V_j has,
+at every t, the law of σ_col(t) ξ(t), σ_col² = Σ_j σ_j² V_j².
 """
 from __future__ import annotations
 
@@ -77,7 +90,8 @@ def program(target: torch.Tensor, synapse, generator: torch.Generator) -> torch.
     """The conductances (S) of devices programmed to ``target`` (S) and read ``drift_time``
     after programming, under ``synapse`` (a :class:`~dfc_analog.hardware.spec.SynapseSpec`):
     programming noise, device-to-device variation, drift and the 1/f read noise accumulated by
-    then, each drawn once from ``generator`` in that order."""
+    then, each drawn once from ``generator`` in that order. With read noise as a process
+    (``synapse.read_process``) no read noise is drawn here (:func:`read_sigma` gives its σ)."""
     s = synapse
     g = target.clone()
 
@@ -100,10 +114,21 @@ def program(target: torch.Tensor, synapse, generator: torch.Generator) -> torch.
         mu, sigma = pcm_drift_statistics(target, s.g_max)
         nu = (mu + sigma * normal()).abs()
         g = g * (max(s.drift_time, PCM_T0) / PCM_T0) ** (-nu)
-    if s.read_noise > 0:
+    if s.read_noise > 0 and not s.read_process:
         if s.device == "pcm" and s.drift_time > 0:
             g = g + s.read_noise * pcm_read_sigma(g, s.g_max, s.drift_time) * normal()
         elif s.device == "generic":
             g = g + s.read_noise * g.abs() * normal()
         g = g.clamp(min=0.0)
     return g
+
+
+def read_sigma(g: torch.Tensor, synapse) -> torch.Tensor:
+    """σ_read (S) of the read-noise process of devices at conductance ``g`` (S) under
+    ``synapse`` (module docstring); zeros when the spec has no read-noise process."""
+    s = synapse
+    if not s.read_process or s.device not in ("pcm", "generic"):
+        return torch.zeros_like(g)
+    if s.device == "pcm":
+        return s.read_noise * pcm_read_sigma(g, s.g_max, s.drift_time, s.read_interval)
+    return s.read_noise * g.abs()

@@ -31,13 +31,14 @@ All conductances are in S, R_f in Ω, offsets in V; tensors are float64 on the C
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
 
 from dfc_analog.config.seeds import generator
 from dfc_analog.errors import ConfigError
-from dfc_analog.hardware.devices import program
+from dfc_analog.hardware.devices import program, read_sigma
 from dfc_analog.hardware.spec import HardwareSpec
 
 
@@ -64,6 +65,9 @@ class LayerRealisation:
     rate_offset_neg: torch.Tensor  # (n_i,) offset of the op-amp driving the row −r
     act_gain: torch.Tensor     # (n_i,) differential-pair gain g_k (1 when matched)
     act_offset: torch.Tensor   # (n_i,) differential-pair input offset δ_k, V
+    # read-noise process (spec.synapse.read_process): σ_read (S) of every device, in the
+    # layout of (G_pos, G_neg, Gb_pos, Gb_neg, GQ_pos, GQ_neg); None: no process
+    read_sigma: tuple | None = None
 
     @property
     def column_conductance(self) -> torch.Tensor:
@@ -93,6 +97,19 @@ class Realisation:
     @property
     def layer_sizes(self) -> list:
         return [self.layers[0].G_pos.shape[1]] + [l.G_pos.shape[0] for l in self.layers]
+
+    @property
+    def read_interval(self) -> float | None:
+        """The read-noise process's sample interval in s, or None without a process."""
+        if all(l.read_sigma is None for l in self.layers):
+            return None
+        return self.spec.synapse.read_interval
+
+    def without_read_process(self) -> "Realisation":
+        """The same devices with the read-noise process off (the deterministic part of the
+        circuit, compared sample for sample)."""
+        return dataclasses.replace(self, layers=[dataclasses.replace(l, read_sigma=None)
+                                                 for l in self.layers])
 
     def effective_weights(self):
         """(W_i, b_i, Q_i) per layer that the realised crossbars implement with ideal op-amps:
@@ -141,7 +158,8 @@ def realise(W: list, b: list, Q: list, activations: list, spec: HardwareSpec, se
     r-row and −r-row amplifier offsets and the activation gain and offset mismatch; after every
     layer, the input offsets of the controller's op-amps (error, integrator, proportional,
     summer; rows of ``controller_offset``), so that the layers' devices do not depend on
-    them."""
+    them. A read-noise process draws nothing here: each device's σ_read is stored
+    (``read_sigma``), its path is drawn per phase from the stream ``read_noise``."""
     if not (v_scale > 0 and resistance > 0):
         raise ConfigError(f"v_scale and resistance must be positive, got {v_scale} and "
                           f"{resistance}.")
@@ -161,6 +179,7 @@ def realise(W: list, b: list, Q: list, activations: list, spec: HardwareSpec, se
             pos, neg = conductance_targets(M, scale, spec)
             programmed += float((pos - neg).abs().sum())
             pairs += [program(pos, s, gen), program(neg, s, gen)]
+        sigmas = tuple(read_sigma(g, s) for g in pairs) if s.read_process else None
         R_f = 1.0 / scale[:, 0]
         if s.drift_compensation:
             realised = sum(float((pairs[k] - pairs[k + 1]).abs().sum()) for k in (0, 2, 4))
@@ -175,7 +194,9 @@ def realise(W: list, b: list, Q: list, activations: list, spec: HardwareSpec, se
             G_pos=pairs[0], G_neg=pairs[1], Gb_pos=pairs[2][:, 0], Gb_neg=pairs[3][:, 0],
             GQ_pos=pairs[4], GQ_neg=pairs[5], R_f=R_f,
             soma_offset=offsets[0], rate_offset_pos=offsets[1], rate_offset_neg=offsets[2],
-            act_gain=1.0 + normal(act.gain_mismatch), act_offset=normal(act.offset_mismatch)))
+            act_gain=1.0 + normal(act.gain_mismatch), act_offset=normal(act.offset_mismatch),
+            read_sigma=None if sigmas is None else
+            (sigmas[0], sigmas[1], sigmas[2][:, 0], sigmas[3][:, 0], sigmas[4], sigmas[5])))
     n_L = Q[-1].shape[1]
     controller_offset = amp.offset * torch.randn(4, n_L, generator=gen, dtype=torch.float64) \
         if amp.offset > 0 else torch.zeros(4, n_L, dtype=torch.float64)

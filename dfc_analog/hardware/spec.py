@@ -43,7 +43,15 @@ class SynapseSpec:
     ``drift_compensation`` trims each layer's R_f by one calibration factor, the programmed
     over the realised total |G⁺ − G⁻| (a global drift compensation, as on IBM's PCM chips);
     ``wire_resistance`` is the column wire's resistance per crossbar cell segment in Ω (IR drop,
-    :mod:`dfc_analog.hardware.wires`; 0: ideal wires)."""
+    :mod:`dfc_analog.hardware.wires`; 0: ideal wires).
+
+    ``read_interval`` (s) says what the read noise is. 0: a static offset of each conductance,
+    the 1/f noise accumulated by drift_time, drawn once per realisation. > 0: a process during
+    every phase, G(t) = G + σ_read ξ(t), ξ unit white samples drawn every read_interval and
+    linearly interpolated between them (ngspice's ``trnoise(1 read_interval 0 0)``), with the
+    device's per-read σ_read (:func:`~dfc_analog.hardware.devices.read_sigma`: PCM
+    read_noise · pcm_read_sigma(G, g_max, drift_time, t_read = read_interval); generic
+    read_noise · |G|; RRAM has no read-noise data)."""
 
     device: str = "ideal"
     g_min: float = 0.0
@@ -56,6 +64,7 @@ class SynapseSpec:
     drift_time: float = 0.0
     drift_compensation: bool = False
     wire_resistance: float = 0.0
+    read_interval: float = 0.0
 
     def check(self) -> None:
         _choice("synapse device", self.device, DEVICES)
@@ -74,11 +83,23 @@ class SynapseSpec:
             raise ConfigError(f"synapse drift_compensation must be true or false, got "
                               f"{self.drift_compensation!r}.")
         for name in ("programming_noise", "variation", "read_noise", "drift_time",
-                     "wire_resistance"):
+                     "wire_resistance", "read_interval"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"synapse {name} must be a non-negative number, got "
                                   f"{value!r}.")
+
+        if self.read_process and self.device == "pcm" and \
+                not self.drift_time > self.read_interval:
+            raise ConfigError(f"synapse drift_time ({self.drift_time:g} s) must exceed "
+                              f"read_interval ({self.read_interval:g} s): the PCM read noise is "
+                              f"the 1/f noise between the two.")
+
+    @property
+    def read_process(self) -> bool:
+        """True when the read noise is a process in time (read_interval > 0), not a static
+        draw."""
+        return self.read_interval > 0 and self.read_noise > 0
 
     @property
     def levels(self) -> int | None:

@@ -31,6 +31,22 @@ rest (its offsets give u_rest, :meth:`OpAmpController.rest`), then layer by laye
 
 its rails must not clip (:class:`~dfc_analog.errors.ConfigError` names the neurons). With the
 ``ideal`` spec none of this runs: the model keeps its own path, bit for bit.
+
+Read noise as a process (``read_interval`` > 0, :mod:`dfc_analog.hardware.devices`): each
+column's current gains Σ_j R_f σ_j ξ_j(t) r_j over its devices j (rows r_j in model units, the
+bias rows at ±1), which has, at every t, the law of one term per column
+
+    J_read = σ_col(t) ξ(t),   σ_col² = Σ_j (R_f σ_j)² r_j(t)²,
+
+ξ unit samples on the grid t_k = k t_s (t_s = read_interval / time_scale τ_u), linear in
+between (:class:`ReadNoisePath`, drawn from the named stream ``read_noise`` per noise seed and
+sample); the crossbar netlist writes the same term as one B-source per column. It enters the
+soma (the current into its virtual ground), not the compartments v_B and v_A, which are read
+off the noiseless column currents in both simulators. The Dormand–Prince solve puts the grid
+times as breakpoints (no step crosses one): ξ is continuous but has a kink at every t_k, and
+within a segment f is smooth, so the 5(4) error estimate and the rtol / atol rule of the
+deterministic comparison keep their meaning; a fixed-step solve would need the step of the
+fastest (op-amp) time constant everywhere. Without a process nothing of this runs.
 """
 from __future__ import annotations
 
@@ -38,6 +54,7 @@ import math
 
 import torch
 
+from dfc_analog.config.seeds import generator
 from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.realise import Realisation
 from dfc_analog.hardware.wires import transfer_layers
@@ -85,6 +102,18 @@ class HardwareModel:
         self.offsets = [0]
         for n in self.sizes[1:]:
             self.offsets.append(self.offsets[-1] + n)
+        self.read_interval = None if real.read_interval is None else \
+            real.read_interval / time_scale
+        if self.read_interval is not None:       # (R_f σ)² per device, per row kind
+            self.read_pos, self.read_neg, self.read_bias, read_Q = [], [], [], []
+            for l in real.layers:
+                R2 = (l.R_f ** 2)[:, None]
+                sp, sn, sbp, sbn, sqp, sqn = l.read_sigma
+                self.read_pos.append(R2 * sp ** 2)       # on the rows −r (and −x)
+                self.read_neg.append(R2 * sn ** 2)       # on the rows r (and x)
+                self.read_bias.append(R2[:, 0] * (sbp ** 2 + sbn ** 2))   # rows ±V_ref
+                read_Q.append(R2 * (sqp ** 2 + sqn ** 2))                  # rows ±u
+            self.read_Q = torch.cat(read_Q)
         self.ctl = OpAmpController(self)
 
     @property
@@ -157,18 +186,80 @@ class HardwareModel:
                                   f"state at the {what} output of {'; '.join(where)}: raise "
                                   f"[amplifier] rail or lower the scaling's v_scale.")
 
-    def dynamics(self, x: torch.Tensor, r_star: torch.Tensor | None) -> "HardwareDynamics":
+    def read_sigma_columns(self, x: torch.Tensor, r_pos: torch.Tensor, r_neg: torch.Tensor,
+                           u: torch.Tensor) -> torch.Tensor:
+        """σ_col per column (B, N), model units: sqrt(Σ_j (R_f σ_j)² r_j²) over the devices of
+        the column, r_j the voltage of each device's row (module docstring)."""
+        out = []
+        x = x.expand(r_pos.shape[:-1] + x.shape[-1:])
+        uu = (u * u) @ self.read_Q.T
+        for i in range(len(self.read_pos)):
+            pos = x if i == 0 else self._layer(r_pos, i - 1)
+            neg = -x if i == 0 else self._layer(r_neg, i - 1)
+            out.append((neg * neg) @ self.read_pos[i].T + (pos * pos) @ self.read_neg[i].T +
+                       self.read_bias[i])
+        return (torch.cat(out, dim=-1) + uu).sqrt()
+
+    def read_noise_path(self, seeds, samples, t_end: float) -> "ReadNoisePath":
+        """The unit samples ξ of the read-noise process over [0, t_end] τ_u for a batch whose
+        row b is noise seed ``seeds[b]`` of sample ``samples[b]``."""
+        if self.read_interval is None:
+            raise ConfigError(f"hardware '{self.real.spec.name}' has no read-noise process (set "
+                              f"[synapse] read_noise and read_interval).")
+        return ReadNoisePath.draw(seeds, samples, self.N, self.read_interval, t_end)
+
+    def dynamics(self, x: torch.Tensor, r_star: torch.Tensor | None,
+                 noise: "ReadNoisePath | None" = None) -> "HardwareDynamics":
         return HardwareDynamics(self, x.to(torch.float64),
-                                None if r_star is None else r_star.to(torch.float64))
+                                None if r_star is None else r_star.to(torch.float64), noise)
+
+
+class ReadNoisePath:
+    """Unit white samples ξ_k (K+1, B, N) on the grid t_k = k·dt (τ_u), linear in between,
+    ξ_0 = 0: what ngspice's ``trnoise(1 dt 0 0)`` produces. Row b of the batch is drawn from the
+    named stream ``read_noise`` at (seed, sample), never from the global generator, so a path
+    depends on its seed and sample only."""
+
+    def __init__(self, xi: torch.Tensor, dt: float):
+        self.xi, self.dt = xi, float(dt)
+
+    @classmethod
+    def draw(cls, seeds, samples, n: int, dt: float, t_end: float) -> "ReadNoisePath":
+        if len(seeds) != len(samples):
+            raise ConfigError(f"one noise seed per sample is needed, got {len(seeds)} seeds for "
+                              f"{len(samples)} samples.")
+        K = math.ceil(t_end / dt * (1 - 1e-12)) + 1
+        xi = torch.stack([torch.randn(K + 1, n, dtype=torch.float64,
+                                      generator=generator("read_noise", s, k))
+                          for s, k in zip(seeds, samples)], dim=1)
+        xi[0] = 0.0               # the path starts at 0 (the phase starts at rest, as TRNOISE)
+        return cls(xi, dt)
+
+    def breakpoints(self, t_end: float) -> list:
+        """Where ξ has its kinks: the grid times after 0, up to the first at or beyond t_end
+        (no step, the last included, crosses one)."""
+        out = []
+        for k in range(1, self.xi.shape[0]):
+            out.append(k * self.dt)
+            if out[-1] >= t_end:
+                break
+        return out
+
+    def __call__(self, t: float) -> torch.Tensor:
+        """ξ(t), (B, N)."""
+        k = min(max(int(math.floor(t / self.dt)), 0), self.xi.shape[0] - 2)
+        w = t / self.dt - k
+        return (1.0 - w) * self.xi[k] + w * self.xi[k + 1]
 
 
 class HardwareDynamics:
     """``f(t, y)`` of the realised circuit (module docstring) for inputs ``x`` (B, n_0) and
     targets ``r_star`` (B, n_L); ``r_star=None`` keeps the controller off (feed-forward
-    phase)."""
+    phase); ``noise`` the read-noise path of the batch (None: no read noise in time)."""
 
-    def __init__(self, model: HardwareModel, x: torch.Tensor, r_star: torch.Tensor | None):
-        self.m, self.x, self.r_star = model, x, r_star
+    def __init__(self, model: HardwareModel, x: torch.Tensor, r_star: torch.Tensor | None,
+                 noise: ReadNoisePath | None = None):
+        self.m, self.x, self.r_star, self.noise = model, x, r_star, noise
         self.nfe = 0
 
     def split(self, y: torch.Tensor):
@@ -196,6 +287,8 @@ class HardwareDynamics:
         m, p_ = self.m, self.m.p
         s = self.signals(y)
         o, p, J = s["soma"], s["p"], s["J"]
+        if self.noise is not None:          # the read-noise process, one term per column
+            J = J + m.read_sigma_columns(self.x, s["rate"], s["r_neg"], s["u"]) * self.noise(t)
         dv_c = (m.noise_gain * p - J - o) / p_.tau_v
         dn_s = (m.gain * (m.soma_offset - p) - s["n_s"]) / m.tau_p
         dp = torch.where(s["n_s"].abs() <= m.rail, dn_s, torch.zeros_like(dn_s)) - dv_c

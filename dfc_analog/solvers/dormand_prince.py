@@ -39,13 +39,15 @@ def rms(x: torch.Tensor) -> float:
 
 
 def dormand_prince(f, y0: torch.Tensor, times, rtol: float, atol: float, max_steps: int,
-                   on_step=None):
+                   on_step=None, breakpoints=()):
     """Integrate dy/dt = f(t, y) from t = 0 and return the states at ``times`` (stacked).
 
     ``times`` is an increasing sequence of floats starting at 0. ``on_step(t0, dt, y1)`` is called
     after every accepted step [t0, t0 + dt] with its end state, at which f was evaluated last (the
     last step may end beyond ``times[-1]``: the state there is read from the dense output, as in
-    torchdiffeq).
+    torchdiffeq). ``breakpoints`` (increasing floats) are times where f is continuous but not
+    smooth (a piecewise-linear forcing): no step crosses one, so that every step integrates a
+    smooth f and its error estimate holds; without them the steps are exactly the above.
     """
     dtype, device = y0.dtype, y0.device
     coef = torch.zeros(7, 7, dtype=dtype, device=device)
@@ -65,6 +67,7 @@ def dormand_prince(f, y0: torch.Tensor, times, rtol: float, atol: float, max_ste
     out = [y0]
     attempts = 0
     interp = None
+    breakpoints, stop = list(breakpoints), 0
     for t_out in times[1:]:
         while t_out > t:
             attempts += 1
@@ -76,25 +79,31 @@ def dormand_prince(f, y0: torch.Tensor, times, rtol: float, atol: float, max_ste
                 raise DivergenceError(f"the dopri5 step size underflowed at t = {t:.4g}: the "
                                       "dynamics diverge; lower k_p or target_stepsize, or raise "
                                       "alpha.")
+            while stop < len(breakpoints) and breakpoints[stop] <= t:
+                stop += 1
+            clipped = stop < len(breakpoints) and t + h > breakpoints[stop]
+            step = breakpoints[stop] - t if clipped else h
             for i in range(1, 6):
-                k[i] = f(t + _C[i] * h, combine(y, coef[i] * h, i))
-            y1 = combine(y, coef[6] * h, 6)        # the 5th-order solution, also the last stage
-            k[6] = f(t + h, y1)
-            error = (error_w * h) @ flat
+                k[i] = f(t + _C[i] * step, combine(y, coef[i] * step, i))
+            y1 = combine(y, coef[6] * step, 6)     # the 5th-order solution, also the last stage
+            k[6] = f(t + step, y1)
+            error = (error_w * step) @ flat
             tolerance = atol + rtol * torch.maximum(y.abs(), y1.abs()).reshape(-1)
             ratio = rms(error / tolerance)
             if not math.isfinite(ratio):
-                h *= SHRINK
+                h = step * SHRINK
                 continue
             if ratio <= 1.0:
                 if on_step is not None:
-                    on_step(t, h, y1)
-                if t + h >= t_out:  # the step that reaches the output time: fit its dense output
-                    interp = (t, h, _fit(y, y1, combine(y, mid_w * h, 7), k[0], k[6], h))
-                t, y = t + h, y1
+                    on_step(t, step, y1)
+                t_next = breakpoints[stop] if clipped else t + step
+                if t_next >= t_out:  # the step that reaches the output time: its dense output
+                    interp = (t, step, _fit(y, y1, combine(y, mid_w * step, 7), k[0], k[6], step))
+                t, y = t_next, y1
                 k[0] = k[6]
-            h *= GROWTH if ratio == 0 else min(GROWTH, max(SAFETY / ratio ** (1 / ORDER),
-                                                           1.0 if ratio < 1 else SHRINK))
+            factor = GROWTH if ratio == 0 else min(GROWTH, max(SAFETY / ratio ** (1 / ORDER),
+                                                               1.0 if ratio < 1 else SHRINK))
+            h = max(h, step * factor) if clipped and ratio <= 1.0 else step * factor
         t0, dt, coeffs = interp
         out.append(_evaluate(coeffs, (t_out - t0) / dt))
     return torch.stack(out)

@@ -226,16 +226,19 @@ SOLVERS = {"rosenbrock": _rosenbrock, "dopri5": _dormand_prince, "authors-euler"
 
 def simulate_hardware_wake(model, x: torch.Tensor, r_star: torch.Tensor | None, t_end: float,
                            times: torch.Tensor, rtol: float = 1e-9, atol: float = 1e-9,
-                           max_steps: int = 10_000_000) -> Trajectory:
+                           max_steps: int = 10_000_000, noise=None) -> Trajectory:
     """The wake phase (``r_star`` given) or the feed-forward phase (``r_star=None``) of the
     realised circuit (:class:`dfc_analog.model.hardware.HardwareModel`), from its feed-forward
     equilibrium, by Dormand–Prince at rtol / atol in model units (float64), read at ``times``.
-    Batched over the samples of ``x`` (B, n_0)."""
+    Batched over the samples of ``x`` (B, n_0). ``noise``: the read-noise path of the batch
+    (:class:`~dfc_analog.model.hardware.ReadNoisePath`), its grid times as the solver's
+    breakpoints."""
     with torch.no_grad():
-        dyn = model.dynamics(x, r_star)
+        dyn = model.dynamics(x, r_star, noise)
         y0 = model.feedforward(x)["state"]
         t_grid = _output_times(times, t_end, y0)
-        states = dormand_prince(dyn, y0, t_grid.tolist(), rtol, atol, max_steps)
+        states = dormand_prince(dyn, y0, t_grid.tolist(), rtol, atol, max_steps,
+                                breakpoints=() if noise is None else noise.breakpoints(t_end))
         _check_finite(states[-1], "dopri5")
         traj = dyn.trajectory(t_grid, states)
         return traj if times is None else traj.at(times.to(t_grid))

@@ -36,6 +36,18 @@ feed-forward phase the nudge is zero, the unit is one model unit and the toleran
 so its own error is negligible.
 A sample passes when every group, every departure and the update angle are within tolerance and,
 for classifiers, both predict the same class.
+
+Read noise as a process (a hardware spec with ``read_interval`` > 0). (a) The sample-for-sample
+comparison above runs on the realisation with the process off (the same device draws). (b) The
+noise is compared in distribution (:func:`check_read_noise`): for the first ``noise_samples``
+samples, ``noise_seeds`` = N noise realisations of the circuit (ngspice's TRNOISE, independent
+runs in parallel) and N of the emulation (the named stream ``read_noise``, one batched solve);
+per sample the total variance over seeds (the trace of the covariance) of the settled output
+rates r_L(t_end) and of the eq. (5) update. Under equal variances the ratio s²_circuit /
+s²_emulation of one direction follows F(N−1, N−1); a trace sums several directions, whose ratio
+spreads less (Satterthwaite: at least N−1 degrees of freedom each), so the two-sided bounds
+[F_{(1−c)/2}, F_{(1+c)/2}] of F(N−1, N−1) at confidence c (``noise_confidence``, 0.99) are
+conservative. The check passes when every ratio lies within them.
 """
 from __future__ import annotations
 
@@ -87,6 +99,9 @@ class ValidationSettings:
     scaling: Scaling = field(default_factory=Scaling)
     hardware: str | None = None  # preset name or TOML file: circuit and emulation on hardware
     hardware_seed: int = 0       # seed of the realisation's named stream
+    noise_seeds: int = 8         # noise realisations per simulator for the read-noise check
+    noise_samples: int = 1       # samples the read-noise check runs on (the first ones)
+    noise_confidence: float = 0.99   # of the two-sided F bounds of the variance ratio
 
     def hardware_spec(self):
         """The :class:`HardwareSpec` to validate on, or None for the ideal circuit (no
@@ -117,6 +132,17 @@ class ValidationSettings:
                               f"got {self.points}.")
         if self.t_end is not None and not (math.isfinite(self.t_end) and self.t_end > 0):
             raise ConfigError(f"t_end must be a positive number, got {self.t_end}.")
+        if isinstance(self.noise_seeds, bool) or not isinstance(self.noise_seeds, int) or \
+                self.noise_seeds < 2:
+            raise ConfigError(f"noise_seeds must be a whole number ≥ 2 (a variance needs two "
+                              f"realisations), got {self.noise_seeds!r}.")
+        if isinstance(self.noise_samples, bool) or not isinstance(self.noise_samples, int) or \
+                self.noise_samples < 1:
+            raise ConfigError(f"noise_samples must be a whole number ≥ 1, got "
+                              f"{self.noise_samples!r}.")
+        if not 0 < self.noise_confidence < 1:
+            raise ConfigError(f"noise_confidence must lie strictly between 0 and 1, got "
+                              f"{self.noise_confidence!r}.")
         self.hardware_spec()
 
     @property
@@ -413,8 +439,8 @@ def validate_sample(index: int, net: DFCNetwork, params: ControllerParams, x: to
     """
     times = torch.linspace(0.0, t_end, settings.points, dtype=torch.float64)
     on_hardware = settings.hardware_spec() is not None
-    if on_hardware:
-        real = settings.realise(net)
+    if on_hardware:     # a read-noise process is compared in distribution (check_read_noise)
+        real = settings.realise(net).without_read_process()
         model = HardwareModel(real, params, settings.scaling.time_scale)
         circuit = circuit or spice_hardware_circuit
     start = time.perf_counter()
@@ -472,10 +498,11 @@ class RunValidation:
     classify: bool
     seconds: float
     split: str = "test"
+    noise: list = field(default_factory=list)   # NoiseCheck per sample, on a read-noise process
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.results)
+        return all(r.passed for r in self.results) and all(c.passed for c in self.noise)
 
 
 def sample_targets(net: DFCNetwork, cfg, x: torch.Tensor, y: torch.Tensor, output=None):
@@ -577,11 +604,149 @@ def validate_samples(samples: SampleSet, settings: ValidationSettings, workers: 
             results.append(result)
             _advance(bar, result)
     results.sort(key=lambda r: r.index)
+    noise = []
+    if settings.hardware_spec() is not None and settings.hardware_spec().synapse.read_process:
+        noise = check_read_noise(samples, settings, workers, threads, circuit)
     return RunValidation(samples.run_dir, settings, samples.t_end, samples.layer_sizes, results,
-                         samples.classify, time.perf_counter() - start, samples.split)
+                         samples.classify, time.perf_counter() - start, samples.split, noise)
 
 
 def _advance(bar, result: SampleResult) -> None:
     bar.set_postfix_str(f"sample {result.index}: max error {result.max_error:.2g} "
                         f"({'pass' if result.passed else 'FAIL'})")
     bar.update()
+
+
+# ------------------------------------------------------------------------------------------
+# Read noise in distribution
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b) (continued fraction, modified Lentz;
+    Numerical Recipes 6.4)."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0 if x <= 0.0 else 1.0
+    if x > (a + 1.0) / (a + b + 2.0):
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) +
+                     a * math.log(x) + b * math.log1p(-x)) / a
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    out = d
+    for m in range(1, 500):
+        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            out *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return front * out
+
+
+def f_quantile(q: float, d1: float, d2: float) -> float:
+    """The q-quantile of the F(d1, d2) distribution: P(F ≤ f) = I_{d1 f/(d1 f + d2)}(d1/2, d2/2),
+    inverted by bisection on the beta variable."""
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _betainc(d1 / 2, d2 / 2, mid) < q else (lo, mid)
+    z = 0.5 * (lo + hi)
+    return d2 * z / (d1 * (1.0 - z))
+
+
+@dataclass
+class NoiseCheck:
+    """The read-noise distribution check of one sample: total variance over ``seeds`` noise
+    realisations, per statistic ('output': r_L(t_end); 'update': the eq. (5) update), in the
+    circuit and in the emulation, and the F bounds of their ratio."""
+
+    index: int
+    seeds: int
+    confidence: float
+    circuit: dict
+    emulation: dict
+    bounds: tuple
+
+    def ratio(self, name: str) -> float:
+        return self.circuit[name] / self.emulation[name] if self.emulation[name] > 0 else \
+            (1.0 if self.circuit[name] == 0 else math.inf)
+
+    @property
+    def passed(self) -> bool:
+        return all(self.bounds[0] <= self.ratio(n) <= self.bounds[1] for n in self.circuit)
+
+
+def total_variance(values: np.ndarray) -> float:
+    """Σ over coordinates of the unbiased variance over the first axis (seeds): the trace of the
+    sample covariance."""
+    return float(np.var(np.asarray(values, dtype=np.float64), axis=0, ddof=1).sum())
+
+
+def _sample_statistics(net: DFCNetwork, traj: Trajectory, x: torch.Tensor,
+                       params: ControllerParams, phase: str) -> dict:
+    """The statistics the check compares, per batch row b of ``traj`` (rows of ``x``): the
+    settled output rates r_L(t_end) and, in the wake phase, the eq. (5) update."""
+    out = {"output": traj.rate[-1][-1].detach().cpu().double().numpy()}
+    if phase == "wake":
+        rows = []
+        for b in range(x.shape[0]):
+            row = Trajectory(t=traj.t, soma=[a[:, b:b + 1] for a in traj.soma],
+                             basal=[a[:, b:b + 1] for a in traj.basal],
+                             apical=[a[:, b:b + 1] for a in traj.apical],
+                             rate=[a[:, b:b + 1] for a in traj.rate], u=traj.u[:, b:b + 1],
+                             u_int=traj.u_int[:, b:b + 1], error=traj.error[:, b:b + 1])
+            update = trajectory_update(net, row, x[b:b + 1], params.plasticity)
+            rows.append(torch.cat([g.reshape(-1) for g in update]).cpu().numpy())
+        out["update"] = np.stack(rows)
+    return out
+
+
+def circuit_noise_run(net, params, x, r_star, t_end, times, settings: ValidationSettings,
+                      circuit=None) -> dict:
+    """One noise realisation of the crossbar circuit (TRNOISE, ngspice's own generator) for one
+    sample: its statistics (:func:`_sample_statistics`, one row)."""
+    real = settings.realise(net)
+    traj = (circuit or spice_hardware_circuit)(real, params, x, r_star, t_end, times, settings)
+    return {k: v[0] for k, v in _sample_statistics(net, traj, x[None], params,
+                                                    settings.phase).items()}
+
+
+def check_read_noise(samples: SampleSet, settings: ValidationSettings, workers=None,
+                     threads=None, circuit=None) -> list:
+    """The distribution check of the read-noise process (module docstring) on the first
+    ``settings.noise_samples`` samples: N circuit runs per sample in parallel
+    (:func:`run_tasks`), the N × samples emulation runs in one batched solve at rtol = atol =
+    1e-3 · reltol (its error far below the spread of a variance over N seeds)."""
+    S, M = settings.noise_seeds, min(settings.noise_samples, samples.x.shape[0])
+    net, params, t_end = samples.net, samples.params, samples.t_end
+    times = torch.linspace(0.0, t_end, settings.points, dtype=torch.float64)
+    model = HardwareModel(settings.realise(net), params, settings.scaling.time_scale)
+    rows = [(s, k) for s in range(S) for k in range(M)]
+    X = torch.stack([samples.x[k] for _, k in rows])
+    R = None if samples.r_star is None else torch.stack([samples.r_star[k] for _, k in rows])
+    path = model.read_noise_path([s for s, _ in rows], [samples.indices[k] for _, k in rows],
+                                 t_end)
+    tol = max(REFERENCE_TIGHTENING * settings.reltol, REFERENCE_TOL_FLOOR)
+    traj = simulate_hardware_wake(model, X, R, t_end, times, rtol=tol, atol=tol, noise=path)
+    emulated = _sample_statistics(net, traj, X, params, settings.phase)
+    jobs = [dict(net=net, params=params, x=samples.x[k],
+                 r_star=None if samples.r_star is None else samples.r_star[k], t_end=t_end,
+                 times=times.numpy(), settings=settings, circuit=circuit) for _, k in rows]
+    circuits = [None] * len(jobs)
+    for n, result in run_tasks(circuit_noise_run, jobs, workers, threads=threads):
+        circuits[n] = result
+    c = settings.noise_confidence
+    bounds = (f_quantile((1 - c) / 2, S - 1, S - 1), f_quantile((1 + c) / 2, S - 1, S - 1))
+    checks = []
+    for k in range(M):
+        mine = [n for n, (_, kk) in enumerate(rows) if kk == k]
+        checks.append(NoiseCheck(
+            samples.indices[k], S, c,
+            {name: total_variance(np.stack([circuits[n][name] for n in mine]))
+             for name in emulated},
+            {name: total_variance(emulated[name][mine]) for name in emulated}, bounds))
+    return checks

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dfc_analog.hardware import load_spec
 from dfc_analog.runio import atomic_write, make_dir, save_figure
 from dfc_analog.validation.compare import RunValidation, SampleResult
 from dfc_analog.validation.hardware_plots import overlay_volts
@@ -57,11 +58,21 @@ def report_dict(outcome: RunValidation) -> dict:
     settings = asdict(outcome.settings)
     if settings["hardware"] is None:       # the ideal circuit's report stays as it was
         del settings["hardware"], settings["hardware_seed"]
-    return {**provenance(), "run_dir": outcome.run_dir, "layer_sizes": outcome.layer_sizes,
-            "split": outcome.split, "phase": outcome.settings.phase, "t_end": outcome.t_end,
-            "settings": settings, "tolerance_rule": outcome.settings.rule(),
-            "pass": outcome.passed, "summary": summary, "seconds": outcome.seconds,
-            "samples": samples}
+    if not outcome.noise:                   # no read-noise process: no distribution check
+        for key in ("noise_seeds", "noise_samples", "noise_confidence"):
+            del settings[key]
+    out = {**provenance(), "run_dir": outcome.run_dir, "layer_sizes": outcome.layer_sizes,
+           "split": outcome.split, "phase": outcome.settings.phase, "t_end": outcome.t_end,
+           "settings": settings, "tolerance_rule": outcome.settings.rule(),
+           "pass": outcome.passed, "summary": summary, "seconds": outcome.seconds,
+           "samples": samples}
+    if outcome.noise:
+        out["read_noise"] = [{"sample": c.index, "seeds": c.seeds, "confidence": c.confidence,
+                              "variance_circuit": c.circuit, "variance_emulation": c.emulation,
+                              "ratio": {n: c.ratio(n) for n in c.circuit},
+                              "ratio_bounds": list(c.bounds), "pass": c.passed}
+                             for c in outcome.noise]
+    return out
 
 
 def _summary(outcome: RunValidation) -> dict:
@@ -112,7 +123,8 @@ def report_markdown(outcome: RunValidation) -> str:
     if summ["class_agreement"] is not None:
         head.append(f"- predicted class agrees on {summ['class_agreement']}/{summ['samples']} "
                     "samples")
-    lines = head + _hardware_section(outcome) + ["", "## Tolerance rule", "", st.rule(), "",
+    lines = head + _hardware_section(outcome) + _noise_section(outcome) + [
+                    "", "## Tolerance rule", "", st.rule(), "",
                     "Errors are |circuit − model| / R over time and neurons: *max* is the "
                     "largest, *RMS* the root mean square, *steady* the largest at t = T.", ""]
     lines += ["## Signal groups (the sample closest to failing)", ""]
@@ -170,6 +182,31 @@ def _hardware_section(outcome: RunValidation) -> list:
         same = sum(e["class_ideal"] == e["class_hardware"] for e in effects)
         lines.append(f"Predicted class of hardware and ideal model agrees on {same}/"
                      f"{len(effects)} samples.")
+    return lines
+
+
+def _noise_section(outcome: RunValidation) -> list:
+    """On a read-noise process: the distribution check (variance over noise seeds)."""
+    if not outcome.noise:
+        return []
+    c0 = outcome.noise[0]
+    lines = ["", "## Read noise in distribution", "",
+             f"The read noise is a process (sampled every "
+             f"{load_spec(outcome.settings.hardware).synapse.read_interval:g} s): the samples "
+             f"above are compared with it off (the same devices); here {c0.seeds} noise seeds of "
+             f"the circuit (ngspice TRNOISE) and {c0.seeds} of the emulation (stream "
+             f"`read_noise`) give the total variance over seeds of the settled output rates "
+             f"r_L(T) and of the eq. (5) update. Their ratio passes within the two-sided "
+             f"{100 * c0.confidence:g} % bounds of F({c0.seeds - 1}, {c0.seeds - 1}), "
+             f"[{c0.bounds[0]:.3g}, {c0.bounds[1]:.3g}] (conservative for a sum of directions).",
+             "", "| sample | statistic | variance circuit | variance emulation | ratio | result |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for c in outcome.noise:
+        for name in c.circuit:
+            ok = c.bounds[0] <= c.ratio(name) <= c.bounds[1]
+            lines.append(f"| {c.index} | {name} | {c.circuit[name]:.4g} | "
+                         f"{c.emulation[name]:.4g} | {c.ratio(name):.3g} | "
+                         f"{'pass' if ok else 'FAIL'} |")
     return lines
 
 

@@ -1,0 +1,335 @@
+"""Read noise as a process (SynapseSpec.read_interval > 0): in the realisation, the emulation
+(dfc_analog.model.hardware) and the crossbar netlist (dfc_analog.circuit.crossbar).
+
+Closed forms: the per-column source σ_col = sqrt(Σ_j σ_j² V_j²) against the per-device sum
+(explicitly, in the netlist's own expression and in distribution); a single column driven by
+piecewise-linear white samples against its exact discretisation (a matrix exponential of the
+column's linear equations: path for path, and its variance); the F quantiles against scipy. The
+circuit with the emulation's noise path (PWL) agrees sample for sample; with its own TRNOISE it
+agrees in distribution. With read_interval = 0 nothing changes.
+"""
+import dataclasses
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from dfc_analog.circuit.crossbar import write_crossbar_netlist
+from dfc_analog.circuit.simulate import simulate_hardware_circuit
+from dfc_analog.errors import ConfigError
+from dfc_analog.hardware import HardwareSpec, load_spec, realise_network
+from dfc_analog.hardware.devices import pcm_read_sigma
+from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.model.hardware import HardwareModel, ReadNoisePath
+from dfc_analog.model.network import DFCNetwork
+from dfc_analog.solvers.wake import simulate_hardware_wake
+from dfc_analog.validation.compare import (SampleSet, ValidationSettings, check_read_noise,
+                                           f_quantile)
+
+from tests.test_validate import needs_ngspice, run_dir  # noqa: F401 (fixture)
+
+AMP = {"gain": 1e4, "gbw": 20e6, "offset": 1e-3, "rail": 1.4}
+
+
+def spec_with(read_interval=250e-9, amplifier=AMP, **synapse):
+    base = {"device": "generic", "g_min": 0.0, "g_max": 25e-6, "read_noise": 0.05,
+            "read_interval": read_interval}
+    return HardwareSpec.from_dict({"synapse": {**base, **synapse}, "amplifier": amplifier})
+
+
+def small_net(sizes=(6, 4, 3), seed=0):
+    acts = ["tanh"] * (len(sizes) - 2) + ["linear"]
+    return DFCNetwork(list(sizes), acts, dtype=torch.float64,
+                      generator=torch.Generator().manual_seed(seed),
+                      feedback_init="weight_product")
+
+
+@pytest.mark.parametrize("value, words", [(-1e-9, "read_interval must be a non-negative"),
+                                          (math.nan, "read_interval must be a non-negative"),
+                                          (math.inf, "read_interval must be a non-negative")])
+def test_bad_read_interval_is_one_sentence(value, words):
+    with pytest.raises(ConfigError, match=words) as info:
+        spec_with(read_interval=value)
+    assert str(info.value).count(". ") == 0 and str(info.value).endswith(".")
+
+
+def test_pcm_process_needs_a_drift_time_beyond_the_read_interval():
+    with pytest.raises(ConfigError, match="drift_time .* must exceed read_interval"):
+        HardwareSpec.from_dict({"synapse": {"device": "pcm", "read_noise": 1.0,
+                                            "drift_time": 1e-7, "read_interval": 250e-9}})
+
+
+def test_pcm_noise_preset_sigma_is_the_published_per_read_sigma():
+    """σ_read of the process = |G| Q_s √ln((t_d + t_s) / 2 t_s) at t_s = read_interval, and the
+    process draws nothing: the devices are those of pcm without read noise."""
+    net = small_net()
+    spec = load_spec("pcm-noise")
+    assert spec.synapse.read_interval == 250e-9 and spec.synapse.read_process
+    real = realise_network(net, spec, seed=3)
+    quiet = dataclasses.replace(spec, synapse=dataclasses.replace(spec.synapse, read_noise=0.0))
+    plain = realise_network(net, quiet, seed=3)
+    for lr, lp in zip(real.layers, plain.layers):
+        assert torch.equal(lr.G_pos, lp.G_pos) and torch.equal(lr.act_offset, lp.act_offset)
+        assert lp.read_sigma is None
+        expected = pcm_read_sigma(lr.G_pos, 25e-6, 3600.0, 250e-9)
+        assert torch.allclose(lr.read_sigma[0], expected, rtol=1e-15, atol=0)
+    assert real.read_interval == 250e-9 and real.without_read_process().read_interval is None
+
+
+def test_read_interval_zero_changes_nothing():
+    """read_interval = 0 is today's static draw: identical devices, netlist and emulation."""
+    net = small_net()
+    pcm = load_spec("pcm")
+    zero = dataclasses.replace(pcm, synapse=dataclasses.replace(pcm.synapse, read_interval=0.0))
+    a, b = realise_network(net, pcm, seed=5), realise_network(net, zero, seed=5)
+    for la, lb in zip(a.layers, b.layers):
+        assert torch.equal(la.G_pos, lb.G_pos) and torch.equal(la.GQ_neg, lb.GQ_neg)
+        assert la.read_sigma is None and lb.read_sigma is None
+    x = np.linspace(-0.5, 0.5, 6)
+    params = ControllerParams()
+    r_star = np.full(3, 0.1)
+    assert write_crossbar_netlist(a, params, x, r_star) == \
+        write_crossbar_netlist(b, params, x, r_star)
+    assert "Brn" not in write_crossbar_netlist(a, params, x, r_star)
+    assert HardwareModel(b, params).read_interval is None
+
+
+def _per_device_sigma(real, x, r_pos, r_neg, u, layer, k):
+    """σ_col of column k of ``layer`` (model units) as the explicit sum over its devices."""
+    lr = real.layers[layer]
+    sp, sn, sbp, sbn, sqp, sqn = lr.read_sigma
+    R = float(lr.R_f[k])
+    rows = slice(sum(real.layer_sizes[1:layer]), sum(real.layer_sizes[1:layer + 1]))
+    below_pos = x if layer == 0 else r_pos[rows]
+    below_neg = -x if layer == 0 else r_neg[rows]
+    total = 0.0
+    for j in range(real.layer_sizes[layer]):
+        total += (R * float(sp[k, j])) ** 2 * float(below_neg[j]) ** 2
+        total += (R * float(sn[k, j])) ** 2 * float(below_pos[j]) ** 2
+    total += (R * float(sbp[k])) ** 2 + (R * float(sbn[k])) ** 2
+    for m in range(len(u)):
+        total += ((R * float(sqp[k, m])) ** 2 + (R * float(sqn[k, m])) ** 2) * float(u[m]) ** 2
+    return math.sqrt(total)
+
+
+def test_column_sigma_is_the_per_device_sum():
+    """σ_col² = Σ_j σ_j² V_j²: the emulation's column term, the netlist's B-source expression and
+    a Monte Carlo of independent per-device fluctuations all give the per-device sum."""
+    net = small_net()
+    real = realise_network(net, spec_with(g_min=1e-6), seed=2, v_scale=0.5)
+    model = HardwareModel(real, ControllerParams())
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(6, generator=gen, dtype=torch.float64) - 0.5
+    r_pos = torch.rand(7, generator=gen, dtype=torch.float64) - 0.5
+    r_neg = -r_pos + 0.01 * torch.randn(7, generator=gen, dtype=torch.float64)
+    u = torch.randn(3, generator=gen, dtype=torch.float64)
+    sigma = model.read_sigma_columns(x, r_pos[None], r_neg[None], u[None])[0]
+    for layer, k, col in [(0, 0, 0), (0, 3, 3), (1, 2, 6)]:
+        expected = _per_device_sigma(real, x, r_pos, r_neg, u, layer, k)
+        assert float(sigma[col]) == pytest.approx(expected, rel=1e-12)
+    # the netlist's expression, in volts and amperes, at the same node voltages
+    vs = 0.5
+    text = write_crossbar_netlist(real, ControllerParams(), x.numpy(), np.zeros(3))
+    joined = re.sub(r"\n\+ ", " ", text)
+    line = next(l for l in joined.splitlines() if l.startswith("Brn2_2 "))
+    voltages = {f"l1_rate_{j}": float(r_pos[j]) * vs for j in range(4)}
+    voltages.update({f"l1_raten_{j}": float(r_neg[j]) * vs for j in range(4)})
+    voltages.update({f"ctl_u_{m}": float(u[m]) * vs for m in range(3)})
+    voltages["l2_rn_2"] = 1.0
+    expr = line.split("I = ", 1)[1]
+    expr = re.sub(r"V\(([\w]+)\)", lambda m: repr(voltages[m.group(1)]), expr)
+    current = eval(expr, {"sqrt": math.sqrt})             # noqa: S307 (numbers only)
+    R_f = float(real.layers[1].R_f[2])
+    assert current * R_f / vs == pytest.approx(float(sigma[6]), rel=1e-12)
+    # in distribution: Σ_j σ_j ξ_j V_j with independent ξ_j has variance σ_col²
+    lr = real.layers[0]
+    sp, sn, sbp, sbn, sqp, sqn = lr.read_sigma
+    R = float(lr.R_f[1])
+    terms = torch.cat([R * sp[1] * -x, R * sn[1] * x, R * sbp[1:2], R * sbn[1:2],
+                       R * sqp[1] * u, R * sqn[1] * u])
+    draws = torch.randn(40000, terms.numel(), generator=gen, dtype=torch.float64) @ terms
+    rel = float(draws.var()) / float(sigma[1]) ** 2 - 1.0
+    assert abs(rel) < 5 * math.sqrt(2 / 40000)
+
+
+def test_same_seed_same_path_other_seed_differs_global_rng_untouched():
+    torch.manual_seed(11)
+    expected = torch.rand(3)
+    torch.manual_seed(11)
+    path = ReadNoisePath.draw([4, 4, 5, 4], [0, 0, 0, 1], n=6, dt=0.25, t_end=3.0)
+    assert torch.equal(torch.rand(3), expected)          # no draw from the global generator
+    xi = path.xi
+    assert xi.shape == (14, 4, 6) and float(xi[0].abs().max()) == 0.0     # starts at rest
+    assert torch.equal(xi[:, 0], xi[:, 1])
+    assert not torch.equal(xi[:, 0], xi[:, 2]) and not torch.equal(xi[:, 0], xi[:, 3])
+    again = ReadNoisePath.draw([4], [1], n=6, dt=0.25, t_end=3.0)
+    assert torch.equal(again.xi[:, 0], xi[:, 3])          # a path depends on (seed, sample) only
+    assert torch.allclose(path(0.625), 0.5 * xi[2] + 0.5 * xi[3], rtol=0, atol=1e-15)
+    assert path.breakpoints(1.0) == [0.25, 0.5, 0.75, 1.0]
+    assert path.breakpoints(0.6) == [0.25, 0.5, 0.75]
+
+
+def test_dopri5_breakpoints_integrate_a_piecewise_linear_forcing_exactly():
+    """y' = ξ(t), ξ piecewise linear: with the kinks as breakpoints every step integrates a
+    polynomial of degree 1, which Dormand–Prince does exactly (the trapezoid sums), at any
+    tolerance and also at outputs that fall on a kink; without breakpoints the same call is
+    today's solver."""
+    from dfc_analog.solvers.dormand_prince import dormand_prince
+    path = ReadNoisePath.draw([1, 2], [0, 0], n=3, dt=0.3, t_end=3.0)
+    exact = torch.cat([torch.zeros(1, 2, 3), torch.cumsum(0.15 * (path.xi[1:] + path.xi[:-1]),
+                                                           dim=0)])
+    times = [0.3 * k for k in range(11)]
+    y = dormand_prince(lambda t, y: path(t), torch.zeros(2, 3, dtype=torch.float64), times,
+                       1e-3, 1e-3, 10_000, breakpoints=path.breakpoints(3.0))
+    assert torch.allclose(y, exact[:11], rtol=0, atol=1e-13)
+    plain = dormand_prince(lambda t, y: -y, torch.ones(2, dtype=torch.float64), [0.0, 1.0],
+                           1e-8, 1e-8, 10_000)
+    again = dormand_prince(lambda t, y: -y, torch.ones(2, dtype=torch.float64), [0.0, 1.0],
+                           1e-8, 1e-8, 10_000, breakpoints=())
+    assert torch.equal(plain, again)
+
+
+def _column_discretisation(real, params, time_scale, dt):
+    """The soma stage of a single-layer column as dδ/dt = A δ + c σ_col ξ(t) for the departure
+    δ = (n_soma, p) − equilibrium (the module docstring's op-amp and R_f ‖ C_f equations), and
+    its exact one-step maps for piecewise-linear ξ: δ_{k+1} = Φ δ_k + Γ₀ ξ_k + Γ₁ ξ_{k+1}."""
+    from scipy.linalg import expm
+    amp, lr = real.spec.amplifier, real.layers[0]
+    A0, tau_p, tau_v = amp.gain, amp.pole_time / time_scale, params.tau_v
+    n_g = float(lr.noise_gain[0])
+    A = np.array([[-1 / tau_p, -A0 / tau_p],
+                  [-1 / tau_p + 1 / tau_v, -A0 / tau_p - n_g / tau_v]])
+    c = np.array([0.0, 1.0 / tau_v])       # dp/dt gains +J/τ_v: J enters −dv_c
+    # augmented [δ, a, b] over one step: δ' = A δ + c a, a' = b / dt, b' = 0, from a = ξ_k and
+    # b = ξ_{k+1} − ξ_k, so that a(s) is the forcing ξ_k + (ξ_{k+1} − ξ_k) s / dt
+    M = np.zeros((4, 4))
+    M[:2, :2], M[:2, 2], M[2, 3] = A, c, 1.0 / dt
+    E = expm(M * dt)
+    Phi, g_const, g_ramp = E[:2, :2], E[:2, 2], E[:2, 3]
+    return Phi, g_const - g_ramp, g_ramp
+
+
+def test_column_against_its_exact_discretisation():
+    """A 3-1 linear column with the read-noise process, controller off: the emulation's soma
+    path equals the exact discretisation of its linear equations driven by the same ξ (path for
+    path), and its variance over 1000 paths the closed form of that recursion. A slow op-amp
+    (A₀ = 100, 10 MHz) keeps the solve short; the equations are the same."""
+    net = DFCNetwork([3, 1], ["linear"], dtype=torch.float64,
+                     generator=torch.Generator().manual_seed(4))
+    spec = spec_with(read_interval=100e-9, g_min=1e-6, read_noise=0.2,
+                     amplifier={"gain": 100.0, "gbw": 1e7, "offset": 1e-3, "rail": 1.4})
+    real = realise_network(net, spec, seed=1, v_scale=0.5)
+    params, ts = ControllerParams(), 1e-6
+    model = HardwareModel(real, params, ts)
+    dt, K, B = 0.1, 20, 1000
+    x = torch.tensor([[0.4, -0.7, 0.2]], dtype=torch.float64)
+    sigma_col = _per_device_sigma(real, x[0], None, None, torch.zeros(1), 0, 0)
+    path = model.read_noise_path(list(range(B)), [0] * B, K * dt)
+    times = torch.linspace(0, K * dt, K + 1, dtype=torch.float64)
+    traj = simulate_hardware_wake(model, x.expand(B, 3), None, K * dt, times, rtol=1e-7,
+                                  atol=1e-9, noise=path)
+    soma = (traj.soma[0][:, :, 0] - model.feedforward(x)["soma"][0, 0]).numpy()   # (T, B)
+    Phi, G0, G1 = _column_discretisation(real, params, ts, dt)
+    xi = path.xi[:, :, 0].numpy() * sigma_col                                          # (K+1, B)
+    delta = np.zeros((2, B))
+    exact = [delta[0].copy()]
+    for k in range(K):
+        delta = Phi @ delta + np.outer(G0, xi[k]) + np.outer(G1, xi[k + 1])
+        exact.append(delta[0].copy())
+    exact = np.stack(exact)
+    scale = exact.std()
+    assert scale > 0
+    assert np.abs(soma - exact).max() < 1e-5 * scale
+    # the variance at t = K dt: w_k = δ_k − Γ₁ ξ_k obeys w_{k+1} = Φ w_k + (Φ Γ₁ + Γ₀) ξ_k and
+    # is independent of ξ_k; w_0 = 0 and ξ_0 = 0, the other ξ_k unit (times σ_col)
+    cov_w = np.zeros((2, 2))                      # Cov(w_1) = 0
+    h = Phi @ G1 + G0
+    for _ in range(1, K):
+        cov_w = Phi @ cov_w @ Phi.T + np.outer(h, h)
+    variance = (cov_w + np.outer(G1, G1))[0, 0] * sigma_col ** 2
+    sample = float(np.var(soma[-1], ddof=1))
+    assert abs(sample / variance - 1) < 5 * math.sqrt(2 / (B - 1))
+
+
+def test_f_quantiles_against_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for q, d1, d2 in [(0.005, 7, 7), (0.995, 7, 7), (0.025, 3, 11), (0.9, 20, 5)]:
+        assert f_quantile(q, d1, d2) == pytest.approx(float(stats.f.ppf(q, d1, d2)), rel=1e-9)
+
+
+@needs_ngspice
+def test_circuit_with_the_emulations_path_agrees_sample_for_sample():
+    """The crossbar netlist driven by the emulation's own ξ (PWL sources, one per column) and
+    the emulation agree on every signal to the simulator's tolerance, noise included."""
+    net = small_net()
+    real = realise_network(net, load_spec("pcm-noise"), seed=0, v_scale=0.5)
+    params = ControllerParams()
+    model = HardwareModel(real, params)
+    x = torch.linspace(-0.8, 0.8, 6, dtype=torch.float64)[None]
+    r_star = model.feedforward(x)["rate"][:, -3:] + 0.05
+    T = 2.0
+    times = torch.linspace(0, T, 81, dtype=torch.float64)
+    path = model.read_noise_path([7], [0], T)
+    emul = simulate_hardware_wake(model, x, r_star, T, times, 1e-9, 1e-9, noise=path)
+    circ = simulate_hardware_circuit(real, params, x[0], r_star[0], T, times,
+                                     read_noise=path.xi[:, 0])
+    quiet = simulate_hardware_wake(HardwareModel(real.without_read_process(), params), x,
+                                   r_star, T, times, 1e-9, 1e-9)
+    for name in ("soma", "rate"):
+        for a, b, q in zip(getattr(emul, name), getattr(circ, name), getattr(quiet, name)):
+            signal_range = float(a.max() - a.min())
+            assert float((a - b).abs().max()) < 1e-3 * signal_range
+            assert float((a - q).abs().max()) > 1e-2 * signal_range      # the noise shows
+
+
+def _noise_samples(net, real, sizes, M=1):
+    params = ControllerParams()
+    model = HardwareModel(real, params)
+    x = torch.linspace(-0.8, 0.8, sizes[0] * M, dtype=torch.float64).reshape(M, sizes[0])
+    r_star = model.feedforward(x)["rate"][:, -sizes[-1]:] + 0.05
+    return SampleSet("(test)", list(sizes), net, params, x, r_star, 1.0, False)
+
+
+@needs_ngspice
+def test_circuit_and_emulation_variance_agree_fast():
+    """8 TRNOISE runs of the circuit against 8 noise seeds of the emulation, a 4-3-2 net on
+    pcm-noise: the variances over seeds of r_L(T) and of the eq. (5) update agree within the
+    99 % F(7, 7) bounds."""
+    net = small_net((4, 3, 2))
+    settings = ValidationSettings(hardware="pcm-noise", points=41, noise_seeds=8)
+    settings.check()
+    real = settings.realise(net)
+    checks = check_read_noise(_noise_samples(net, real, (4, 3, 2)), settings, workers=1)
+    (c,) = checks
+    assert c.bounds == pytest.approx((f_quantile(0.005, 7, 7), f_quantile(0.995, 7, 7)))
+    assert set(c.circuit) == {"output", "update"}
+    assert all(v > 0 for v in c.circuit.values()) and all(v > 0 for v in c.emulation.values())
+    assert c.passed, (c.circuit, c.emulation)
+
+
+def test_bad_noise_settings_are_one_sentence():
+    for kwargs, words in [({"noise_seeds": 1}, "noise_seeds must be a whole number ≥ 2"),
+                          ({"noise_samples": 0}, "noise_samples must be a whole number ≥ 1"),
+                          ({"noise_confidence": 1.0}, "noise_confidence must lie strictly")]:
+        with pytest.raises(ConfigError, match=words):
+            ValidationSettings(**kwargs).check()
+
+
+@pytest.mark.slow
+@needs_ngspice
+def test_toy_run_on_pcm_noise_validates_in_distribution(run_dir, tmp_path):  # noqa: F811
+    """dfc-validate --hardware pcm-noise on the toy run: the samples pass with the process off,
+    the read noise passes in distribution, and the report shows the section."""
+    import json
+
+    from dfc_analog.validate import main as validate
+    out = tmp_path / "val"
+    assert validate([str(run_dir), "--hardware", "pcm-noise", "--v-scale", "0.5", "--samples",
+                     "1", "--points", "201", "--out", str(out), "--no-plots",
+                     "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    (check,) = report["read_noise"]
+    assert check["pass"] and check["seeds"] == 8 and set(check["ratio"]) == {"output", "update"}
+    assert "## Read noise in distribution" in (out / "report.md").read_text()
