@@ -225,7 +225,8 @@ def test_column_against_its_exact_discretisation():
     model = HardwareModel(real, params, ts)
     dt, K, B = 0.1, 20, 1000
     x = torch.tensor([[0.4, -0.7, 0.2]], dtype=torch.float64)
-    sigma_col = _per_device_sigma(real, x[0], None, None, torch.zeros(1), 0, 0)
+    u_rest = model.ctl.rest(1)[0, -1:]      # the op-amp controller at rest: its offsets' u
+    sigma_col = _per_device_sigma(real, x[0], None, None, u_rest, 0, 0)
     path = model.read_noise_path(list(range(B)), [0] * B, K * dt)
     times = torch.linspace(0, K * dt, K + 1, dtype=torch.float64)
     traj = simulate_hardware_wake(model, x.expand(B, 3), None, K * dt, times, rtol=1e-7,

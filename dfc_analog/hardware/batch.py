@@ -19,7 +19,9 @@ from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.realise import LayerRealisation, Realisation, realise
 from dfc_analog.hardware.spec import HardwareSpec
 
-LAYER_FIELDS = tuple(f.name for f in fields(LayerRealisation))
+# the tensors of a layer; a read-noise process (``read_sigma``) is a transient effect that the
+# settled states of a stack do not see (refused where it would matter: model.deployment)
+LAYER_FIELDS = tuple(f.name for f in fields(LayerRealisation) if f.name != "read_sigma")
 
 
 @dataclass

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.batch import LAYER_FIELDS, RealisationStack, realise_network_stack
 from dfc_analog.hardware.wires import transfer_layers
 from dfc_analog.model.dynamics import ControllerParams
@@ -180,6 +181,11 @@ def deploy(net, spec, seeds, x: torch.Tensor, y: torch.Tensor, loss: str,
     chips. ``loss`` is 'mse' (mean over samples and outputs) or 'cross_entropy' (of the output
     rows as logits), as in training; ``params`` the controller's (its rest state, :func:`fold`)."""
     seeds = [int(s) for s in seeds]
+    if spec.synapse.read_interval > 0:
+        raise ConfigError(f"deployment evaluates the settled feed-forward state, which a "
+                          f"read-noise process (read_interval {spec.synapse.read_interval:g} s "
+                          f"in '{spec.name}') makes a random process in time: set "
+                          f"read_interval = 0 (the static read noise) to deploy.")
     classes = not torch.is_floating_point(y)
     losses, errors, clipped = [], [], []
     for start in range(0, len(seeds), chunk):
