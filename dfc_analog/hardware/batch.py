@@ -19,7 +19,11 @@ from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.realise import LayerRealisation, Realisation, realise
 from dfc_analog.hardware.spec import HardwareSpec
 
-LAYER_FIELDS = tuple(f.name for f in fields(LayerRealisation))
+# The static devices a stack holds: a read-noise process (``read_sigma``) has no part in the
+# settled feed-forward state deployment evaluates, so a stack's chips are
+# :meth:`Realisation.without_read_process` of realise's (and read_sigma, None without a
+# process, would not stack).
+LAYER_FIELDS = tuple(f.name for f in fields(LayerRealisation) if f.name != "read_sigma")
 
 
 @dataclass
