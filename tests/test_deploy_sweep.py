@@ -1,6 +1,7 @@
 """``dfc-sweep deploy``: trained runs on many chips, over the values of one spec field, as a sweep
 folder: blocks of chips combine into the statistics of all chips at once, the sweep resumes,
-bad fields are one sentence, and the table, CSV and plot are written."""
+bad fields are one sentence, and the table, CSV and plot are written. The circuit Monte Carlo
+(``--circuit-chips``) agrees with the emulation on the same draws and would catch another chip."""
 import csv
 
 import pytest
@@ -8,12 +9,17 @@ import torch
 
 from dfc_analog import runio
 from dfc_analog.data import load_dataset
-from dfc_analog.hardware import load_spec
+from dfc_analog.hardware import load_spec, realise_network
+from dfc_analog.hardware.batch import realise_network_stack
 from dfc_analog.model.deployment import deploy
+from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.model.hardware import HardwareModel
 from dfc_analog.sweep.cli import main
-from dfc_analog.sweep.deploy import spec_variant
+from dfc_analog.sweep.deploy import (circuit_outputs, compare_outputs, crossbar_devices,
+                                     spec_variant)
 
 from tests.test_netlist import make_run_dir
+from tests.test_validate import needs_ngspice
 
 
 @pytest.fixture
@@ -95,3 +101,95 @@ def test_help_names_both_sweeps(capsys):
         main(["deploy", "--help"])
     text = capsys.readouterr().out
     assert "--yield-within" in text and "synapse.g_ratio" in text
+
+
+# ---- circuit Monte Carlo: the first chips in ngspice against the emulation on the same draws
+
+def emulated_rows(run, seeds, samples, v_scale):
+    """r_L⁺ of chips ``seeds`` on the first ``samples`` test inputs by HardwareModel.feedforward
+    on realise(seed) (independent of the deployment's folding)."""
+    cfg, net = runio.load_run(run)
+    x = load_dataset(cfg).test.x[:samples].double()
+    n_L = net.layer_sizes[-1]
+    return torch.stack([HardwareModel(realise_network(net, load_spec("pcm"), s, v_scale),
+                                      ControllerParams.from_config(cfg)).feedforward(x)["rate"]
+                        [:, -n_L:] for s in seeds])
+
+
+@needs_ngspice
+def test_circuit_monte_carlo_agrees_with_the_emulation(runs, tmp_path, capsys):
+    """Chips 0 and 1 of 3, one per cell (the sums combine over blocks), 3 samples each: the
+    operating points agree with the emulation to ngspice's tolerance (reltol 1e-6), in class
+    and within 1e-3 of the output range; the emulation is that of realise(seed r)."""
+    out = tmp_path / "mc"
+    argv = ["deploy", str(runs[0]), "--hardware", "pcm", "--realisations", "3", "--block", "1",
+            "--circuit-chips", "2", "--circuit-samples", "3", "--v-scale", "0.5", "--out",
+            str(out), "--workers", "1", "--no-progress", "--threads", "1"]
+    assert main(argv) == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert "circuit vs emulation, DFC (a): 2 chips x 3 samples in ngspice" in text
+    row, = summary(out)
+    assert (row["circuit_chips"], row["circuit_samples"]) == ("2", "3")
+    assert float(row["class_agreement"]) == 1.0
+    assert float(row["output_difference"]) <= 1e-3
+    assert float(row["circuit"]) == pytest.approx(float(row["emulation"]), rel=1e-3)
+    r = emulated_rows(runs[0], [0, 1], 3, 0.5)
+    cfg, _ = runio.load_run(runs[0])
+    y = load_dataset(cfg).test.y[:3].double()
+    assert float(row["emulation"]) == pytest.approx(float(((r - y) ** 2).mean()), rel=1e-10)
+    assert main(argv) == 0                         # resumed: the circuit results are kept
+    assert "0 cells computed, 3 already finished" in capsys.readouterr().out
+    assert summary(out) == [row]
+
+
+@needs_ngspice
+def test_circuit_monte_carlo_catches_another_chip(runs):
+    """The comparison is sharp: chip 0's circuit against chip 1's emulation differs by far more
+    than the tolerance, while against its own it agrees."""
+    cfg, net = runio.load_run(runs[0])
+    x = load_dataset(cfg).test.x[:3]
+    stack = realise_network_stack(net, load_spec("pcm"), [0], 0.5)
+    circuit = circuit_outputs(stack, ControllerParams.from_config(cfg), x)
+    own, other = emulated_rows(runs[0], [0], 3, 0.5), emulated_rows(runs[0], [1], 3, 0.5)
+    y = load_dataset(cfg).test.y[:3]
+    same, wrong = compare_outputs(circuit, own, y), compare_outputs(circuit, other, y)
+    spread = lambda c: c["circuit_diff"] / (c["emulation_max"] - c["emulation_min"])  # noqa: E731
+    assert spread(same) < 1e-6 and spread(wrong) > 1e-2
+
+
+def test_compare_outputs_counts_classes_and_errors():
+    circuit = torch.tensor([[[0.1, 0.9], [0.8, 0.3]], [[0.6, 0.5], [0.2, 0.1]]])
+    emulation = torch.tensor([[[0.1, 0.8], [0.7, 0.3]], [[0.4, 0.5], [0.2, 0.2]]])
+    c = compare_outputs(circuit, emulation, torch.tensor([1, 1]))
+    # argmax: circuit [1, 0], [0, 0]; emulation [1, 0], [1, 0]; labels 1, 1
+    assert c["circuit_pairs"] == 4 and c["circuit_agree"] == 3
+    assert c["circuit_sum"] == 300.0 and c["emulation_sum"] == 200.0
+    assert c["circuit_diff"] == pytest.approx(0.2)
+    assert (c["emulation_min"], c["emulation_max"]) == pytest.approx((0.1, 0.8))
+
+
+def test_crossbar_devices_count_the_netlist():
+    assert crossbar_devices([784, 256, 256, 256, 10]) == 685788     # README's large netlist
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--hardware", "ideal"], "finite gain"),
+    (["--hardware", "pcm", "--circuit-samples", "0"], "--circuit-samples must be at least 1"),
+    (["--hardware", "pcm", "--circuit-chips", "-1"], "--circuit-chips must be 0"),
+])
+def test_circuit_options_are_checked(runs, tmp_path, capsys, extra, says):
+    argv = ["deploy", str(runs[0]), "--circuit-chips", "1", *extra, "--out", str(tmp_path / "s")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and says in err and "\n" not in err.strip()
+
+
+def test_networks_too_large_for_ngspice_are_refused(tmp_path, capsys):
+    run = make_run_dir(tmp_path / "big", sizes=(100, 100, 10),
+                       activations=["tanh", "linear"])
+    argv = ["deploy", str(run), "--hardware", "pcm", "--circuit-chips", "1", "--out",
+            str(tmp_path / "s")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "24,420 crossbar devices, more than the 20,000" in err
+    assert not (tmp_path / "s" / "cells").exists()

@@ -38,6 +38,21 @@ def test_stack_holds_each_seeds_realisation_exactly(net):
                 assert torch.equal(getattr(la, name), getattr(lh, name)), name
 
 
+@pytest.mark.parametrize("preset", ["pcm", "pcm-noise"])
+def test_stack_holds_the_static_devices_with_or_without_a_read_process(net, preset):
+    """A stack's chip is realise(seed).without_read_process(): the settled feed-forward state
+    has no read-noise process (and chips without one, read_sigma None, stack as well)."""
+    spec = load_spec(preset)
+    held = realise_network_stack(net, spec, SEEDS[:2]).realisation(1)
+    alone = realise_network(net, spec, SEEDS[1])
+    assert (alone.read_interval is not None) == (preset == "pcm-noise")
+    assert held.read_interval is None
+    for la, lh in zip(alone.without_read_process().layers, held.layers):
+        assert la.read_sigma is None and lh.read_sigma is None
+        for name in LAYER_FIELDS:
+            assert torch.equal(getattr(la, name), getattr(lh, name)), name
+
+
 @pytest.mark.parametrize("preset", ["pcm", "pcm_wires"])
 def test_batched_feedforward_equals_the_emulation_chip_by_chip(net, batch, preset):
     """Every effect of the emulation's feed-forward state, the column wires' IR drop and the

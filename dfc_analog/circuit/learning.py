@@ -117,7 +117,7 @@ def learning_phase(net: DFCNetwork, x, y, settings: ForwardSettings, times,
     return CircuitPhase(traj, held, r_star, update)
 
 
-class _Process:
+class SpiceProcess:
     """One persistent ngspice process (``ngspice_worker.py --serve``) and the element values it
     was last given."""
 
@@ -216,12 +216,12 @@ class SpiceWake:
         self.sizes, self.bias = list(sizes), bool(net.has_bias)
         self.vectors = integrator_names(sizes, net.has_bias)
 
-    def _process(self, n: int) -> _Process:
+    def _process(self, n: int) -> SpiceProcess:
         while len(self.processes) <= n:
-            self.processes.append(_Process(self.netlist))
+            self.processes.append(SpiceProcess(self.netlist))
         if self.processes[n].runs >= RUNS_PER_PROCESS:
             self.processes[n].close()
-            self.processes[n] = _Process(self.netlist)
+            self.processes[n] = SpiceProcess(self.netlist)
         return self.processes[n]
 
     def _element_values(self, net: DFCNetwork, batch: int) -> dict:

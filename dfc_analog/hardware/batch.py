@@ -19,8 +19,9 @@ from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.realise import LayerRealisation, Realisation, realise
 from dfc_analog.hardware.spec import HardwareSpec
 
-# the tensors of a layer; a read-noise process (``read_sigma``) is a transient effect that the
-# settled states of a stack do not see (refused where it would matter: model.deployment)
+# The static devices a stack holds: its chips are :meth:`Realisation.without_read_process` of
+# realise's (read_sigma, None without a process, would not stack); a read-noise process makes
+# the settled state a random process in time, which deployment refuses (model.deployment).
 LAYER_FIELDS = tuple(f.name for f in fields(LayerRealisation) if f.name != "read_sigma")
 
 

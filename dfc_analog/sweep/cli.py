@@ -147,7 +147,7 @@ def seeds_table(folder: SweepFolder, varied: list) -> str:
 def build_deploy_parser():
     from dfc_analog.circuit.graph import Scaling
     from dfc_analog.hardware import preset_names
-    from dfc_analog.sweep.deploy import RATIO, SUMMARY_CSV, SUMMARY_PNG
+    from dfc_analog.sweep.deploy import CIRCUIT_DEVICE_LIMIT, RATIO, SUMMARY_CSV, SUMMARY_PNG
 
     parser = cli.parser(
         "sweep",
@@ -159,7 +159,8 @@ def build_deploy_parser():
                     "worst chip, the yield (chips within --yield-within of the run's ideal "
                     "metric; a chip whose rails clip fails) and the share of clipping chips. "
                     "Cells (run × value × block of chips) are written as they finish and "
-                    "resume like training sweeps. Writes OUT/deployment.csv, "
+                    "resume like training sweeps. With --circuit-chips N the first N chips also "
+                    "run in ngspice against the emulation. Writes OUT/deployment.csv, "
                     f"OUT/{SUMMARY_PNG} (metric vs the field, a line per run, shaded ± std), "
                     "OUT/table.md and OUT/results.csv (a row per cell).",
         epilog=f"examples: {cli.prog('sweep')} deploy runs/dfc runs/bp --hardware pcm "
@@ -191,6 +192,16 @@ def build_deploy_parser():
                              f"{Scaling.v_scale:g}): sets the offsets' and rails' size")
     parser.add_argument("--float64", action="store_true",
                         help="evaluate in float64 (default float32, 1e-5 of the output scale)")
+    parser.add_argument("--circuit-chips", type=int, default=0, metavar="N",
+                        help="circuit Monte Carlo: the first N chips also run as crossbar "
+                             "netlists in ngspice (DC operating point, controller at rest), "
+                             "one ngspice process per chip, and are held against the emulation "
+                             "on the same draws: the metric of each, the share of samples whose "
+                             "class agrees, max |r_L circuit - r_L emulation| / range "
+                             "(default 0: off; networks of at most "
+                             f"{CIRCUIT_DEVICE_LIMIT:,} crossbar devices)")
+    parser.add_argument("--circuit-samples", type=int, default=20, metavar="M",
+                        help="test samples per circuit chip: the first M (default 20)")
     parser.add_argument("--data-dir", metavar="DIR", help="where the runs' datasets are")
     parser.add_argument("--out", required=True, metavar="DIR", help="the sweep folder")
     parser.add_argument("--overwrite", action="store_true",
@@ -211,16 +222,20 @@ def deploy_main(argv) -> int:
 
     from dfc_analog.hardware import load_spec
     from dfc_analog.runio import atomic_write
-    from dfc_analog.sweep.deploy import (SUMMARY_CSV, SUMMARY_PNG, check_runs, deploy_cell,
+    from dfc_analog.sweep.deploy import (SUMMARY_CSV, SUMMARY_PNG, check_circuit, check_runs,
                                          deploy_cells, plot_summary, spec_variant, summarise,
                                          summary_csv, summary_markdown)
 
     args = build_deploy_parser().parse_args(argv)
     threads = cli.set_threads(args.threads)
     try:
-        for name, value in (("--realisations", args.realisations), ("--block", args.block)):
+        for name, value in (("--realisations", args.realisations), ("--block", args.block),
+                            ("--circuit-samples", args.circuit_samples)):
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}.")
+        if args.circuit_chips < 0:
+            raise ConfigError(f"--circuit-chips must be 0 (off) or more, got "
+                              f"{args.circuit_chips}.")
         if not (args.yield_within >= 0):
             raise ConfigError(f"--yield-within must be a non-negative margin, got "
                               f"{args.yield_within}.")
@@ -231,13 +246,16 @@ def deploy_main(argv) -> int:
             hardware = os.path.abspath(hardware)
         spec = load_spec(hardware)
         field, values = parse_values(args.vary) if args.vary else (None, None)
-        for value in values or [None]:
-            spec_variant(spec, field, value)
+        variants = [spec_variant(spec, field, value) for value in values or [None]]
         check_runs(args.runs)
         settings = {"hardware": hardware, "field": field, "yield_within": args.yield_within,
                     "hardware_seed": args.hardware_seed, "v_scale": args.v_scale,
                     "data_dir": os.path.abspath(args.data_dir) if args.data_dir else None,
                     "dtype": "float64" if args.float64 else "float32"}
+        if args.circuit_chips:          # (absent when off: earlier sweep folders still resume)
+            check_circuit(args.runs, variants)
+            settings.update(circuit_chips=args.circuit_chips,
+                            circuit_samples=args.circuit_samples)
         folder = SweepFolder(args.out, "deploy", settings,
                              deploy_cells(args.runs, values, args.realisations, args.block),
                              args.overwrite)
