@@ -10,7 +10,8 @@ MNIST DFC controller: τ_v = 0.2, α = 0.001389, k_p = 2, leak 'total'; inputs i
     emulation: wall time, energy per inference (J, fJ per MAC; circuit and model) and the
     settling time of the outputs within 1 %;
   - the wake transient: settle 1 τ_u, then T τ_u with the controller on (eq. 3 target of a
-    random class), in ngspice and in the emulation (dopri5, rtol = atol = 1e-9 in model units):
+    random class), in ngspice (reltol 1e-4: at 1e-3 the op-amp controller's switch-on leaves
+    1.6e-3 of u's range) and in the emulation (dopri5, rtol = atol = 1e-9 in model units):
     wall times and the largest normalised circuit-vs-emulation error over the signal groups
     (dfc-validate's metric);
 
@@ -51,6 +52,7 @@ def child_cpu() -> float:
 
 PARAMS = ControllerParams(tau_v=0.2, alpha=0.001389, k_p=2.0, leak="total")
 V_SCALE, TIME_SCALE, SETTLE = 0.5, 1e-6, 1.0
+RELTOL = 1e-4          # ngspice reltol: the op-amp controller's switch-on needs it for 1e-3
 
 
 def bench(sizes, t_end: float, seed: int = 0, spice: bool = True) -> dict:
@@ -60,7 +62,7 @@ def bench(sizes, t_end: float, seed: int = 0, spice: bool = True) -> dict:
     x = torch.rand(1, sizes[0], generator=gen, dtype=torch.float64) * \
         (torch.rand(1, sizes[0], generator=gen, dtype=torch.float64) < 0.2)
     label = torch.randint(sizes[-1], (1,), generator=gen)
-    options = SpiceOptions()
+    options = SpiceOptions(reltol=RELTOL)
     start = time.perf_counter()
     real = realise_network(net, load_spec("pcm"), seed, V_SCALE, Scaling.resistance)
     realise_s = time.perf_counter() - start
