@@ -88,7 +88,7 @@ def test_ir_drop_against_the_textbook_estimate(n):
 
 
 def test_zero_wire_resistance_is_todays_circuit_and_model(make_net):
-    """Every preset but pcm_wires has ideal wires: the emulation reads the realisation's own
+    """Every preset but pcm-wires has ideal wires: the emulation reads the realisation's own
     conductances (the same objects) and the netlist has no wire segment."""
     for name in ("ideal", "pcm", "rram", "4bit", "8bit"):
         assert load_spec(name).synapse.wire_resistance == 0.0
@@ -101,7 +101,7 @@ def test_zero_wire_resistance_is_todays_circuit_and_model(make_net):
 
 
 def test_preset_with_wires_is_pcm_plus_the_wires():
-    pcm, wires = load_spec("pcm"), load_spec("pcm_wires")
+    pcm, wires = load_spec("pcm"), load_spec("pcm-wires")
     assert wires.synapse.wire_resistance > 0 and not wires.is_ideal
     assert dataclasses.replace(wires.synapse, wire_resistance=0.0) == pcm.synapse
     assert wires.amplifier == pcm.amplifier and wires.crossbar_size == pcm.crossbar_size
