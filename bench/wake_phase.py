@@ -166,6 +166,9 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--baseline-device", default="cpu",
                     help="device of the baseline (the authors' scheme)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="also profile our wake phase (torch.profiler, one minibatch after a "
+                         "warm-up) and print its N most expensive operators by self CPU time")
     args = ap.parse_args()
 
     device = torch.device(args.device)
@@ -216,6 +219,13 @@ def main():
     print(f"{'ours, 4T':10s} {t_long:9.2f} {m_long:9.0f}  the same for T = {4 * T_END:g} tau_u, "
           f"{nfe_long} evaluations: memory does not grow with simulated time")
     print(f"throughput ratio {speedup:.1f}x, angle between updates {angle:.3f} deg")
+    if args.profile > 0:
+        from torch.profiler import ProfilerActivity, profile
+        ours()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            ours()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile,
+                                        max_name_column_width=40))
     print(f"RESULT speedup={speedup:.2f} angle_deg={angle:.3f} "
           f"mem_ratio={m_ours / max(m_base, 1e-9):.4f}")
 
