@@ -9,7 +9,7 @@ from dfc_analog.data import load_dataset
 from dfc_analog.learning.forward import ForwardSettings, forward_update
 from dfc_analog.learning.single_phase import SinglePhaseParams, single_phase_update
 from dfc_analog.theory import condition2_ratio
-from dfc_analog.training.loop import schedule
+from dfc_analog.training.loop import apply_feedback_update, schedule
 
 PARAMS = SinglePhaseParams(t_end=2.0, dt=0.01, target_stepsize=0.1, sigma=0.01,
                            sigma_output=0.01, tau_hp=0.5)
@@ -63,10 +63,7 @@ def test_the_feedback_rule_meets_condition2_on_the_toy_task():
         rows = slice((k * 128) % 1280, (k * 128) % 1280 + 128)
         _, g_Q = single_phase_update(net, data.train.x[rows], data.train.y[rows], p,
                                      torch.Generator().manual_seed(k))
-        for q, g in zip(net.Q, g_Q):
-            q.grad = g
-        torch.nn.utils.clip_grad_norm_(list(net.Q), 1.0)
-        opt.step()
+        apply_feedback_update(cfg, net, opt, g_Q)
     after = float(condition2_ratio(net, data.val.x[:256]).mean())
     assert before < 0.6
     assert after > 0.9, (before, after)

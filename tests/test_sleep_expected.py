@@ -10,6 +10,7 @@ from dfc_analog.data import load_dataset
 from dfc_analog.learning.sleep import SleepParams, feedback_update
 from dfc_analog.learning.sleep_expected import expected_feedback_update, lyapunov
 from dfc_analog.theory import condition2_ratio
+from dfc_analog.training.loop import apply_feedback_update
 
 
 @pytest.fixture(autouse=True)
@@ -158,10 +159,7 @@ def test_expected_sleep_meets_condition2_on_the_toy_task():
     p = SleepParams.from_config(cfg)
     for k in range(300):
         xb = data.train.x[(k * 128) % 1280:][:128]
-        for q, g in zip(net.Q, expected_feedback_update(net, xb, p)):
-            q.grad = g
-        torch.nn.utils.clip_grad_norm_(list(net.Q), 1.0)
-        opt.step()
+        apply_feedback_update(cfg, net, opt, expected_feedback_update(net, xb, p))
     after = float(condition2_ratio(net, data.val.x[:256]).mean())
     assert before < 0.6
     assert after > 0.9, (before, after)
