@@ -75,17 +75,19 @@ def main(argv=None) -> int:
                         f"{model.per_mac * 1e15:.3g} | "
                         f"{model.per_inference / circ.per_inference:.4f} | "
                         f"{settle} | {circ.crossbar / circ.total:.2%} | "
-                        f"{circ.quiescent / circ.total:.1%} | {spread:.3g} | {bias:.3g} |")
+                        f"{circ.quiescent / circ.total:.1%} | "
+                        f"{circ.controller / circ.total:.1%} | {spread:.3g} | {bias:.3g} |")
             save_figure(out / f"conductances_{name}.png", conductance_histograms(real), dpi=110)
         save_figure(out / "energy_breakdown.png", energy_breakdown(bars), dpi=110)
         lines = [f"# Energy per inference of {what}", "",
                  f"Input step at t = 0, window {WINDOW:g} µs, {V_SCALE} V per model unit; energy "
-                 "until the outputs settle within 1 %. Crossbar and quiescent shares are of the "
-                 f"window's energy. Spread: the settled outputs over {args.seeds} realisations "
+                 "until the outputs settle within 1 %. Crossbar, quiescent (the network's "
+                 f"op-amps) and controller (its op-amps) shares are of the window's energy. Spread: the settled outputs over {args.seeds} realisations "
                  "(device draws), std per output averaged (model units); bias: |mean − ideal|.",
                  "", "| preset | J / inference (circuit) | fJ/MAC circuit | fJ/MAC model | "
-                 "model / circuit | settling µs | crossbar | quiescent | spread | bias |",
-                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", *rows, ""]
+                 "model / circuit | settling µs | crossbar | quiescent | controller | spread | "
+                 "bias |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", *rows, ""]
         atomic_write(out / "energy.md", "\n".join(lines).encode())
     except DFCError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -77,7 +77,7 @@ def test_model_energy_and_settling_match_the_circuit(make_net):
     circ, _ = circuit_energy(real, ControllerParams(), x, None, 3.0, times)
     model = model_energy(real, ControllerParams(), x, None, 3.0, times)
     assert circ.macs == model.macs == forward_macs(real) == 15 * 10 + 10 * 10 + 10 * 5
-    for name in ("total", "crossbar", "amplifiers", "drivers", "quiescent"):
+    for name in ("total", "crossbar", "amplifiers", "drivers", "quiescent", "controller"):
         assert getattr(model, name) == pytest.approx(getattr(circ, name), rel=1e-3), name
     # the settling times agree to the output grid (0.01 τ_u), and so the energies until then
     assert model.settling_time == pytest.approx(circ.settling_time, abs=1.01e-8)
@@ -85,6 +85,9 @@ def test_model_energy_and_settling_match_the_circuit(make_net):
     n_amp = 3 * 25
     assert circ.quiescent == pytest.approx(n_amp * 5e-6 * 3.0 * 3e-6)
     assert circ.crossbar > 0 and circ.amplifiers > circ.quiescent
+    # the controller is off (reset closed): its 4 n_L op-amps draw I_q, and the error stage,
+    # whose output follows −r_L with the target off, its output current
+    assert circ.controller > 4 * 5 * 5e-6 * 3.0 * 3e-6
 
 
 @needs_ngspice
@@ -100,8 +103,9 @@ def test_wake_phase_energy_of_model_and_circuit(make_net):
     times = np.linspace(0, 5, 501)
     circ, _ = circuit_energy(real, ControllerParams(), x, r_star, 5.0, times)
     model = model_energy(real, ControllerParams(), x, r_star, 5.0, times)
-    for name in ("total", "crossbar", "amplifiers", "drivers"):
+    for name in ("total", "crossbar", "amplifiers", "drivers", "controller"):
         assert getattr(model, name) == pytest.approx(getattr(circ, name), rel=1e-3), name
+    assert circ.controller > 1.01 * 4 * 5 * 5e-6 * 3.0 * 5e-6      # the controller at work
     assert (model.settling_time is None) == (circ.settling_time is None)   # u_int still moves
 
 

@@ -164,7 +164,7 @@ def test_energy_with_wires_model_against_circuit(make_net):
     x, times = np.linspace(-0.8, 0.9, 15), np.linspace(0, 3, 301)
     circ, _ = circuit_energy(real, ControllerParams(), x, None, 3.0, times)
     model = model_energy(real, ControllerParams(), x, None, 3.0, times)
-    for name in ("total", "crossbar", "amplifiers", "drivers"):
+    for name in ("total", "crossbar", "amplifiers", "drivers", "controller"):
         assert getattr(model, name) == pytest.approx(getattr(circ, name), rel=1e-3), name
     free = model_energy(realise_network(net, base, seed=0, v_scale=0.5), ControllerParams(), x,
                         None, 3.0, times)

@@ -29,9 +29,9 @@ emulation (:mod:`dfc_analog.model.hardware`) integrates exactly these equations:
                        with leak and reset, proportional stage, summer; node ctl_int_m carries
                        −u_int), its output u and an inverted copy ctl_un_m = −u (an ideal
                        inverter) driving the Q rows
-    supplies           Vdd, Vss (the crossbar's amplifiers' only source of power), Vddc, Vssc
-                       (the controller's op-amps, not in the energy report) and the reference
-                       rows
+    supplies           Vdd, Vss (the network's amplifiers' only source of power), Vddc, Vssc
+                       (the controller's op-amps: its own line in the energy report) and the
+                       reference rows
 
 Layer-1 rows carry the constant input: by default (``sum_inputs``) each tile column of W_1 is
 written as its exact Norton equivalent, a current Σ_j G_j V_j into the column and the
@@ -99,7 +99,7 @@ def sense_names(real: Realisation) -> dict:
 
 def saved_vectors(real: Realisation) -> list:
     """What a simulation keeps: somas, both rows, virtual grounds, controller nodes, the column
-    sense currents and the supply currents."""
+    sense currents and the supply currents (the network's and the controller's)."""
     names = []
     sizes = real.layer_sizes
     for i in range(1, len(sizes)):
@@ -107,7 +107,7 @@ def saved_vectors(real: Realisation) -> list:
                   for k in range(sizes[i])]
     names += [controller_name(s, m) for s in ("error", "int", "u") for m in range(sizes[-1])]
     return names + [f"{v}#branch" for tiles in sense_names(real).values() for v in tiles] + \
-        ["vdd#branch", "vss#branch"]
+        ["vdd#branch", "vss#branch", "vddc#branch", "vssc#branch"]
 
 
 def opamp_subcircuit(real: Realisation) -> list:

@@ -8,17 +8,20 @@ Power, in W, of the circuit of :mod:`dfc_analog.hardware.realise` at node voltag
                  with wire resistance Σ G (V_row − u)² + Σ (Δu)² / R_w over the devices and
                  the wire segments of each column's ladder (:func:`column_flows`)
     drivers      Σ V_row I_row of the ideal row sources: the input rows ±x v_scale (a DAC), the
-                 bias references ±V_ref and the controller's rows ±u
-    amplifiers   every op-amp draws I_q (V_dd − V_ss) and its output current I_out from V_dd
-                 (I_out > 0) or V_ss (I_out < 0): a class-B output stage; the output rows r⁺_L
-                 also drive the controller's error stage. The controller's own four op-amps
-                 per output draw from separate supplies (Vddc, Vssc) and are not counted
+                 bias references ±V_ref and the controller's inverted rows −u
+    amplifiers   every op-amp of the network draws I_q (V_dd − V_ss) and its output current
+                 I_out from V_dd (I_out > 0) or V_ss (I_out < 0): a class-B output stage; the
+                 output rows r⁺_L also drive the controller's error stage
+    controller   its op-amps (error, integrator, proportional, summer per output), the same
+                 class-B stages on their own supplies V_ddc, V_ssc; the summer's output drives
+                 the rows u of every Q_i
 
-The circuit's energy is the supply energy ngspice integrates (the amplifiers, measured through
-V_dd and V_ss) plus the drivers', with the crossbar's dissipation read from the simulated node
-voltages. The model's estimate evaluates the same three terms on the emulation's trajectory, the
-amplifiers' output currents from its equations (soma: (v_B + v_A) v_scale / R_f; row stages:
-their feedback current a v_scale / R_r plus the rows they drive). Latency is the settling time:
+The circuit's energy is the supply energy ngspice integrates (the amplifiers through V_dd and
+V_ss, the controller through V_ddc and V_ssc) plus the drivers', with the crossbar's dissipation
+read from the simulated node voltages. The model's estimate evaluates the same terms on the
+emulation's trajectory, the op-amps' output currents from its equations (soma: (v_B + v_A)
+v_scale / R_f; row stages: their feedback current a v_scale / R_r plus the rows they drive; the
+controller's stages: :func:`controller_currents`). Latency is the settling time:
 the last time an output rate is further than ``band`` (1 %) of its total change from its final
 value after the input steps on at t = 0.
 """
@@ -50,6 +53,7 @@ class EnergyReport:
     amplifiers: float         # from the supplies: quiescent + output stages
     quiescent: float
     drivers: float
+    controller: float         # the controller's op-amps, quiescent included
     settling_time: float | None
     macs: int
     seconds: float = 0.0      # wall-clock time of the simulation
@@ -72,7 +76,8 @@ class EnergyReport:
                 f"{self.per_mac * 1e15:.4g} fJ/MAC, settling (1 %) {settle}; over the "
                 f"{self.t_end * 1e6:.3g} µs window {self.total:.4g} J (crossbar "
                 f"{self.crossbar:.3g} J, amplifiers {self.amplifiers:.3g} J of which quiescent "
-                f"{self.quiescent:.3g} J, drivers {self.drivers:.3g} J)")
+                f"{self.quiescent:.3g} J, drivers {self.drivers:.3g} J, controller "
+                f"{self.controller:.3g} J)")
 
 
 def forward_macs(real: Realisation) -> int:
@@ -106,13 +111,14 @@ def crossbar_power(real: Realisation, x, p: list, r_pos: list, r_neg: list, u):
             if i == 0:          # the input rows are ideal drivers: V_j Σ_k G_kj (V_j − V_k)
                 drive += (rows ** 2) @ G.sum(0) - np.einsum("tk,tk->t", vm, rows @ G.T)
         uu = np.asarray(u) * vs
-        for G, rows in ((lr.Gb_pos.numpy()[:, None], np.full((T, 1), -vs)),
-                        (lr.Gb_neg.numpy()[:, None], np.full((T, 1), vs)),
-                        (lr.GQ_pos.numpy(), -uu), (lr.GQ_neg.numpy(), uu)):
+        for G, rows, driver in ((lr.Gb_pos.numpy()[:, None], np.full((T, 1), -vs), True),
+                                (lr.Gb_neg.numpy()[:, None], np.full((T, 1), vs), True),
+                                (lr.GQ_pos.numpy(), -uu, True), (lr.GQ_neg.numpy(), uu, False)):
             flow = rows @ G.T                                       # (T, n_i): Σ_j G V_j
             xbar += (rows ** 2) @ G.sum(0) - 2 * np.einsum("tk,tk->t", vm, flow) + \
                 (vm ** 2) @ G.sum(1)
-            drive += (rows ** 2) @ G.sum(0) - np.einsum("tk,tk->t", vm, flow)
+            if driver:          # the rows u are the controller's summer output
+                drive += (rows ** 2) @ G.sum(0) - np.einsum("tk,tk->t", vm, flow)
     return xbar, drive
 
 
@@ -158,13 +164,14 @@ def column_flows(real: Realisation, x, p: list, r_pos: list, r_neg: list, u,
 
 def _flow_power(flows: list) -> tuple:
     """(crossbar dissipation, driver power) of :func:`column_flows`: the drivers are the input
-    rows of layer 1, the bias references (the last two cells of a W column) and the u rows."""
+    rows of layer 1, the bias references (the last two cells of a W column) and the −u rows
+    (the even cells of a Q column)."""
     xbar, drive = 0.0, 0.0
     for i, f in enumerate(flows):
         driven = f["V_W"] * f["I_W"]
         xbar = xbar + f["xbar"]
         drive = drive + (driven if i == 0 else driven[:, -2:]).sum(1) + \
-            (f["V_Q"] * f["I_Q"]).sum(1)
+            (f["V_Q"] * f["I_Q"])[:, 0::2].sum(1)
     return xbar, drive
 
 
@@ -217,6 +224,7 @@ def circuit_energy(real: Realisation, params: ControllerParams, x, r_star, t_end
     t = np.clip(t[keep], 0.0, None)
     sup = real.spec.supply
     p_supply = -(sup.vdd * data["vdd#branch"] + sup.vss * data["vss#branch"])[keep]
+    p_ctl = -(sup.vdd * data["vddc#branch"] + sup.vss * data["vssc#branch"])[keep]
     sizes = real.layer_sizes
 
     def nodes(kind, i):
@@ -232,12 +240,13 @@ def circuit_energy(real: Realisation, params: ControllerParams, x, r_star, t_end
     quiescent = n_amp * sup.quiescent_current * (sup.vdd - sup.vss) * t_end * time_scale
     amplifiers = _integrate(t, p_supply)
     drivers = _integrate(t, drive)
+    controller = _integrate(t, p_ctl)
     settled = settling_time(t, nodes("rate", L))
-    report = EnergyReport("circuit", t_end * time_scale, amplifiers + drivers,
-                          _integrate(t, xbar), amplifiers, quiescent, drivers, settled,
-                          forward_macs(real), seconds)
+    report = EnergyReport("circuit", t_end * time_scale, amplifiers + drivers + controller,
+                          _integrate(t, xbar), amplifiers, quiescent, drivers, controller,
+                          settled, forward_macs(real), seconds)
     if settled is not None:
-        report.to_settle = _integrate(t, p_supply + drive, settled)
+        report.to_settle = _integrate(t, p_supply + p_ctl + drive, settled)
     return report, data
 
 
@@ -306,13 +315,49 @@ def model_power(model: HardwareModel, s: dict, x: np.ndarray, t: np.ndarray) -> 
         i_pos[:, sl] += r_pos[i - 1] * G_n.sum(0) - vm @ G_n
         i_neg[:, sl] += r_neg[i - 1] * G_p.sum(0) - vm @ G_p
     out = np.concatenate([i_soma, i_pos, i_neg], axis=1)
-    p_out = (sup.vdd * out.clip(min=0) + sup.vss * out.clip(max=0)).sum(1)
-    n_amp = out.shape[1]
-    quiescent = n_amp * sup.quiescent_current * (sup.vdd - sup.vss) * float(t[-1] - t[0])
-    amplifiers = _integrate(t, p_out) + quiescent
+    if wired:                       # the rows u: the odd cells of the Q ladders
+        u_load = sum(f["I_Q"][:, 1::2] for f in flows)
+    else:
+        uu = s["u"].numpy() * vs
+        u_load = sum(uu * lr.GQ_neg.numpy().sum(0) - p[i] @ lr.GQ_neg.numpy()
+                     for i, lr in enumerate(real.layers))
+    i_ctl = controller_currents(model, s["controller"], u_load)
+    p_amp, p_ctl = (_class_b(sup, i) for i in (out, i_ctl))
+    window = float(t[-1] - t[0])
+    quiescent = out.shape[1] * sup.quiescent_current * (sup.vdd - sup.vss) * window
+    amplifiers = _integrate(t, p_amp)
     drivers = _integrate(t, drive)
-    power = p_out + n_amp * sup.quiescent_current * (sup.vdd - sup.vss) + drive
-    report = EnergyReport("model", float(t[-1] - t[0]), amplifiers + drivers,
-                          _integrate(t, xbar), amplifiers, quiescent, drivers, None,
+    controller = _integrate(t, p_ctl)
+    power = p_amp + p_ctl + drive
+    report = EnergyReport("model", window, amplifiers + drivers + controller,
+                          _integrate(t, xbar), amplifiers, quiescent, drivers, controller, None,
                           forward_macs(real))
     return report, power
+
+
+def _class_b(sup, currents: np.ndarray) -> np.ndarray:
+    """Supply power (T,) W of op-amps with output currents ``currents`` (T, n) A: each draws
+    I_q (V_dd − V_ss) and its output current from V_dd (> 0) or V_ss (< 0)."""
+    return (sup.vdd * currents.clip(min=0) + sup.vss * currents.clip(max=0)).sum(1) + \
+        currents.shape[1] * sup.quiescent_current * (sup.vdd - sup.vss)
+
+
+def controller_currents(model: HardwareModel, ctl: dict, u_load: np.ndarray) -> np.ndarray:
+    """Output currents (T, 4 n_L; 3 n_L with k_p = 0) in A of the controller's op-amps at its
+    signals ``ctl`` (:class:`~dfc_analog.model.hardware.OpAmpController`, model units, all
+    resistors R = R_in): the error stage (o_E − V₋,E) / R into its feedback resistor; the
+    integrator, by KCL at its V₋ = p, −[(e − p) + α_t (o_P − p)] / R through C_u, its leak and
+    reset, plus (o_I − V₋,S) / R into the summer; the proportional stage
+    (o_P − V₋,P) / (k_p R) + (o_P − V₋,S) / R + α_t (o_P − p) / R; the summer (u − V₋,S) / R
+    plus ``u_load`` (T, n_L), the current its rows u drive into the Q crossbars."""
+    c = {k: v.numpy() for k, v in ctl.items() if torch.is_tensor(v)}
+    ops, k = model.ctl, model.real.v_scale / model.real.resistance
+    o_E = np.clip(c["n_E"], -model.rail, model.rail)
+    p, o_I, o_P, e = c["p_I"], c["o_I"], c["o_P"], c["error"]
+    i_E = k * (o_E - c["vm_E"])
+    i_I = k * (-(e - p) - ops.alpha_t * (o_P - p) + (o_I - c["vm_S"]))
+    i_S = k * (c["u"] - c["vm_S"]) + u_load
+    if ops.k_p == 0:
+        return np.concatenate([i_E, i_I, i_S], axis=1)
+    i_P = k * ((o_P - c["vm_P"]) / ops.k_p + (o_P - c["vm_S"]) + ops.alpha_t * (o_P - p))
+    return np.concatenate([i_E, i_I, i_P, i_S], axis=1)

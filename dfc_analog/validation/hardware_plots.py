@@ -73,23 +73,24 @@ def conductance_histograms(real):
 
 def energy_breakdown(reports: dict):
     """Stacked bars per label (e.g. preset, circuit or model) of the energy over the window,
-    split into what it heats: the crossbar devices, the amplifiers' quiescent current, and the
-    rest (the output stages, the feedback R_f, R_r and the charge of C_f); the controller is
-    ideal and draws nothing."""
+    split into what it heats: the crossbar devices, the network's amplifiers' quiescent current,
+    the controller's op-amps, and the rest (the output stages, the feedback R_f, R_r and the
+    charge of C_f)."""
     plt = _pyplot()
     labels = list(reports)
     parts = {"crossbar devices": [r.crossbar for r in reports.values()],
              "amplifiers: quiescent": [r.quiescent for r in reports.values()],
-             "output stages, feedback networks": [r.total - r.crossbar - r.quiescent
-                                                  for r in reports.values()]}
-    fig, ax = plt.subplots(figsize=(2.5 + 1.2 * len(labels), 3.6))
+             "controller": [r.controller for r in reports.values()],
+             "output stages, feedback networks": [r.total - r.crossbar - r.quiescent -
+                                                  r.controller for r in reports.values()]}
+    fig, ax = plt.subplots(figsize=(4.5 + 1.2 * len(labels), 3.6))
     bottom = np.zeros(len(labels))
     for c, (name, values) in enumerate(parts.items()):
         values = np.asarray(values) * 1e9
         ax.bar(labels, values, bottom=bottom, color=f"C{c}", label=name)
         bottom += values
     ax.set_ylabel("energy over the window (nJ)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.tick_params(axis="x", labelsize=8, rotation=20)
     fig.tight_layout()
     return fig
