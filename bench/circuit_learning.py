@@ -8,13 +8,16 @@ settings of ``python -m dfc_analog.train`` otherwise (diagnostics off). Both run
 minibatch and weights is computed as well (outside the timing) and the angle between the two is
 kept; the worst is reported.
 
-Prints the test loss per epoch side by side, the wake-phase samples per second of each (time
-spent in the wake phase only), and one closing line
+Both are run on the ideal network and on ``pcm`` hardware (``--hardware pcm``, chip 0, 0.25 V
+per unit: every minibatch's weights written through the devices, the wake phase on the chip's
+effective network, in the ODE and in the circuit alike). Prints the test loss per epoch side
+by side, the wake-phase samples per second of each (time spent in the wake phase only), and one
+closing line for the ideal network
 ``RESULT loss_ratio=<spice/ode final test loss> angle_deg=<worst ΔW angle>
-spice_samples_per_s=<x>``. Hardware realisations (``pcm``) are not part of it: the crossbar
-netlist has no circuit learning yet.
+spice_samples_per_s=<x>`` (the pcm line before it).
 
     python bench/circuit_learning.py [--train-samples 1000] [--epochs 3] [--workers 2]
+        [--hardware ideal pcm]
 """
 from __future__ import annotations
 
@@ -51,6 +54,25 @@ class Timed:
         return upd
 
 
+def run(cfg, workers: int) -> tuple:
+    """(ODE rows, SPICE rows, ODE and SPICE wake samples/s, ΔW angles) of one configuration."""
+    settings = ForwardSettings.from_config(cfg)
+
+    def ode(net, x, y):
+        return forward_update(net, x, y, settings)
+
+    with tempfile.TemporaryDirectory(prefix="dfc-bench-") as tmp:
+        ode_wake = Timed(ode)
+        ode_rows = run_training(cfg, Path(tmp) / "ode", progress=False, wake=ode_wake)
+        spice_cfg = cfg.replace(simulator="spice")
+        with SpiceWake(ForwardSettings.from_config(spice_cfg), workers=workers) as circuit:
+            spice_wake = Timed(circuit, reference=ode)
+            spice_rows = run_training(spice_cfg, Path(tmp) / "spice", progress=False,
+                                      wake=spice_wake)
+    return (ode_rows, spice_rows, ode_wake.samples / ode_wake.seconds,
+            spice_wake.samples / spice_wake.seconds, spice_wake.angles)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--train-samples", type=int, default=1000)
@@ -63,42 +85,38 @@ def main(argv=None) -> int:
                    help="torch threads (default 1: on a loaded machine more threads than free "
                         "cores slow torch down many times)")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--hardware", nargs="+", default=["ideal", "pcm"],
+                   help="'ideal' and/or hardware presets to train on (default: ideal pcm)")
     args = p.parse_args(argv)
     cfg = Config.from_dict({"layer_sizes": [15, 10, 10, 5], "method": "dfc",
                             "train_samples": args.train_samples, "val_samples": 200,
                             "test_samples": args.test_samples, "epochs": args.epochs,
                             "batch_size": args.batch_size, "threads": args.threads,
                             "seed": args.seed, "diagnostics": False})
-    settings = ForwardSettings.from_config(cfg)
-
-    def ode(net, x, y):
-        return forward_update(net, x, y, settings)
-
-    with tempfile.TemporaryDirectory(prefix="dfc-bench-") as tmp:
-        ode_wake = Timed(ode)
-        ode_rows = run_training(cfg, Path(tmp) / "ode", progress=False, wake=ode_wake)
-        spice_cfg = cfg.replace(simulator="spice")
-        with SpiceWake(ForwardSettings.from_config(spice_cfg), workers=args.workers) as circuit:
-            spice_wake = Timed(circuit, reference=ode)
-            spice_rows = run_training(spice_cfg, Path(tmp) / "spice", progress=False,
-                                      wake=spice_wake)
+    results = {name: run(cfg if name == "ideal" else cfg.replace(
+        hardware=name, hardware_v_scale=0.25), args.workers) for name in args.hardware}
     print(f"\ntoy task 15-10-10-5, {args.train_samples} training samples, batch "
           f"{args.batch_size}, seed {args.seed}, {args.threads} torch thread(s), {args.workers} "
           "ngspice processes")
-    print("| epoch | test loss ODE | test loss SPICE in the loop |")
-    print("| --- | --- | --- |")
-    for a, b in zip(ode_rows, spice_rows):
-        print(f"| {a['epoch']} | {a['test_loss']:.5g} | {b['test_loss']:.5g} |")
-    ode_rate = ode_wake.samples / ode_wake.seconds
-    spice_rate = spice_wake.samples / spice_wake.seconds
-    angles = spice_wake.angles
-    print(f"wake phase: ODE {ode_rate:.1f} samples/s, SPICE {spice_rate:.1f} samples/s "
-          f"(ratio {spice_rate / ode_rate:.3g}); ΔW angle SPICE vs ODE over {len(angles)} "
-          f"minibatches: mean {sum(angles) / len(angles):.3g}°, worst {max(angles):.3g}°")
-    print("pcm: not run (the crossbar netlist has no circuit learning yet)")
-    ratio = spice_rows[-1]["test_loss"] / ode_rows[-1]["test_loss"]
-    print(f"RESULT loss_ratio={ratio:.4f} angle_deg={max(angles):.4f} "
-          f"spice_samples_per_s={spice_rate:.1f}")
+    names = list(results)
+    print("| epoch | " + " | ".join(f"test loss ODE ({n}) | test loss SPICE ({n})"
+                                      for n in names) + " |")
+    print("| --- |" + " --- | --- |" * len(names))
+    for e in range(len(results[names[0]][0])):
+        cells = [f"{results[n][k][e]['test_loss']:.5g}" for n in names for k in (0, 1)]
+        print(f"| {results[names[0]][0][e]['epoch']} | " + " | ".join(cells) + " |")
+    for n in names:
+        ode_rows, spice_rows, ode_rate, spice_rate, angles = results[n]
+        ratio = spice_rows[-1]["test_loss"] / ode_rows[-1]["test_loss"]
+        print(f"{n}: wake phase ODE {ode_rate:.1f} samples/s, SPICE {spice_rate:.1f} samples/s "
+              f"(ratio {spice_rate / ode_rate:.3g}); ΔW angle SPICE vs ODE over {len(angles)} "
+              f"minibatches: mean {sum(angles) / len(angles):.3g}°, worst {max(angles):.3g}°; "
+              f"final test loss SPICE / ODE {ratio:.4f}")
+    for n in sorted(names, key=lambda n: n == "ideal"):
+        ode_rows, spice_rows, _, spice_rate, angles = results[n]
+        ratio = spice_rows[-1]["test_loss"] / ode_rows[-1]["test_loss"]
+        print(f"{'RESULT' if n == 'ideal' else n + ':'} loss_ratio={ratio:.4f} "
+              f"angle_deg={max(angles):.4f} spice_samples_per_s={spice_rate:.1f}")
     return 0
 
 

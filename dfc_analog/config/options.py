@@ -151,7 +151,9 @@ class Config:
                         "its target (eq. 3) from a track-and-hold of its output and the label, "
                         "and integrating eq. (5) on one capacitor per synapse, whose voltages give "
                         "ΔW (method 'dfc', toy-scale networks; persistent ngspice processes, one "
-                        "per thread, share each minibatch).", "", SIMULATORS, group="solver")
+                        "per thread, share each minibatch). With hardware, the circuit is that of "
+                        "the chip's effective network, rewritten through the devices before every "
+                        "minibatch.", "", SIMULATORS, group="solver")
     max_steps: int = _f(20000, "Most solver steps per wake phase before the dynamics are "
                         "declared too stiff or divergent.", group="solver")
     # --- learning (eq. 5, Adam) ---------------------------------------------------------------
@@ -379,9 +381,9 @@ class Config:
                                   f"circuit: {synapses} forward synapses is more than the toy "
                                   f"scale it is made for ({MAX_SPICE_SYNAPSES}); use simulator "
                                   "'ode'.")
-            if self.schedule == "single-phase" or self.hardware:
-                raise ConfigError("simulator 'spice' runs the two-phase schedule on the ideal "
-                                  "circuit: leave out schedule 'single-phase' and hardware.")
+            if self.schedule == "single-phase":
+                raise ConfigError("simulator 'spice' runs the two-phase schedule: leave out "
+                                  "schedule 'single-phase'.")
         if self.train_feedback and self.method in ("dfa", "bp"):
             raise ConfigError(f"train_feedback applies to the DFC methods; '{self.method}' has no "
                               "feedback weights to learn.")
