@@ -6,6 +6,9 @@ MNIST DFC controller: τ_v = 0.2, α = 0.001389, k_p = 2, leak 'total'; inputs i
 0.5 V, 1 µs per τ_u), it prints
 
   - the time to realise the devices and write the crossbar netlist, and the netlist's size;
+  - the feed-forward operating point (controller off) in ngspice (``.op``) against the
+    emulation's feed-forward state: time, the largest rate difference relative to the rates'
+    range, and the static power of circuit and model (W);
   - the inference (feed-forward) transient: an input step, 3 τ_u, in ngspice and in the
     emulation: wall time, energy per inference (J, fJ per MAC; circuit and model) and the
     settling time of the outputs within 1 %;
@@ -19,7 +22,7 @@ and ends with ``RESULT emul_err=<x> energy_fj_per_mac=<y> energy_model_vs_circui
 wake_tran_s=<z> wake_tran_cpu_s=<c>`` for the large network (the CPU seconds of the ngspice
 process, which a busy machine does not inflate as it does the wall time).
 
-    .venv/bin/python bench/hardware.py [--t-end T]
+    .venv/bin/python bench/hardware.py [--t-end T] [--small-only] [--large-op-only]
 """
 from __future__ import annotations
 
@@ -30,11 +33,11 @@ import time
 import numpy as np
 import torch
 
-from dfc_analog.circuit.crossbar import write_crossbar_netlist
-from dfc_analog.circuit.energy import circuit_energy, model_energy
-from dfc_analog.circuit.graph import Scaling
+from dfc_analog.circuit.crossbar import saved_vectors, write_crossbar_netlist
+from dfc_analog.circuit.energy import circuit_energy, circuit_power, model_energy, model_power
+from dfc_analog.circuit.graph import Scaling, neuron_name
 from dfc_analog.circuit.netlist import SpiceOptions, output_times
-from dfc_analog.circuit.simulate import simulate_hardware_circuit
+from dfc_analog.circuit.simulate import run_netlist, simulate_hardware_circuit
 from dfc_analog.hardware import load_spec, realise_network
 from dfc_analog.learning import output_target
 from dfc_analog.model.dynamics import ControllerParams
@@ -55,7 +58,32 @@ V_SCALE, TIME_SCALE, SETTLE = 0.5, 1e-6, 1.0
 RELTOL = 1e-4          # ngspice reltol: the op-amp controller's switch-on needs it for 1e-3
 
 
-def bench(sizes, t_end: float, seed: int = 0, spice: bool = True) -> dict:
+def operating_point(real, model, x) -> dict:
+    """The feed-forward state at rest (controller off) in ngspice (``.op``, reltol 1e-6) against
+    the emulation's: time, the largest |Δ rate| over every neuron relative to the rates' range,
+    and the static power (W; amplifiers, controller, drivers) of the circuit and of the model."""
+    start, cpu = time.perf_counter(), child_cpu()
+    text = write_crossbar_netlist(real, PARAMS, x[0].numpy(), phase="op",
+                                  options=SpiceOptions(reltol=1e-6))
+    data = run_netlist(text, saved_vectors(real))
+    seconds, cpu = time.perf_counter() - start, child_cpu() - cpu
+    with torch.no_grad():
+        y0 = model.feedforward(x)["state"]
+        s = model.dynamics(x, None).signals(y0)
+    rate = np.concatenate([data[neuron_name(i, "rate", k)]
+                           for i in range(1, len(real.layers) + 1)
+                           for k in range(real.layer_sizes[i])]) / real.v_scale
+    ref = s["rate"][0].numpy()
+    p_amp, p_ctl, drive, _ = circuit_power(real, x[0].numpy(), data)
+    _, power = model_power(model, s, x[0].numpy(), np.zeros(1))
+    return {"op_s": seconds, "op_cpu_s": cpu,
+            "op_err": float(np.abs(rate - ref).max() / (ref.max() - ref.min())),
+            "static_circuit": float(p_amp[0] + p_ctl[0] + drive[0]),
+            "static_model": float(power[0])}
+
+
+def bench(sizes, t_end: float, seed: int = 0, spice: bool = True,
+          transient: bool = True) -> dict:
     gen = torch.Generator().manual_seed(seed)
     net = DFCNetwork(sizes, ["tanh"] * (len(sizes) - 2) + ["linear"], dtype=torch.float64,
                      generator=gen)
@@ -87,6 +115,9 @@ def bench(sizes, t_end: float, seed: int = 0, spice: bool = True) -> dict:
     out.update(model_energy=model_e, emulation_s=time.perf_counter() - start)
     if not spice:
         return out
+    out.update(operating_point(real, model, x))
+    if not transient:
+        return out
     cpu = child_cpu()
     circ_e, _ = circuit_energy(real, PARAMS, x[0].numpy(), None, 3.0, ff_times, TIME_SCALE,
                                options)
@@ -110,9 +141,16 @@ def report(r: dict) -> None:
     print(f"\n{'-'.join(map(str, r['sizes']))} on pcm ({r['devices']} devices):")
     print(f"  realise {r['realise_s']:.3f} s, export {r['export_s']:.2f} s: netlist "
           f"{r['netlist_mb']:.2f} MB, {r['lines']} lines, {r['resistors']} resistors")
+    if "op_s" in r:
+        print(f"  operating point (ngspice .op, controller off): {r['op_s']:.2f} s "
+              f"({r['op_cpu_s']:.2f} s CPU); circuit vs emulation max |Δ rate| "
+              f"{r['op_err']:.3g} of the range; static power circuit "
+              f"{r['static_circuit']:.4g} W, model {r['static_model']:.4g} W (ratio "
+              f"{r['static_model'] / r['static_circuit']:.4f})")
     if "circuit_energy" not in r:
         print(f"  inference (3 τ_u), emulation {m.seconds:.2f} s: {m.line()}")
-        print(f"  wake transient: emulation {r['emulation_s']:.2f} s (ngspice not run)")
+        print(f"  wake transient: emulation {r['emulation_s']:.2f} s (ngspice transients not "
+              f"run)")
         return
     c = r["circuit_energy"]
     print(f"  inference transient (3 τ_u): ngspice {c.seconds:.2f} s ({r['inference_cpu_s']:.2f} "
@@ -130,14 +168,18 @@ def main(argv=None) -> None:
     parser.add_argument("--small-only", action="store_true", help="only 15-10-10-5")
     parser.add_argument("--emulation-only", action="store_true",
                         help="the model side only (no ngspice runs); no RESULT line")
+    parser.add_argument("--large-op-only", action="store_true",
+                        help="the large net's ngspice operating point only, not its transients "
+                             "(which take about an hour on 2 cores, README); no RESULT line")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     print(f"machine: shared, {torch.get_num_threads()} torch threads; pcm preset, v_scale "
           f"{V_SCALE} V, {TIME_SCALE:g} s per τ_u")
     for sizes in ([15, 10, 10, 5],) + (() if args.small_only else ([784, 256, 256, 256, 10],)):
-        r = bench(sizes, args.t_end, spice=not args.emulation_only)
+        r = bench(sizes, args.t_end, spice=not args.emulation_only,
+                  transient=not (args.large_op_only and sizes[0] == 784))
         report(r)
-    if args.emulation_only:
+    if args.emulation_only or "circuit_energy" not in r:
         return
     c, m = r["circuit_energy"], r["model_energy"]
     print(f"RESULT emul_err={r['emul_err']:.3g} energy_fj_per_mac={c.per_mac * 1e15:.4g} "

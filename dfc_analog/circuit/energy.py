@@ -222,32 +222,41 @@ def circuit_energy(real: Realisation, params: ControllerParams, x, r_star, t_end
     t = data["time"] - settle * time_scale
     keep = t >= -1e-18
     t = np.clip(t[keep], 0.0, None)
-    sup = real.spec.supply
-    p_supply = -(sup.vdd * data["vdd#branch"] + sup.vss * data["vss#branch"])[keep]
-    p_ctl = -(sup.vdd * data["vddc#branch"] + sup.vss * data["vssc#branch"])[keep]
-    sizes = real.layer_sizes
-
-    def nodes(kind, i):
-        return np.stack([data[neuron_name(i, kind, k)][keep] for k in range(sizes[i])], 1)
-
-    L = len(sizes) - 1
-    u = np.stack([data[controller_name("u", m)][keep] for m in range(sizes[-1])], 1) / \
-        real.v_scale
-    xbar, drive = crossbar_power(real, x, [nodes("vg", i) for i in range(1, L + 1)],
-                                 [nodes("rate", i) for i in range(1, L + 1)],
-                                 [nodes("raten", i) for i in range(1, L + 1)], u)
+    p_supply, p_ctl, drive, xbar = circuit_power(real, x, {k: v[keep] for k, v in data.items()})
+    sup, sizes, L = real.spec.supply, real.layer_sizes, len(real.layer_sizes) - 1
     n_amp = 3 * sum(sizes[1:])
     quiescent = n_amp * sup.quiescent_current * (sup.vdd - sup.vss) * t_end * time_scale
     amplifiers = _integrate(t, p_supply)
     drivers = _integrate(t, drive)
     controller = _integrate(t, p_ctl)
-    settled = settling_time(t, nodes("rate", L))
+    out = np.stack([data[neuron_name(L, "rate", k)][keep] for k in range(sizes[-1])], 1)
+    settled = settling_time(t, out)
     report = EnergyReport("circuit", t_end * time_scale, amplifiers + drivers + controller,
                           _integrate(t, xbar), amplifiers, quiescent, drivers, controller,
                           settled, forward_macs(real), seconds)
     if settled is not None:
         report.to_settle = _integrate(t, p_supply + p_ctl + drive, settled)
     return report, data
+
+
+def circuit_power(real: Realisation, x, data: dict) -> tuple:
+    """(network amplifiers, controller, drivers, crossbar dissipation), each (T,) W, of the
+    crossbar netlist's saved vectors ``data`` (:func:`~dfc_analog.circuit.crossbar.saved_vectors`,
+    T time points, or one at an operating point) for the input ``x`` (n_0,): the supplies
+    V_dd, V_ss and V_ddc, V_ssc as ngspice measured them, the drivers and the crossbar from the
+    node voltages (module docstring)."""
+    sup, sizes = real.spec.supply, real.layer_sizes
+    L = len(sizes) - 1
+
+    def nodes(kind, i):
+        return np.stack([data[neuron_name(i, kind, k)] for k in range(sizes[i])], 1)
+
+    u = np.stack([data[controller_name("u", m)] for m in range(sizes[-1])], 1) / real.v_scale
+    xbar, drive = crossbar_power(real, x, [nodes("vg", i) for i in range(1, L + 1)],
+                                 [nodes("rate", i) for i in range(1, L + 1)],
+                                 [nodes("raten", i) for i in range(1, L + 1)], u)
+    return (-(sup.vdd * data["vdd#branch"] + sup.vss * data["vss#branch"]),
+            -(sup.vdd * data["vddc#branch"] + sup.vss * data["vssc#branch"]), drive, xbar)
 
 
 def model_energy(real: Realisation, params: ControllerParams, x, r_star, t_end: float, times,
