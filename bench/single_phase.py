@@ -38,6 +38,7 @@ MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mn
 
 
 def config(args, schedule: str) -> Config:
+    """The run of one schedule; the single phase with σ = ``--single-sigma`` where given."""
     common = dict(method="dfc", train_feedback=True, schedule=schedule, epochs=args.epochs,
                   solver="authors-euler", diagnostics=False, threads=args.threads,
                   seed=args.seed)
@@ -50,6 +51,8 @@ def config(args, schedule: str) -> Config:
     else:
         cfg = Config(train_samples=args.train_samples or 1000, step_size=0.02, sigma_fb=args.sigma,
                      sigma_fb_output=args.sigma, **common)
+    if schedule == "single-phase" and args.single_sigma is not None:
+        cfg = cfg.replace(sigma_fb=args.single_sigma, sigma_fb_output=args.single_sigma)
     return cfg
 
 
@@ -62,6 +65,9 @@ def main(argv=None) -> None:
                              "minibatch of 128 on 2 cores, so a subset keeps the run short)")
     parser.add_argument("--sigma", type=float, default=0.003, help="toy task: σ of eq. (12)")
     parser.add_argument("--mnist", action="store_true", help="the shared 10k MNIST digits")
+    parser.add_argument("--single-sigma", type=float,
+                        help="σ of eq. (12) in the single phase only (default: the two-phase "
+                             "run's): the noise also enters the forward rule there")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
