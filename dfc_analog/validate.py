@@ -16,8 +16,8 @@ from dfc_analog.circuit.netlist import add_spice_arguments, spice_options
 from dfc_analog.errors import ConfigError
 from dfc_analog.hardware import preset_names
 from dfc_analog.runio import output_dir
-from dfc_analog.validation.compare import (PHASES, SPLITS, RunValidation, ValidationSettings,
-                                           load_samples, validate_samples)
+from dfc_analog.validation.compare import (EMULATION_SOLVERS, PHASES, SPLITS, RunValidation,
+                                           ValidationSettings, load_samples, validate_samples)
 from dfc_analog.validation.report import write_report
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                          ") or a TOML file with [hardware] tables (default: the ideal circuit)")
     hw.add_argument("--hardware-seed", type=int, default=0, metavar="S",
                     help="seed of the realisation's device draws (default 0)")
+    hw.add_argument("--emulation-solver", choices=EMULATION_SOLVERS, default=d.emulation_solver,
+                    help="solver of the emulation: 'auto' is dopri5, rosenbrock (with the "
+                         "circuit's exact Jacobian) where op-amp poles make it stiff "
+                         "(default auto)")
     hw.add_argument("--noise-seeds", type=int, default=d.noise_seeds, metavar="N",
                     help="with a read-noise process (read_interval > 0): noise realisations "
                          "per simulator for the check in distribution (default "
@@ -92,7 +96,7 @@ def main(argv=None) -> int:
         phase=args.phase, points=args.points, t_end=args.t_end, safety=args.safety,
         spice=spice_options(args), scaling=scaling_from_args(args),
         hardware=args.hardware, hardware_seed=args.hardware_seed,
-        noise_seeds=args.noise_seeds, noise_samples=args.noise_samples)
+        emulation_solver=args.emulation_solver, noise_seeds=args.noise_seeds, noise_samples=args.noise_samples)
     settings.check()
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"workers must be at least 1, got {args.workers}.")

@@ -73,9 +73,11 @@ from dfc_analog.model.network import DFCNetwork
 from dfc_analog.model.trajectory import Trajectory
 from dfc_analog.parallel import run_tasks
 from dfc_analog.runio import load_run
-from dfc_analog.solvers.wake import SolverSettings, simulate_hardware_wake, simulate_wake
+from dfc_analog.solvers.wake import (HARDWARE_SOLVERS, SolverSettings, simulate_hardware_wake,
+                                     simulate_wake)
 
 PHASES = ("wake", "feedforward")
+EMULATION_SOLVERS = ("auto",) + HARDWARE_SOLVERS
 SPLITS = ("train", "val", "test")
 MAX_ANGLE_DEG = 1.0
 REFERENCE_TIGHTENING = 1e-3     # reference tolerance = this × the simulator's reltol (or F)
@@ -99,6 +101,7 @@ class ValidationSettings:
     scaling: Scaling = field(default_factory=Scaling)
     hardware: str | None = None  # preset name or TOML file: circuit and emulation on hardware
     hardware_seed: int = 0       # seed of the realisation's named stream
+    emulation_solver: str = "auto"   # 'auto': dopri5, rosenbrock where that is stiff
     noise_seeds: int = 8         # noise realisations per simulator for the read-noise check
     noise_samples: int = 1       # samples the read-noise check runs on (the first ones)
     noise_confidence: float = 0.99   # of the two-sided F bounds of the variance ratio
@@ -123,6 +126,9 @@ class ValidationSettings:
     def check(self) -> None:
         if self.phase not in PHASES:
             raise ConfigError(f"unknown phase '{self.phase}': choose one of {', '.join(PHASES)}.")
+        if self.emulation_solver not in EMULATION_SOLVERS:
+            raise ConfigError(f"unknown emulation solver '{self.emulation_solver}': choose one "
+                              f"of {', '.join(EMULATION_SOLVERS)}.")
         if not (math.isfinite(self.safety) and self.safety > 0):
             raise ConfigError(f"safety must be a positive number, got {self.safety}.")
         if self.reltol >= 1:
@@ -171,9 +177,13 @@ class ValidationSettings:
 
     def rule(self) -> str:
         if self.hardware_spec() is not None:
+            solver = {"auto": f"dopri5 (rosenbrock with the circuit's exact Jacobian where "
+                              f"its op-amp poles make it stiff for more than "
+                              f"{REFERENCE_EXPLICIT_STEPS} dopri5 steps)"}.get(
+                self.emulation_solver, self.emulation_solver)
             return self._rule() + (f" On hardware the model is the emulation of the same "
-                                   f"realisation, dopri5 rtol = atol = {self.emulation_tol:g} "
-                                   f"(1e-3·F, its state in model units).")
+                                   f"realisation, {solver} at rtol = atol = "
+                                   f"{self.emulation_tol:g} (1e-3·F, its state in model units).")
         return self._rule()
 
     def _rule(self) -> str:
@@ -368,11 +378,30 @@ def spice_hardware_circuit(real, params, x, r_star, t_end, times, settings: Vali
 
 
 def emulation_trajectory(model: HardwareModel, x: torch.Tensor, r_star: torch.Tensor | None,
-                         t_end: float, times: torch.Tensor, tol: float) -> Trajectory:
-    """The hardware emulation (:mod:`dfc_analog.model.hardware`) of one sample, float64,
-    Dormand–Prince at rtol = atol = ``tol`` (model units), read at exactly ``times``."""
-    return simulate_hardware_wake(model, x[None], None if r_star is None else r_star[None],
-                                  t_end, times, rtol=tol, atol=tol)
+                         t_end: float, times: torch.Tensor, tol: float, solver: str = "auto",
+                         note=None, noise=None) -> tuple:
+    """(trajectory, solver name) of the hardware emulation (:mod:`dfc_analog.model.hardware`)
+    of one sample at rtol = atol = ``tol`` (model units), read at exactly ``times``.
+    ``solver`` 'auto' is Dormand–Prince within REFERENCE_EXPLICIT_STEPS steps, else (op-amp
+    poles that make the dynamics stiff) the Rosenbrock-W method with the circuit's exact
+    Jacobian, as :func:`reference_trajectory` (``note`` is told, with one line); the read-noise
+    path ``noise`` (of this sample) takes dopri5."""
+    methods = [("dopri5", REFERENCE_EXPLICIT_STEPS), ("rosenbrock", REFERENCE_MAX_STEPS)] \
+        if solver == "auto" and noise is None else \
+        [("dopri5" if solver == "auto" else solver, REFERENCE_MAX_STEPS)]
+    for method, max_steps in methods:
+        try:
+            traj = simulate_hardware_wake(model, x[None], None if r_star is None else
+                                          r_star[None], t_end, times, rtol=tol, atol=tol,
+                                          max_steps=max_steps, noise=noise, method=method)
+        except StepLimitError:
+            if method != "dopri5" or len(methods) == 1:
+                raise
+            if note is not None:
+                note(f"the dopri5 emulation needs more than {max_steps} steps (stiff op-amp "
+                     "poles): solving it with rosenbrock")
+            continue
+        return traj, method
 
 
 def hardware_effect(ideal: Trajectory, hardware: Trajectory, x: torch.Tensor, net: DFCNetwork,
@@ -456,8 +485,10 @@ def validate_sample(index: int, net: DFCNetwork, params: ControllerParams, x: to
     note = lambda text: print(f"sample {index}: {text}", file=sys.stderr, flush=True)  # noqa
     effect = ideal = None
     if on_hardware:
-        ref = emulation_trajectory(model, x, r_star, t_end, t, settings.emulation_tol)
-        ideal_traj, reference_solver = reference_trajectory(
+        ref, reference_solver = emulation_trajectory(model, x, r_star, t_end, t,
+                                                     settings.emulation_tol,
+                                                     settings.emulation_solver, note)
+        ideal_traj, _ = reference_trajectory(
             net, params, x, r_star_ideal, t_end, t, settings.reference_tol, note=note)
         effect = hardware_effect(ideal_traj, ref, x, net, params, settings, classify)
         ideal = ideal_traj.numpy()

@@ -57,7 +57,7 @@ def report_dict(outcome: RunValidation) -> dict:
     summary = _summary(outcome)
     settings = asdict(outcome.settings)
     if settings["hardware"] is None:       # the ideal circuit's report stays as it was
-        del settings["hardware"], settings["hardware_seed"]
+        del settings["hardware"], settings["hardware_seed"], settings["emulation_solver"]
     if not outcome.noise:                   # no read-noise process: no distribution check
         for key in ("noise_seeds", "noise_samples", "noise_confidence"):
             del settings[key]
@@ -135,7 +135,8 @@ def report_markdown(outcome: RunValidation) -> str:
         lines += _group_table(deps)
     stiff = [r.index for r in s.results if r.reference_solver != "dopri5"]
     if stiff:
-        lines += ["", f"The ODE reference of sample(s) {', '.join(map(str, stiff))} is solved "
+        model = "emulation" if st.hardware_spec() is not None else "ODE reference"
+        lines += ["", f"The {model} of sample(s) {', '.join(map(str, stiff))} is solved "
                   "with rosenbrock: the dynamics are stiff for dopri5.", ""]
     lines += ["", "## Samples", "",
               "| sample | max error | worst signal | update angle (tol) | class model / circuit "
