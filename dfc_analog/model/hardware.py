@@ -47,6 +47,13 @@ times as breakpoints (no step crosses one): ξ is continuous but has a kink at e
 within a segment f is smooth, so the 5(4) error estimate and the rtol / atol rule of the
 deterministic comparison keep their meaning; a fixed-step solve would need the step of the
 fastest (op-amp) time constant everywhere. Without a process nothing of this runs.
+
+The stiff solver. The op-amps' closed-loop poles (τ_p n_g / A₀, about 0.01 τ_u on ``pcm``) bound
+an explicit step whatever the tolerance; :class:`HardwareJacobian` is the exact Jacobian of f
+(every pole state, clamp, wire ladder and the controller's op-amps) with a structured solve of
+(I − cA), so that the Rosenbrock-W method (``simulate_hardware_wake(..., method='rosenbrock')``)
+takes steps set by accuracy. The read-noise forcing is outside it: with a process the emulation
+takes dopri5.
 """
 from __future__ import annotations
 
@@ -219,13 +226,16 @@ class HardwareModel:
                        self.read_bias[i])
         return (torch.cat(out, dim=-1) + uu).sqrt()
 
-    def read_noise_path(self, seeds, samples, t_end: float) -> "ReadNoisePath":
+    def read_noise_path(self, seeds, samples, t_end: float,
+                        stream: str = "read_noise") -> "ReadNoisePath":
         """The unit samples ξ of the read-noise process over [0, t_end] τ_u for a batch whose
-        row b is noise seed ``seeds[b]`` of sample ``samples[b]``."""
+        row b is noise seed ``seeds[b]`` of sample ``samples[b]``, from the named seed
+        ``stream`` (the emulation's ``read_noise``; the validation draws the circuit's own
+        from ``circuit_read_noise``)."""
         if self.read_interval is None:
             raise ConfigError(f"hardware '{self.real.spec.name}' has no read-noise process (set "
                               f"[synapse] read_noise and read_interval).")
-        return ReadNoisePath.draw(seeds, samples, self.N, self.read_interval, t_end)
+        return ReadNoisePath.draw(seeds, samples, self.N, self.read_interval, t_end, stream)
 
     def dynamics(self, x: torch.Tensor, r_star: torch.Tensor | None,
                  noise: "ReadNoisePath | None" = None) -> "HardwareDynamics":
@@ -238,20 +248,21 @@ class HardwareModel:
 class ReadNoisePath:
     """Unit white samples ξ_k (K+1, B, N) on the grid t_k = k·dt (τ_u), linear in between,
     ξ_0 = 0: what ngspice's ``trnoise(1 dt 0 0)`` produces. Row b of the batch is drawn from the
-    named stream ``read_noise`` at (seed, sample), never from the global generator, so a path
-    depends on its seed and sample only."""
+    named stream ``read_noise`` (or another named stream) at (seed, sample), never from the
+    global generator, so a path depends on its stream, seed and sample only."""
 
     def __init__(self, xi: torch.Tensor, dt: float):
         self.xi, self.dt = xi, float(dt)
 
     @classmethod
-    def draw(cls, seeds, samples, n: int, dt: float, t_end: float) -> "ReadNoisePath":
+    def draw(cls, seeds, samples, n: int, dt: float, t_end: float,
+             stream: str = "read_noise") -> "ReadNoisePath":
         if len(seeds) != len(samples):
             raise ConfigError(f"one noise seed per sample is needed, got {len(seeds)} seeds for "
                               f"{len(samples)} samples.")
         K = math.ceil(t_end / dt * (1 - 1e-12)) + 1
         xi = torch.stack([torch.randn(K + 1, n, dtype=torch.float64,
-                                      generator=generator("read_noise", s, k))
+                                      generator=generator(stream, s, k))
                           for s, k in zip(seeds, samples)], dim=1)
         xi[0] = 0.0               # the path starts at 0 (the phase starts at rest, as TRNOISE)
         return cls(xi, dt)
