@@ -55,14 +55,15 @@ V_SCALE, TIME_SCALE, SETTLE = 0.5, 1e-6, 1.0
 RELTOL = 1e-4          # ngspice reltol: the op-amp controller's switch-on needs it for 1e-3
 
 
-def bench(sizes, t_end: float, seed: int = 0, spice: bool = True) -> dict:
+def problem(sizes, seed: int = 0):
+    """(real, model, x, r_star, realise seconds) of the module docstring: the network of
+    ``sizes`` on ``pcm``, one MNIST-like input and the eq. (3) target of a random class."""
     gen = torch.Generator().manual_seed(seed)
     net = DFCNetwork(sizes, ["tanh"] * (len(sizes) - 2) + ["linear"], dtype=torch.float64,
                      generator=gen)
     x = torch.rand(1, sizes[0], generator=gen, dtype=torch.float64) * \
         (torch.rand(1, sizes[0], generator=gen, dtype=torch.float64) < 0.2)
     label = torch.randint(sizes[-1], (1,), generator=gen)
-    options = SpiceOptions(reltol=RELTOL)
     start = time.perf_counter()
     real = realise_network(net, load_spec("pcm"), seed, V_SCALE, Scaling.resistance)
     realise_s = time.perf_counter() - start
@@ -70,6 +71,12 @@ def bench(sizes, t_end: float, seed: int = 0, spice: bool = True) -> dict:
     with torch.no_grad():
         r_L = model.feedforward(x)["rate"][:, -sizes[-1]:]
         r_star, _ = output_target(r_L, label, "cross_entropy", "mean", 0.1)
+    return real, model, x, r_star, realise_s
+
+
+def bench(sizes, t_end: float, seed: int = 0, spice: bool = True) -> dict:
+    options = SpiceOptions(reltol=RELTOL)
+    real, model, x, r_star, realise_s = problem(sizes, seed)
     times = output_times(t_end, t_end / 100)
     start = time.perf_counter()
     text = write_crossbar_netlist(real, PARAMS, x[0].numpy(), r_star[0].numpy(), "wake", t_end,

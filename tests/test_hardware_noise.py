@@ -351,7 +351,8 @@ def test_pwl_noise_check_is_reproducible_and_a_scaled_noise_amplitude_fails():
 def test_bad_noise_settings_are_one_sentence():
     for kwargs, words in [({"noise_seeds": 1}, "noise_seeds must be a whole number ≥ 2"),
                           ({"noise_samples": 0}, "noise_samples must be a whole number ≥ 1"),
-                          ({"noise_confidence": 1.0}, "noise_confidence must lie strictly")]:
+                          ({"noise_confidence": 1.0}, "noise_confidence must lie strictly"),
+                          ({"circuit_noise": "white"}, "unknown circuit noise 'white'")]:
         with pytest.raises(ConfigError, match=words):
             ValidationSettings(**kwargs).check()
 
