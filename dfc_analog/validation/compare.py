@@ -779,8 +779,9 @@ def circuit_noise_run(net, params, x, r_star, t_end, times, settings: Validation
                       circuit=None, read_noise=None, trajectory: bool = False) -> dict:
     """One noise realisation of the crossbar circuit for one sample: its statistics
     (:func:`_sample_statistics`, one row), and with ``trajectory`` the circuit's
-    :class:`Trajectory` itself (key ``'trajectory'``). ``read_noise``: the unit samples
-    (K+1, N) of the PWL sources, or None for ngspice's TRNOISE."""
+    :class:`Trajectory` itself and its wall seconds (keys ``'trajectory'``, ``'seconds'``).
+    ``read_noise``: the unit samples (K+1, N) of the PWL sources, or None for TRNOISE."""
+    start = time.perf_counter()
     real = settings.realise(net)
     kwargs = {} if read_noise is None else {"read_noise": read_noise}
     traj = (circuit or spice_hardware_circuit)(real, params, x, r_star, t_end, times, settings,
@@ -788,7 +789,7 @@ def circuit_noise_run(net, params, x, r_star, t_end, times, settings: Validation
     out = {k: v[0] for k, v in _sample_statistics(net, traj, x[None], params,
                                                   settings.phase).items()}
     if trajectory:
-        out["trajectory"] = traj
+        out.update(trajectory=traj, seconds=time.perf_counter() - start)
     return out
 
 
@@ -837,8 +838,8 @@ def check_read_noise(samples: SampleSet, settings: ValidationSettings, workers=N
     checks = []
     for k in range(M):
         mine = [n for n, (_, kk) in enumerate(rows) if kk == k]
-        same = same_path(samples, k, model, path, circuits[len(rows) + k]["trajectory"],
-                         settings) if pwl else None
+        same = same_path(samples, k, model, path, circuits[len(rows) + k], settings) \
+            if pwl else None
         checks.append(NoiseCheck(
             samples.indices[k], S, c,
             {name: total_variance(np.stack([circuits[n][name] for n in mine]))
@@ -847,11 +848,12 @@ def check_read_noise(samples: SampleSet, settings: ValidationSettings, workers=N
     return checks
 
 
-def same_path(samples: SampleSet, k: int, model: HardwareModel, path, circ: Trajectory,
+def same_path(samples: SampleSet, k: int, model: HardwareModel, path, run: dict,
               settings: ValidationSettings) -> SampleResult:
     """Sample ``k`` of ``samples`` with the read-noise path of batch row ``k`` of ``path``:
-    the circuit's trajectory ``circ`` against the emulation of that path on the circuit's
-    grid, judged as the deterministic check (:func:`judge`)."""
+    the circuit's trajectory (``run``, of :func:`circuit_noise_run`) against the emulation of
+    that path on the circuit's grid, judged as the deterministic check (:func:`judge`)."""
+    circ = run["trajectory"]
     t = circuit_grid(circ, samples.t_end)
     start = time.perf_counter()
     r_star = None if samples.r_star is None else samples.r_star[k]
@@ -859,4 +861,5 @@ def same_path(samples: SampleSet, k: int, model: HardwareModel, path, circ: Traj
                                        settings.emulation_tol, settings.emulation_solver,
                                        noise=ReadNoisePath(path.xi[:, k:k + 1], path.dt))
     return judge(samples.indices[k], ref, circ, samples.net, samples.params, samples.x[k],
-                 settings, samples.classify, 0.0, time.perf_counter() - start, solver)
+                 settings, samples.classify, run["seconds"], time.perf_counter() - start,
+                 solver)
