@@ -82,15 +82,15 @@ def operating_point(real, model, x) -> dict:
             "static_model": float(power[0])}
 
 
-def bench(sizes, t_end: float, seed: int = 0, spice: bool = True,
-          transient: bool = True) -> dict:
+def problem(sizes, seed: int = 0):
+    """(real, model, x, r_star, realise seconds) of the module docstring: the network of
+    ``sizes`` on ``pcm``, one MNIST-like input and the eq. (3) target of a random class."""
     gen = torch.Generator().manual_seed(seed)
     net = DFCNetwork(sizes, ["tanh"] * (len(sizes) - 2) + ["linear"], dtype=torch.float64,
                      generator=gen)
     x = torch.rand(1, sizes[0], generator=gen, dtype=torch.float64) * \
         (torch.rand(1, sizes[0], generator=gen, dtype=torch.float64) < 0.2)
     label = torch.randint(sizes[-1], (1,), generator=gen)
-    options = SpiceOptions(reltol=RELTOL)
     start = time.perf_counter()
     real = realise_network(net, load_spec("pcm"), seed, V_SCALE, Scaling.resistance)
     realise_s = time.perf_counter() - start
@@ -98,6 +98,13 @@ def bench(sizes, t_end: float, seed: int = 0, spice: bool = True,
     with torch.no_grad():
         r_L = model.feedforward(x)["rate"][:, -sizes[-1]:]
         r_star, _ = output_target(r_L, label, "cross_entropy", "mean", 0.1)
+    return real, model, x, r_star, realise_s
+
+
+def bench(sizes, t_end: float, seed: int = 0, spice: bool = True,
+          transient: bool = True) -> dict:
+    options = SpiceOptions(reltol=RELTOL)
+    real, model, x, r_star, realise_s = problem(sizes, seed)
     times = output_times(t_end, t_end / 100)
     start = time.perf_counter()
     text = write_crossbar_netlist(real, PARAMS, x[0].numpy(), r_star[0].numpy(), "wake", t_end,

@@ -16,8 +16,9 @@ from dfc_analog.circuit.netlist import add_spice_arguments, spice_options
 from dfc_analog.errors import ConfigError
 from dfc_analog.hardware import preset_names
 from dfc_analog.runio import output_dir
-from dfc_analog.validation.compare import (PHASES, SPLITS, RunValidation, ValidationSettings,
-                                           load_samples, validate_samples)
+from dfc_analog.validation.compare import (CIRCUIT_NOISE, EMULATION_SOLVERS, PHASES, SPLITS,
+                                           RunValidation, ValidationSettings, load_samples,
+                                           validate_samples)
 from dfc_analog.validation.report import write_report
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                          ") or a TOML file with [hardware] tables (default: the ideal circuit)")
     hw.add_argument("--hardware-seed", type=int, default=0, metavar="S",
                     help="seed of the realisation's device draws (default 0)")
+    hw.add_argument("--emulation-solver", choices=EMULATION_SOLVERS, default=d.emulation_solver,
+                    help="solver of the emulation: 'auto' is dopri5, rosenbrock (with the "
+                         "circuit's exact Jacobian) where op-amp poles make it stiff "
+                         "(default auto)")
     hw.add_argument("--noise-seeds", type=int, default=d.noise_seeds, metavar="N",
                     help="with a read-noise process (read_interval > 0): noise realisations "
                          "per simulator for the check in distribution (default "
@@ -73,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     hw.add_argument("--noise-samples", type=int, default=d.noise_samples, metavar="M",
                     help="the check in distribution runs on the first M samples (default "
                          f"{d.noise_samples})")
+    hw.add_argument("--circuit-noise", choices=CIRCUIT_NOISE, default=d.circuit_noise,
+                    help="the circuit's read noise in that check: 'pwl' draws its unit samples "
+                         "from a named seed stream (reproducible) and also drives the circuit "
+                         "with the emulation's own path, compared sample for sample; "
+                         "'trnoise' uses ngspice's TRNOISE (not seedable) (default pwl)")
     add_scaling_arguments(parser.add_argument_group("physical scaling"))
     add_spice_arguments(parser.add_argument_group("simulator options; the pass tolerances scale "
                                                   "with reltol"))
@@ -92,7 +102,8 @@ def main(argv=None) -> int:
         phase=args.phase, points=args.points, t_end=args.t_end, safety=args.safety,
         spice=spice_options(args), scaling=scaling_from_args(args),
         hardware=args.hardware, hardware_seed=args.hardware_seed,
-        noise_seeds=args.noise_seeds, noise_samples=args.noise_samples)
+        emulation_solver=args.emulation_solver, noise_seeds=args.noise_seeds,
+        noise_samples=args.noise_samples, circuit_noise=args.circuit_noise)
     settings.check()
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"workers must be at least 1, got {args.workers}.")
@@ -125,10 +136,15 @@ def summary_line(outcome: RunValidation, out: Path) -> str:
     if outcome.noise:
         ratios = [c.ratio(n) for c in outcome.noise for n in c.circuit]
         c0 = outcome.noise[0]
-        parts.append(f"read noise in distribution {sum(c.passed for c in outcome.noise)}/"
-                     f"{len(outcome.noise)} pass (variance ratios circuit/emulation "
+        parts.append(f"read noise in distribution {sum(c.variance_passed for c in outcome.noise)}"
+                     f"/{len(outcome.noise)} pass (variance ratios circuit/emulation "
                      f"{min(ratios):.3g}..{max(ratios):.3g}, bounds {c0.bounds[0]:.3g}.."
                      f"{c0.bounds[1]:.3g})")
+        same = [c.same_path for c in outcome.noise if c.same_path is not None]
+        if same:
+            parts.append(f"on the emulation's noise path {sum(r.passed for r in same)}/"
+                         f"{len(same)} pass (max normalised error "
+                         f"{max(r.max_error for r in same):.3g})")
     return "; ".join(parts) + f"; report: {out / 'report.md'}"
 
 

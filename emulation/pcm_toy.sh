@@ -5,17 +5,19 @@
 # unit keeps the somas inside the op-amps' +-1.4 V rails.
 #
 #   PYTHON=.venv/bin/python emulation/pcm_toy.sh [OUT_DIR]
+#   HARDWARE=pcm-noise PYTHON=.venv/bin/python emulation/pcm_toy.sh   # read noise as a process
 set -euo pipefail
 PYTHON=${PYTHON:-python}
-OUT=${1:-emulation/out/pcm-toy}
+HARDWARE=${HARDWARE:-pcm}
+OUT=${1:-emulation/out/$HARDWARE-toy}
 mkdir -p "$OUT"
 "$PYTHON" -m dfc_analog.train --train-samples 256 --val-samples 64 --test-samples 16 \
     --epochs 1 --method dfc-ssa --no-progress --out "$OUT/run"
-"$PYTHON" -m dfc_analog.export "$OUT/run" --hardware pcm --v-scale 0.5 \
-    --netlist "$OUT/pcm_wake.cir"
+"$PYTHON" -m dfc_analog.export "$OUT/run" --hardware "$HARDWARE" --v-scale 0.5 \
+    --netlist "$OUT/${HARDWARE}_wake.cir"
 if command -v ngspice >/dev/null; then
-    ngspice -b "$OUT/pcm_wake.cir" > "$OUT/pcm_wake.log" 2>&1
-    grep -i "e_supply" "$OUT/pcm_wake.log" || true
+    ngspice -b "$OUT/${HARDWARE}_wake.cir" > "$OUT/${HARDWARE}_wake.log" 2>&1
+    grep -i "e_supply" "$OUT/${HARDWARE}_wake.log" || true
 fi
-"$PYTHON" -m dfc_analog.validate "$OUT/run" --hardware pcm --v-scale 0.5 --samples 4 \
-    --out "$OUT/validation-pcm" --no-progress
+"$PYTHON" -m dfc_analog.validate "$OUT/run" --hardware "$HARDWARE" --v-scale 0.5 --samples 4 \
+    --out "$OUT/validation-$HARDWARE" --no-progress

@@ -8,6 +8,7 @@ column's linear equations: path for path, and its variance); the F quantiles aga
 circuit with the emulation's noise path (PWL) agrees sample for sample; with its own TRNOISE it
 agrees in distribution. With read_interval = 0 nothing changes.
 """
+import copy
 import dataclasses
 import math
 import re
@@ -26,7 +27,7 @@ from dfc_analog.model.hardware import HardwareModel, ReadNoisePath
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.solvers.wake import simulate_hardware_wake
 from dfc_analog.validation.compare import (SampleSet, ValidationSettings, check_read_noise,
-                                           f_quantile)
+                                           f_quantile, spice_hardware_circuit)
 
 from tests.test_validate import needs_ngspice, run_dir  # noqa: F401 (fixture)
 
@@ -294,12 +295,16 @@ def _noise_samples(net, real, sizes, M=1):
 
 
 @needs_ngspice
-def test_circuit_and_emulation_variance_agree_fast():
-    """8 TRNOISE runs of the circuit against 8 noise seeds of the emulation, a 4-3-2 net on
-    pcm-noise: the variances over seeds of r_L(T) and of the eq. (5) update agree within the
-    99 % F(7, 7) bounds."""
+@pytest.mark.parametrize("circuit_noise", ["pwl", pytest.param("trnoise",
+                                                               marks=pytest.mark.slow)])
+def test_circuit_and_emulation_variance_agree_fast(circuit_noise):
+    """8 noise seeds of the circuit (PWL from the stream circuit_read_noise, or TRNOISE)
+    against 8 of the emulation, a 4-3-2 net on pcm-noise: the variances over seeds of r_L(T)
+    and of the eq. (5) update agree within the 99 % F(7, 7) bounds; with PWL the circuit on
+    the emulation's own path agrees sample for sample."""
     net = small_net((4, 3, 2))
-    settings = ValidationSettings(hardware="pcm-noise", points=41, noise_seeds=8)
+    settings = ValidationSettings(hardware="pcm-noise", points=41, noise_seeds=8,
+                                  circuit_noise=circuit_noise)
     settings.check()
     real = settings.realise(net)
     checks = check_read_noise(_noise_samples(net, real, (4, 3, 2)), settings, workers=1)
@@ -307,13 +312,47 @@ def test_circuit_and_emulation_variance_agree_fast():
     assert c.bounds == pytest.approx((f_quantile(0.005, 7, 7), f_quantile(0.995, 7, 7)))
     assert set(c.circuit) == {"output", "update"}
     assert all(v > 0 for v in c.circuit.values()) and all(v > 0 for v in c.emulation.values())
-    assert c.passed, (c.circuit, c.emulation)
+    assert c.variance_passed, (c.circuit, c.emulation)
+    if circuit_noise == "pwl":
+        assert c.same_path.passed, c.same_path.failures
+        assert c.same_path.max_error <= 1e-3
+    else:
+        assert c.same_path is None
+    assert c.passed
+
+
+def _scaled_read_noise(factor):
+    """The hardware circuit with every device's read-noise σ scaled by ``factor``."""
+    def simulate(real, *args, **kwargs):
+        real = copy.deepcopy(real)
+        for lr in real.layers:
+            lr.read_sigma = tuple(factor * s for s in lr.read_sigma)
+        return spice_hardware_circuit(real, *args, **kwargs)
+    return simulate
+
+
+@needs_ngspice
+def test_pwl_noise_check_is_reproducible_and_a_scaled_noise_amplitude_fails():
+    """With PWL read noise two runs of the check give identical numbers; a circuit whose read
+    noise is 20 % stronger passes in distribution with 2 seeds (the F test cannot see it) but
+    fails on the emulation's own path, naming the signal."""
+    net = small_net((4, 3, 2))
+    settings = ValidationSettings(hardware="pcm-noise", points=41, noise_seeds=2)
+    samples = _noise_samples(net, settings.realise(net), (4, 3, 2))
+    first, again = (check_read_noise(samples, settings, workers=1)[0] for _ in range(2))
+    assert first.circuit == again.circuit and first.emulation == again.emulation
+    assert first.same_path.max_error == again.same_path.max_error and first.passed
+    (bad,) = check_read_noise(samples, settings, workers=1, circuit=_scaled_read_noise(1.2))
+    assert bad.variance_passed and not bad.same_path.passed and not bad.passed
+    assert any("max error" in line for line in bad.same_path.failures)
+    assert bad.same_path.max_error > 10 * first.same_path.max_error
 
 
 def test_bad_noise_settings_are_one_sentence():
     for kwargs, words in [({"noise_seeds": 1}, "noise_seeds must be a whole number ≥ 2"),
                           ({"noise_samples": 0}, "noise_samples must be a whole number ≥ 1"),
-                          ({"noise_confidence": 1.0}, "noise_confidence must lie strictly")]:
+                          ({"noise_confidence": 1.0}, "noise_confidence must lie strictly"),
+                          ({"circuit_noise": "white"}, "unknown circuit noise 'white'")]:
         with pytest.raises(ConfigError, match=words):
             ValidationSettings(**kwargs).check()
 
@@ -322,7 +361,8 @@ def test_bad_noise_settings_are_one_sentence():
 @needs_ngspice
 def test_toy_run_on_pcm_noise_validates_in_distribution(run_dir, tmp_path):  # noqa: F811
     """dfc-validate --hardware pcm-noise on the toy run: the samples pass with the process off,
-    the read noise passes in distribution, and the report shows the section."""
+    the read noise passes in distribution and on the emulation's own path (PWL), and the
+    report shows the section."""
     import json
 
     from dfc_analog.validate import main as validate
@@ -333,4 +373,6 @@ def test_toy_run_on_pcm_noise_validates_in_distribution(run_dir, tmp_path):  # n
     report = json.loads((out / "report.json").read_text())
     (check,) = report["read_noise"]
     assert check["pass"] and check["seeds"] == 8 and set(check["ratio"]) == {"output", "update"}
-    assert "## Read noise in distribution" in (out / "report.md").read_text()
+    assert check["same_path"]["pass"] and check["same_path"]["max_error"] <= 1e-3
+    text = (out / "report.md").read_text()
+    assert "## Read noise in distribution" in text and "on one noise path" in text

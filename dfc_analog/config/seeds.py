@@ -23,6 +23,7 @@ STREAMS = {
     "fig1d_sleep_noise": lambda seed, epoch, batch: seed * 7919 + epoch * 1009 + batch,
     "realisation": None,                                            # device draws of a chip
     "read_noise": None,                                             # read noise of a phase
+    "circuit_read_noise": None,                                     # the circuit's, in validation
     "hardware_write": None,                                         # devices of a weight write
 }
 

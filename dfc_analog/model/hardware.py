@@ -47,6 +47,13 @@ times as breakpoints (no step crosses one): ξ is continuous but has a kink at e
 within a segment f is smooth, so the 5(4) error estimate and the rtol / atol rule of the
 deterministic comparison keep their meaning; a fixed-step solve would need the step of the
 fastest (op-amp) time constant everywhere. Without a process nothing of this runs.
+
+The stiff solver. The op-amps' closed-loop poles (τ_p n_g / A₀, about 0.01 τ_u on ``pcm``) bound
+an explicit step whatever the tolerance; :class:`HardwareJacobian` is the exact Jacobian of f
+(every pole state, clamp, wire ladder and the controller's op-amps) with a structured solve of
+(I − cA), so that the Rosenbrock-W method (``simulate_hardware_wake(..., method='rosenbrock')``)
+takes steps set by accuracy. The read-noise forcing is outside it: with a process the emulation
+takes dopri5.
 """
 from __future__ import annotations
 
@@ -65,9 +72,12 @@ from dfc_analog.model.trajectory import Trajectory
 
 class HardwareModel:
     """The realised circuit's equations (module docstring) for a :class:`Realisation`, under the
-    controller ``params``, at ``time_scale`` seconds per τ_u."""
+    controller ``params``, at ``time_scale`` seconds per τ_u, computed in ``dtype`` on
+    ``device`` (the realisation's draws are float64 numbers; float64 is the validation's
+    reference)."""
 
-    def __init__(self, real: Realisation, params: ControllerParams, time_scale: float = 1e-6):
+    def __init__(self, real: Realisation, params: ControllerParams, time_scale: float = 1e-6,
+                 dtype: torch.dtype = torch.float64, device=None):
         amp = real.spec.amplifier
         if math.isinf(amp.gain):
             raise ConfigError(f"the hardware emulation needs op-amps of finite gain and "
@@ -114,7 +124,17 @@ class HardwareModel:
                 self.read_bias.append(R2[:, 0] * (sbp ** 2 + sbn ** 2))   # rows ±V_ref
                 read_Q.append(R2 * (sqp ** 2 + sqn ** 2))                  # rows ±u
             self.read_Q = torch.cat(read_Q)
+        self.dtype, self.device = dtype, torch.device("cpu" if device is None else device)
+        for name, value in list(vars(self).items()):
+            if isinstance(value, torch.Tensor):
+                setattr(self, name, self._here(value))
+            elif isinstance(value, list) and value and isinstance(value[0], torch.Tensor):
+                setattr(self, name, [self._here(t) for t in value])
         self.ctl = OpAmpController(self)
+
+    def _here(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` in the model's dtype, on its device."""
+        return t.to(dtype=self.dtype, device=self.device)
 
     @property
     def N(self) -> int:
@@ -123,11 +143,17 @@ class HardwareModel:
     def _layer(self, t: torch.Tensor, i: int) -> torch.Tensor:
         return t[..., self.offsets[i]:self.offsets[i + 1]]
 
-    def activation(self, o: torch.Tensor) -> torch.Tensor:
-        """a = φ(g_k (o − δ_k)) per layer, (B, N)."""
+    def activation(self, o: torch.Tensor, slope: bool = False) -> torch.Tensor:
+        """a = φ(g_k (o − δ_k)) per layer, (B, N); ``slope``: da/do = g_k φ'(g_k (o − δ_k))."""
         z = self.act_gain * (o - self.act_offset)
-        return torch.cat([_PHI[phi][0](self._layer(z, i))
-                          for i, phi in enumerate(self.real.activations)], dim=-1)
+        a = torch.cat([_PHI[phi][int(slope)](self._layer(z, i))
+                       for i, phi in enumerate(self.real.activations)], dim=-1)
+        return a * self.act_gain if slope else a
+
+    def crossbar(self, i: int, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        """The column currents of layer i's forward crossbar (model units, no bias rows) for
+        the rows r⁺ = ``pos`` and r⁻ = ``neg`` below: A⁺ r⁻ + A⁻ r⁺."""
+        return neg @ self.A_pos[i].T + pos @ self.A_neg[i].T
 
     def forward_columns(self, x: torch.Tensor, r_pos: torch.Tensor, r_neg: torch.Tensor):
         """J_W per layer, (B, N): the forward crossbars and biases on the rows below."""
@@ -136,17 +162,17 @@ class HardwareModel:
         for i in range(len(self.A_pos)):
             pos = x if i == 0 else self._layer(r_pos, i - 1)
             neg = -x if i == 0 else self._layer(r_neg, i - 1)
-            out.append(neg @ self.A_pos[i].T + pos @ self.A_neg[i].T + self.bias[i])
+            out.append(self.crossbar(i, pos, neg) + self.bias[i])
         return torch.cat(out, dim=-1)
 
     def feedforward(self, x: torch.Tensor) -> dict:
         """The feed-forward equilibrium (u = 0), layer by layer in closed form (module
         docstring): ``state`` (the y of the dynamics) and the signals soma, basal, apical,
         rate (each (B, N)). Raises ConfigError when a rail clips it."""
-        x = x.to(torch.float64)
+        x = self._here(x)
         A0 = self.gain
         B = x.shape[0]
-        o, p, n_pos, n_neg, J_W = (torch.zeros(B, self.N, dtype=torch.float64)
+        o, p, n_pos, n_neg, J_W = (torch.zeros(B, self.N, dtype=self.dtype, device=self.device)
                                    for _ in range(5))
         ctl = self.ctl.rest(B)
         J_Q = -(ctl[:, -self.sizes[-1]:] @ self.A_Qc.T)        # the controller's u at rest
@@ -200,37 +226,43 @@ class HardwareModel:
                        self.read_bias[i])
         return (torch.cat(out, dim=-1) + uu).sqrt()
 
-    def read_noise_path(self, seeds, samples, t_end: float) -> "ReadNoisePath":
+    def read_noise_path(self, seeds, samples, t_end: float,
+                        stream: str = "read_noise") -> "ReadNoisePath":
         """The unit samples ξ of the read-noise process over [0, t_end] τ_u for a batch whose
-        row b is noise seed ``seeds[b]`` of sample ``samples[b]``."""
+        row b is noise seed ``seeds[b]`` of sample ``samples[b]``, from the named seed
+        ``stream`` (the emulation's ``read_noise``; the validation draws the circuit's own
+        from ``circuit_read_noise``)."""
         if self.read_interval is None:
             raise ConfigError(f"hardware '{self.real.spec.name}' has no read-noise process (set "
                               f"[synapse] read_noise and read_interval).")
-        return ReadNoisePath.draw(seeds, samples, self.N, self.read_interval, t_end)
+        return ReadNoisePath.draw(seeds, samples, self.N, self.read_interval, t_end, stream)
 
     def dynamics(self, x: torch.Tensor, r_star: torch.Tensor | None,
                  noise: "ReadNoisePath | None" = None) -> "HardwareDynamics":
-        return HardwareDynamics(self, x.to(torch.float64),
-                                None if r_star is None else r_star.to(torch.float64), noise)
+        if noise is not None:
+            noise = ReadNoisePath(self._here(noise.xi), noise.dt)
+        return HardwareDynamics(self, self._here(x),
+                                None if r_star is None else self._here(r_star), noise)
 
 
 class ReadNoisePath:
     """Unit white samples ξ_k (K+1, B, N) on the grid t_k = k·dt (τ_u), linear in between,
     ξ_0 = 0: what ngspice's ``trnoise(1 dt 0 0)`` produces. Row b of the batch is drawn from the
-    named stream ``read_noise`` at (seed, sample), never from the global generator, so a path
-    depends on its seed and sample only."""
+    named stream ``read_noise`` (or another named stream) at (seed, sample), never from the
+    global generator, so a path depends on its stream, seed and sample only."""
 
     def __init__(self, xi: torch.Tensor, dt: float):
         self.xi, self.dt = xi, float(dt)
 
     @classmethod
-    def draw(cls, seeds, samples, n: int, dt: float, t_end: float) -> "ReadNoisePath":
+    def draw(cls, seeds, samples, n: int, dt: float, t_end: float,
+             stream: str = "read_noise") -> "ReadNoisePath":
         if len(seeds) != len(samples):
             raise ConfigError(f"one noise seed per sample is needed, got {len(seeds)} seeds for "
                               f"{len(samples)} samples.")
         K = math.ceil(t_end / dt * (1 - 1e-12)) + 1
         xi = torch.stack([torch.randn(K + 1, n, dtype=torch.float64,
-                                      generator=generator("read_noise", s, k))
+                                      generator=generator(stream, s, k))
                           for s, k in zip(seeds, samples)], dim=1)
         xi[0] = 0.0               # the path starts at 0 (the phase starts at rest, as TRNOISE)
         return cls(xi, dt)
@@ -282,7 +314,9 @@ class HardwareDynamics:
                 "J": J_W + J_Q, "p": p, "n_s": n_s, "r_neg": r_neg, "n_pos": n_pos,
                 "n_neg": n_neg, "controller": ctl}
 
-    def __call__(self, t, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, t, y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """dy/dt at time ``t`` (it enters through the read-noise path only), written into
+        ``out`` when given."""
         self.nfe += 1
         m, p_ = self.m, self.m.p
         s = self.signals(y)
@@ -295,7 +329,15 @@ class HardwareDynamics:
         a = m.activation(o)
         dn_pos = (m.gain * (m.offset_pos - (s["rate"] - a)) - s["n_pos"]) / m.tau_p
         dn_neg = (m.gain * (m.offset_neg - (s["r_neg"] + a)) - s["n_neg"]) / m.tau_p
-        return torch.cat([dn_s, dp, dn_pos, dn_neg, m.ctl.rates(s["controller"])], dim=-1)
+        return torch.cat([dn_s, dp, dn_pos, dn_neg, m.ctl.rates(s["controller"])], dim=-1,
+                         out=out)
+
+    def stiff_part(self, y: torch.Tensor, c: float):
+        """``solve`` with solve(b, scale, out) = (I − cA)⁻¹ (scale · b), A the Jacobian of
+        this vector field at ``y`` (:class:`HardwareJacobian`): what the Rosenbrock-W solver
+        (:func:`dfc_analog.solvers.rosenbrock.rosenbrock_w`) needs. The read-noise forcing is
+        not part of it (the caller refuses the solver with a process)."""
+        return HardwareJacobian(self, y).solver(c)
 
     def trajectory(self, t: torch.Tensor, states: torch.Tensor) -> Trajectory:
         """The :class:`Trajectory` of states (T, B, ·) on the grid ``t``."""
@@ -308,6 +350,149 @@ class HardwareDynamics:
         return Trajectory(t=t, soma=layers(s["soma"]), basal=layers(s["basal"]),
                           apical=layers(s["apical"]), rate=layers(s["rate"]), u=s["u"],
                           u_int=s["u_int"], error=s["error"])
+
+
+class HardwareJacobian:
+    """The Jacobian A = ∂f/∂y of :class:`HardwareDynamics` at a state y (B, ·), held in its
+    structure rather than as a matrix. Per neuron (x = n_s, p, n⁺, n⁻; m_x = 1 inside the rails
+    and 0 beyond, the slope of each clamp and of the capacitor's where(); a' = m_s da/do):
+
+        ∂ṅ_s = −(A₀ ∂p + ∂n_s) / τ_p
+        ∂ṗ   = m_s ∂ṅ_s − (n_g ∂p − ∂J − m_s ∂n_s) / τ_v
+        ∂ṅ±  = (±A₀ a' ∂n_s − A₀ m_± ∂n± − ∂n±) / τ_p
+
+    where ∂J = A⁺ m_− ∂n⁻ + A⁻ m_+ ∂n⁺ over the rows of the layer below (the crossbar; none for
+    layer 1, whose rows carry the constant input) − A_Q m_S ∂n_S (the controller's u), and the
+    controller's five stages per output (:class:`OpAmpController`) linearised the same way, fed
+    by the output rows m_+ ∂n⁺_L. :meth:`apply` is A w.
+
+    :meth:`solver` gives (I − cA)⁻¹ for the Rosenbrock-W method. Without the controller the
+    network part M_nn is lower block-triangular: forward substitution through the layers, a
+    2 × 2 solve per soma stage (n_s, p) and then its two row stages. The controller closes the
+    loop through u (into every p) and r⁺_L (into its error stage): its 5 n_L unknowns are
+    solved first from their Schur complement S = M_cc − M_cn M_nn⁻¹ M_nc (dense 5 n_L × 5 n_L
+    per sample, LU-factored; M_nc is nonzero on the n_L columns of u alone, whose M_nn⁻¹ M_nc
+    come from n_L forward substitutions at once and are kept), then the network's unknowns as
+    M_nn⁻¹ b_n − (M_nn⁻¹ M_nc) w_c. A solve costs about one evaluation of f."""
+
+    def __init__(self, dyn: HardwareDynamics, y: torch.Tensor):
+        m = self.m = dyn.m
+        self.dyn, self.on = dyn, dyn.r_star is not None
+        n_s, _, n_pos, n_neg, c = dyn.split(y)
+
+        def inside(t):
+            return (t.abs() <= m.rail).to(y.dtype)
+
+        self.m_s, self.m_pos, self.m_neg = inside(n_s), inside(n_pos), inside(n_neg)
+        self.slope = m.activation(n_s.clamp(-m.rail, m.rail), slope=True) * self.m_s
+        n_E, n_I, _, n_P, n_S = m.ctl.split(c)
+        self.m_E, self.m_I, self.m_P, self.m_S = (inside(t) for t in (n_E, n_I, n_P, n_S))
+
+    def parts(self, w_n: torch.Tensor | None, w_c: torch.Tensor | None):
+        """(A w)'s network rows (…, 4N) and controller rows (…, 5 n_L) for w = [w_n, w_c]
+        (leading axes broadcast against the batch); None stands for a zero part."""
+        m, N, n_L = self.m, self.m.N, self.m.ctl.n
+        lead = (w_n if w_n is not None else w_c).shape[:-1]
+        zeros = torch.zeros(lead + (N,), dtype=m.dtype, device=m.device)
+        if w_n is None:
+            w_s = w_p = w_pos = w_neg = zeros
+        else:
+            w_s, w_p, w_pos, w_neg = (w_n[..., k * N:(k + 1) * N] for k in range(4))
+        r_pos, r_neg = self.m_pos * w_pos, self.m_neg * w_neg
+        J = torch.cat([zeros[..., :m.sizes[1]]] +
+                      [m.crossbar(i, m._layer(r_pos, i - 1), m._layer(r_neg, i - 1))
+                       for i in range(1, len(m.sizes) - 1)], dim=-1)
+        if w_c is None:
+            w_c = torch.zeros(lead + (5 * n_L,), dtype=m.dtype, device=m.device)
+        d_ctl, du = self._controller(w_c, r_pos[..., m.offsets[-2]:])
+        J = J - du @ m.A_Qc.T
+        dn_s = -(m.gain * w_p + w_s) / m.tau_p
+        dp = self.m_s * dn_s - (m.noise_gain * w_p - J - self.m_s * w_s) / m.p.tau_v
+        dn_pos = (m.gain * (self.slope * w_s - r_pos) - w_pos) / m.tau_p
+        dn_neg = (-m.gain * (self.slope * w_s + r_neg) - w_neg) / m.tau_p
+        return torch.cat([dn_s, dp, dn_pos, dn_neg], dim=-1), d_ctl
+
+    def _controller(self, w_c: torch.Tensor, dr_L: torch.Tensor):
+        """The controller's rows of A w (:meth:`OpAmpController.rates` linearised) and the
+        change of u, for its state change ``w_c`` and output-row change ``dr_L``."""
+        ctl, A0, tau_p = self.m.ctl, self.m.gain, self.m.tau_p
+        w_E, w_I, w_pI, w_P, w_S = ctl.split(w_c)
+        o_E, o_I, o_P, u = self.m_E * w_E, self.m_I * w_I, self.m_P * w_P, self.m_S * w_S
+        e = o_E if self.on else torch.zeros_like(o_E)
+        dn_E = -(A0 * (dr_L + o_E) / 2 + w_E) / tau_p
+        dn_I = -(A0 * w_pI + w_I) / tau_p
+        dn_P = -(A0 * (ctl.k_p * e + o_P) / (1 + ctl.k_p) + w_P) / tau_p if ctl.k_p > 0 else \
+            torch.zeros_like(dn_I)
+        dn_S = -(A0 * (o_I + o_P + u) / 3 + w_S) / tau_p
+        leak = ctl.alpha + (0.0 if self.on else ctl.RESET)
+        dcap = -((e - w_pI) + leak * (o_I - w_pI) + ctl.alpha_t * (o_P - w_pI)) / ctl.tau_u
+        return torch.cat([dn_E, dn_I, self.m_I * dn_I - dcap, dn_P, dn_S], dim=-1), u
+
+    def apply(self, w: torch.Tensor) -> torch.Tensor:
+        """A w for w of the state's shape (leading axes before the batch allowed)."""
+        n = 4 * self.m.N
+        return torch.cat(self.parts(w[..., :n], w[..., n:]), dim=-1)
+
+    def solver(self, c: float):
+        """``solve`` with solve(b, scale, out) = (I − cA)⁻¹ (scale · b) (class docstring)."""
+        m, N = self.m, self.m.N
+        tau_p, tau_v, A0 = m.tau_p, m.p.tau_v, m.gain
+        k00, k01 = 1.0 + c / tau_p, c * A0 / tau_p            # the soma stage's 2 × 2 block
+        k10 = -c * self.m_s * (1.0 / tau_v - 1.0 / tau_p)
+        k11 = 1.0 + c * (self.m_s * A0 / tau_p + m.noise_gain / tau_v)
+        det = k00 * k11 - k01 * k10
+        to_rows = c * A0 / tau_p * self.slope
+        d_pos = 1.0 + c * (A0 * self.m_pos + 1.0) / tau_p
+        d_neg = 1.0 + c * (A0 * self.m_neg + 1.0) / tau_p
+
+        layers = []                 # per layer: its slice and coefficients, sliced once
+        for i in range(len(m.sizes) - 1):
+            sl = slice(m.offsets[i], m.offsets[i + 1])
+            layers.append((sl, slice(m.offsets[i - 1], m.offsets[i]) if i else None,
+                           k10[..., sl], k11[..., sl], det[..., sl], to_rows[..., sl],
+                           d_pos[..., sl], d_neg[..., sl]))
+
+        def network(b):
+            """M_nn⁻¹ b by forward substitution through the layers."""
+            out = torch.empty_like(b)
+            b_s, b_p, b_pos, b_neg = (b[..., k * N:(k + 1) * N] for k in range(4))
+            w_s, w_p, w_pos, w_neg = (out[..., k * N:(k + 1) * N] for k in range(4))
+            for i, (sl, below, k10_, k11_, det_, rows_, dp_, dn_) in enumerate(layers):
+                rhs, bs = b_p[..., sl], b_s[..., sl]
+                if below is not None:
+                    rhs = rhs + (c / tau_v) * m.crossbar(i, self.m_pos[..., below] *
+                                                         w_pos[..., below],
+                                                         self.m_neg[..., below] *
+                                                         w_neg[..., below])
+                ws = torch.div(k11_ * bs - k01 * rhs, det_, out=w_s[..., sl])
+                torch.div(k00 * rhs - k10_ * bs, det_, out=w_p[..., sl])
+                torch.div(torch.addcmul(b_pos[..., sl], rows_, ws), dp_, out=w_pos[..., sl])
+                torch.div(torch.addcmul(b_neg[..., sl], rows_, ws, value=-1.0), dn_,
+                          out=w_neg[..., sl])
+            return out
+
+        def M_cn(w_n):
+            return self.parts(w_n, None)[1].mul_(-c)
+
+        # The controller acts on the network through u alone (its last n_L states): the
+        # columns M_nn⁻¹ M_nc of those, H (n_L, B, 4N), are all the Schur complement needs.
+        n_L, n_c = m.ctl.n, 5 * m.ctl.n
+        basis = torch.eye(n_c, dtype=m.dtype, device=m.device)[:, None, :].expand(
+            n_c, self.m_s.shape[0], n_c)
+        H = network(self.parts(None, basis[-n_L:])[0].mul_(-c))
+        columns = basis - c * self.parts(None, basis)[1]
+        columns[-n_L:] -= M_cn(H)
+        schur = torch.linalg.lu_factor(columns.permute(1, 2, 0))
+
+        def solve(b, scale: float = 1.0, out: torch.Tensor | None = None):
+            """x = (I − cA)⁻¹ (scale · b), written into ``out`` when given."""
+            b_n, b_c = b[..., :4 * N], b[..., 4 * N:]
+            t = network(b_n)
+            w_c = torch.linalg.lu_solve(*schur, (b_c - M_cn(t))[..., None])[..., 0]
+            w_n = t - torch.einsum("jbn,bj->bn", H, w_c[..., -n_L:])
+            return torch.cat([w_n, w_c], dim=-1, out=out).mul_(scale)
+
+        return solve
 
 
 class OpAmpController:
@@ -346,7 +531,7 @@ with the reset closed: its offsets give a small u_rest, which feeds the network 
         self.alpha_t = p.alpha if p.leak == "total" else 0.0
         off = m.real.controller_offset
         off = torch.zeros(4, self.n, dtype=torch.float64) if off is None else off
-        self.os_E, self.os_I, self.os_P, self.os_S = off / m.real.v_scale
+        self.os_E, self.os_I, self.os_P, self.os_S = m._here(off / m.real.v_scale)
         if self.k_p == 0:
             self.os_P = torch.zeros_like(self.os_P)
 

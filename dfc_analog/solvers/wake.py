@@ -224,21 +224,40 @@ SOLVERS = {"rosenbrock": _rosenbrock, "dopri5": _dormand_prince, "authors-euler"
               if name not in ("rosenbrock", "dopri5")}}
 
 
+HARDWARE_SOLVERS = ("dopri5", "rosenbrock")
+
+
 def simulate_hardware_wake(model, x: torch.Tensor, r_star: torch.Tensor | None, t_end: float,
                            times: torch.Tensor, rtol: float = 1e-9, atol: float = 1e-9,
-                           max_steps: int = 10_000_000, noise=None) -> Trajectory:
+                           max_steps: int = 10_000_000, noise=None,
+                           method: str = "dopri5") -> Trajectory:
     """The wake phase (``r_star`` given) or the feed-forward phase (``r_star=None``) of the
     realised circuit (:class:`dfc_analog.model.hardware.HardwareModel`), from its feed-forward
-    equilibrium, by Dormand–Prince at rtol / atol in model units (float64), read at ``times``.
-    Batched over the samples of ``x`` (B, n_0). ``noise``: the read-noise path of the batch
-    (:class:`~dfc_analog.model.hardware.ReadNoisePath`), its grid times as the solver's
-    breakpoints."""
+    equilibrium, at rtol / atol in model units (the model's dtype), read at ``times``. Batched
+    over the samples of ``x`` (B, n_0). ``method``: ``'dopri5'`` (Dormand–Prince) or
+    ``'rosenbrock'`` (ROS34PW2 with the exact Jacobian of the realised circuit,
+    :class:`~dfc_analog.model.hardware.HardwareJacobian`: its op-amp poles make the
+    dynamics stiff for dopri5, whose step they bound whatever the tolerance). ``noise``: the
+    read-noise path of the batch (:class:`~dfc_analog.model.hardware.ReadNoisePath`), its grid
+    times as dopri5's breakpoints."""
+    if method not in HARDWARE_SOLVERS:
+        raise ConfigError(f"the hardware emulation has no solver '{method}': choose one of "
+                          f"{', '.join(HARDWARE_SOLVERS)}.")
+    if method == "rosenbrock" and noise is not None:
+        raise ConfigError("the rosenbrock solver cannot integrate the read-noise process (a "
+                          "forcing in time with a kink at every read, which its steps do not "
+                          "stop at): use dopri5.")
     with torch.no_grad():
         dyn = model.dynamics(x, r_star, noise)
         y0 = model.feedforward(x)["state"]
         t_grid = _output_times(times, t_end, y0)
-        states = dormand_prince(dyn, y0, t_grid.tolist(), rtol, atol, max_steps,
-                                breakpoints=() if noise is None else noise.breakpoints(t_end))
-        _check_finite(states[-1], "dopri5")
+        if method == "rosenbrock":
+            states = rosenbrock_w(dyn, dyn.stiff_part, y0, t_grid.tolist(), rtol, atol,
+                                  max_steps)
+        else:
+            states = dormand_prince(dyn, y0, t_grid.tolist(), rtol, atol, max_steps,
+                                    breakpoints=() if noise is None else
+                                    noise.breakpoints(t_end))
+        _check_finite(states[-1], method)
         traj = dyn.trajectory(t_grid, states)
         return traj if times is None else traj.at(times.to(t_grid))

@@ -40,14 +40,20 @@ for classifiers, both predict the same class.
 Read noise as a process (a hardware spec with ``read_interval`` > 0). (a) The sample-for-sample
 comparison above runs on the realisation with the process off (the same device draws). (b) The
 noise is compared in distribution (:func:`check_read_noise`): for the first ``noise_samples``
-samples, ``noise_seeds`` = N noise realisations of the circuit (ngspice's TRNOISE, independent
-runs in parallel) and N of the emulation (the named stream ``read_noise``, one batched solve);
-per sample the total variance over seeds (the trace of the covariance) of the settled output
-rates r_L(t_end) and of the eq. (5) update. Under equal variances the ratio s²_circuit /
-s²_emulation of one direction follows F(N−1, N−1); a trace sums several directions, whose ratio
-spreads less (Satterthwaite: at least N−1 degrees of freedom each), so the two-sided bounds
-[F_{(1−c)/2}, F_{(1+c)/2}] of F(N−1, N−1) at confidence c (``noise_confidence``, 0.99) are
-conservative. The check passes when every ratio lies within them.
+samples, ``noise_seeds`` = N noise realisations of the circuit (independent runs in parallel;
+``circuit_noise='pwl'``: PWL sources whose unit samples come from the named stream
+``circuit_read_noise``, so two runs give the same numbers; ``'trnoise'``: ngspice's TRNOISE,
+which ngspice 39 cannot seed) and N of the emulation (the named stream ``read_noise``, one
+batched solve); per sample the total variance over seeds (the trace of the covariance) of the
+settled output rates r_L(t_end) and of the eq. (5) update. Under equal variances the ratio
+s²_circuit / s²_emulation of one direction follows F(N−1, N−1); a trace sums several directions,
+whose ratio spreads less (Satterthwaite: at least N−1 degrees of freedom each), so the two-sided
+bounds [F_{(1−c)/2}, F_{(1+c)/2}] of F(N−1, N−1) at confidence c (``noise_confidence``, 0.99)
+are conservative. The check passes when every ratio lies within them. (c) With PWL sources the
+circuit can carry the emulation's own path: per sample, the circuit driven by the unit samples
+of the emulation's noise seed 0 is compared with the emulation of that path sample for sample,
+under the rule above (:func:`same_path`), which a wrong noise amplitude fails where the F test
+over a few seeds cannot see it.
 """
 from __future__ import annotations
 
@@ -68,14 +74,17 @@ from dfc_analog.hardware import load_spec, realise_network
 from dfc_analog.learning.targets import output_target
 from dfc_analog.learning.updates import trajectory_update, update_angle
 from dfc_analog.model.dynamics import ControllerParams
-from dfc_analog.model.hardware import HardwareModel
+from dfc_analog.model.hardware import HardwareModel, ReadNoisePath
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.model.trajectory import Trajectory
 from dfc_analog.parallel import run_tasks
 from dfc_analog.runio import load_run
-from dfc_analog.solvers.wake import SolverSettings, simulate_hardware_wake, simulate_wake
+from dfc_analog.solvers.wake import (HARDWARE_SOLVERS, SolverSettings, simulate_hardware_wake,
+                                     simulate_wake)
 
 PHASES = ("wake", "feedforward")
+EMULATION_SOLVERS = ("auto",) + HARDWARE_SOLVERS
+CIRCUIT_NOISE = ("pwl", "trnoise")
 SPLITS = ("train", "val", "test")
 MAX_ANGLE_DEG = 1.0
 REFERENCE_TIGHTENING = 1e-3     # reference tolerance = this × the simulator's reltol (or F)
@@ -99,9 +108,11 @@ class ValidationSettings:
     scaling: Scaling = field(default_factory=Scaling)
     hardware: str | None = None  # preset name or TOML file: circuit and emulation on hardware
     hardware_seed: int = 0       # seed of the realisation's named stream
+    emulation_solver: str = "auto"   # 'auto': dopri5, rosenbrock where that is stiff
     noise_seeds: int = 8         # noise realisations per simulator for the read-noise check
     noise_samples: int = 1       # samples the read-noise check runs on (the first ones)
     noise_confidence: float = 0.99   # of the two-sided F bounds of the variance ratio
+    circuit_noise: str = "pwl"   # the circuit's read noise: 'pwl' (seeded samples) or 'trnoise'
 
     def hardware_spec(self):
         """The :class:`HardwareSpec` to validate on, or None for the ideal circuit (no
@@ -123,6 +134,9 @@ class ValidationSettings:
     def check(self) -> None:
         if self.phase not in PHASES:
             raise ConfigError(f"unknown phase '{self.phase}': choose one of {', '.join(PHASES)}.")
+        if self.emulation_solver not in EMULATION_SOLVERS:
+            raise ConfigError(f"unknown emulation solver '{self.emulation_solver}': choose one "
+                              f"of {', '.join(EMULATION_SOLVERS)}.")
         if not (math.isfinite(self.safety) and self.safety > 0):
             raise ConfigError(f"safety must be a positive number, got {self.safety}.")
         if self.reltol >= 1:
@@ -140,6 +154,9 @@ class ValidationSettings:
                 self.noise_samples < 1:
             raise ConfigError(f"noise_samples must be a whole number ≥ 1, got "
                               f"{self.noise_samples!r}.")
+        if self.circuit_noise not in CIRCUIT_NOISE:
+            raise ConfigError(f"unknown circuit noise '{self.circuit_noise}': choose one of "
+                              f"{', '.join(CIRCUIT_NOISE)}.")
         if not 0 < self.noise_confidence < 1:
             raise ConfigError(f"noise_confidence must lie strictly between 0 and 1, got "
                               f"{self.noise_confidence!r}.")
@@ -171,9 +188,13 @@ class ValidationSettings:
 
     def rule(self) -> str:
         if self.hardware_spec() is not None:
+            solver = {"auto": f"dopri5 (rosenbrock with the circuit's exact Jacobian where "
+                              f"its op-amp poles make it stiff for more than "
+                              f"{REFERENCE_EXPLICIT_STEPS} dopri5 steps)"}.get(
+                self.emulation_solver, self.emulation_solver)
             return self._rule() + (f" On hardware the model is the emulation of the same "
-                                   f"realisation, dopri5 rtol = atol = {self.emulation_tol:g} "
-                                   f"(1e-3·F, its state in model units).")
+                                   f"realisation, {solver} at rtol = atol = "
+                                   f"{self.emulation_tol:g} (1e-3·F, its state in model units).")
         return self._rule()
 
     def _rule(self) -> str:
@@ -358,21 +379,46 @@ def spice_circuit(net, params, x, r_star, t_end, times, settings: ValidationSett
                             options=settings.spice)
 
 
-def spice_hardware_circuit(real, params, x, r_star, t_end, times, settings: ValidationSettings):
+def spice_hardware_circuit(real, params, x, r_star, t_end, times, settings: ValidationSettings,
+                           read_noise=None):
     """The circuit side on hardware: the crossbar netlist of the realisation ``real``
-    (:mod:`dfc_analog.circuit.crossbar`) in ngspice. Any callable with this signature can stand
-    in for it."""
+    (:mod:`dfc_analog.circuit.crossbar`) in ngspice; ``read_noise``: the unit samples of its
+    read-noise process as PWL sources (None: TRNOISE, or no process). Any callable with this
+    signature can stand in for it."""
     from dfc_analog.circuit.simulate import simulate_hardware_circuit
     return simulate_hardware_circuit(real, params, x, r_star, t_end, times,
-                                     settings.scaling.time_scale, settings.spice)
+                                     settings.scaling.time_scale, settings.spice,
+                                     read_noise=read_noise)
 
 
 def emulation_trajectory(model: HardwareModel, x: torch.Tensor, r_star: torch.Tensor | None,
-                         t_end: float, times: torch.Tensor, tol: float) -> Trajectory:
-    """The hardware emulation (:mod:`dfc_analog.model.hardware`) of one sample, float64,
-    Dormand–Prince at rtol = atol = ``tol`` (model units), read at exactly ``times``."""
-    return simulate_hardware_wake(model, x[None], None if r_star is None else r_star[None],
-                                  t_end, times, rtol=tol, atol=tol)
+                         t_end: float, times: torch.Tensor, tol: float, solver: str = "auto",
+                         note=None, noise=None) -> tuple:
+    """(trajectory, solver name) of the hardware emulation (:mod:`dfc_analog.model.hardware`)
+    of one sample at rtol = atol = ``tol`` (model units), read at exactly ``times``.
+    ``solver`` 'auto' is Dormand–Prince within REFERENCE_EXPLICIT_STEPS steps, else (op-amp
+    poles that make the dynamics stiff) the Rosenbrock-W method with the circuit's exact
+    Jacobian, as :func:`reference_trajectory` (``note`` is told, with one line); the read-noise
+    path ``noise`` (of this sample) takes dopri5."""
+    if noise is not None:
+        methods = [("dopri5", REFERENCE_MAX_STEPS)]
+    elif solver == "auto":
+        methods = [("dopri5", REFERENCE_EXPLICIT_STEPS), ("rosenbrock", REFERENCE_MAX_STEPS)]
+    else:
+        methods = [(solver, REFERENCE_MAX_STEPS)]
+    for method, max_steps in methods:
+        try:
+            traj = simulate_hardware_wake(model, x[None], None if r_star is None else
+                                          r_star[None], t_end, times, rtol=tol, atol=tol,
+                                          max_steps=max_steps, noise=noise, method=method)
+        except StepLimitError:
+            if method != "dopri5" or len(methods) == 1:
+                raise
+            if note is not None:
+                note(f"the dopri5 emulation needs more than {max_steps} steps (stiff op-amp "
+                     "poles): solving it with rosenbrock")
+            continue
+        return traj, method
 
 
 def hardware_effect(ideal: Trajectory, hardware: Trajectory, x: torch.Tensor, net: DFCNetwork,
@@ -447,17 +493,15 @@ def validate_sample(index: int, net: DFCNetwork, params: ControllerParams, x: to
     circ = circuit or spice_circuit
     circ = circ(real if on_hardware else net, params, x, r_star, t_end, times.numpy(), settings)
     seconds_circuit = time.perf_counter() - start
-    t = circ.t.detach().cpu().double()
-    if t.ndim != 1 or t.numel() < 2 or bool((torch.diff(t) <= 0).any()) or \
-            float(t[0]) < 0 or float(t[-1]) > t_end * (1 + 1e-9):
-        raise DFCError(f"the circuit returned time points that are not increasing within "
-                       f"[0, {t_end}] τ_u.")
+    t = circuit_grid(circ, t_end)
     start = time.perf_counter()
     note = lambda text: print(f"sample {index}: {text}", file=sys.stderr, flush=True)  # noqa
     effect = ideal = None
     if on_hardware:
-        ref = emulation_trajectory(model, x, r_star, t_end, t, settings.emulation_tol)
-        ideal_traj, reference_solver = reference_trajectory(
+        ref, reference_solver = emulation_trajectory(model, x, r_star, t_end, t,
+                                                     settings.emulation_tol,
+                                                     settings.emulation_solver, note)
+        ideal_traj, _ = reference_trajectory(
             net, params, x, r_star_ideal, t_end, t, settings.reference_tol, note=note)
         effect = hardware_effect(ideal_traj, ref, x, net, params, settings, classify)
         ideal = ideal_traj.numpy()
@@ -465,6 +509,27 @@ def validate_sample(index: int, net: DFCNetwork, params: ControllerParams, x: to
         ref, reference_solver = reference_trajectory(net, params, x, r_star, t_end, t,
                                                      settings.reference_tol, note=note)
     seconds_reference = time.perf_counter() - start
+    return judge(index, ref, circ, net, params, x, settings, classify, seconds_circuit,
+                 seconds_reference, reference_solver, effect, ideal)
+
+
+def circuit_grid(circ: Trajectory, t_end: float) -> torch.Tensor:
+    """The circuit's time points (float64), checked increasing within [0, t_end]."""
+    t = circ.t.detach().cpu().double()
+    if t.ndim != 1 or t.numel() < 2 or bool((torch.diff(t) <= 0).any()) or \
+            float(t[0]) < 0 or float(t[-1]) > t_end * (1 + 1e-9):
+        raise DFCError(f"the circuit returned time points that are not increasing within "
+                       f"[0, {t_end}] τ_u.")
+    return t
+
+
+def judge(index: int, ref: Trajectory, circ: Trajectory, net: DFCNetwork,
+          params: ControllerParams, x: torch.Tensor, settings: ValidationSettings,
+          classify: bool, seconds_circuit: float, seconds_reference: float,
+          reference_solver: str, effect=None, ideal=None) -> SampleResult:
+    """The sample-for-sample comparison of the circuit's trajectory with the model's (on one
+    grid): the signal groups and departures under the tolerance rule, the eq. (5) update
+    angle, the predicted class."""
     signals, departures = compare(ref, circ, settings)
     angle = angle_tol = rel = None
     if settings.phase == "wake":
@@ -670,14 +735,19 @@ class NoiseCheck:
     circuit: dict
     emulation: dict
     bounds: tuple
+    same_path: SampleResult | None = None   # 'pwl': circuit and emulation on one noise path
 
     def ratio(self, name: str) -> float:
         return self.circuit[name] / self.emulation[name] if self.emulation[name] > 0 else \
             (1.0 if self.circuit[name] == 0 else math.inf)
 
     @property
-    def passed(self) -> bool:
+    def variance_passed(self) -> bool:
         return all(self.bounds[0] <= self.ratio(n) <= self.bounds[1] for n in self.circuit)
+
+    @property
+    def passed(self) -> bool:
+        return self.variance_passed and (self.same_path is None or self.same_path.passed)
 
 
 def total_variance(values: np.ndarray) -> float:
@@ -706,21 +776,34 @@ def _sample_statistics(net: DFCNetwork, traj: Trajectory, x: torch.Tensor,
 
 
 def circuit_noise_run(net, params, x, r_star, t_end, times, settings: ValidationSettings,
-                      circuit=None) -> dict:
-    """One noise realisation of the crossbar circuit (TRNOISE, ngspice's own generator) for one
-    sample: its statistics (:func:`_sample_statistics`, one row)."""
+                      circuit=None, read_noise=None, trajectory: bool = False) -> dict:
+    """One noise realisation of the crossbar circuit for one sample: its statistics
+    (:func:`_sample_statistics`, one row), and with ``trajectory`` the circuit's
+    :class:`Trajectory` itself and its wall seconds (keys ``'trajectory'``, ``'seconds'``).
+    ``read_noise``: the unit samples (K+1, N) of the PWL sources, or None for TRNOISE."""
+    start = time.perf_counter()
     real = settings.realise(net)
-    traj = (circuit or spice_hardware_circuit)(real, params, x, r_star, t_end, times, settings)
-    return {k: v[0] for k, v in _sample_statistics(net, traj, x[None], params,
-                                                    settings.phase).items()}
+    kwargs = {} if read_noise is None else {"read_noise": read_noise}
+    traj = (circuit or spice_hardware_circuit)(real, params, x, r_star, t_end, times, settings,
+                                               **kwargs)
+    out = {k: v[0] for k, v in _sample_statistics(net, traj, x[None], params,
+                                                  settings.phase).items()}
+    if trajectory:
+        out.update(trajectory=traj, seconds=time.perf_counter() - start)
+    return out
 
 
 def check_read_noise(samples: SampleSet, settings: ValidationSettings, workers=None,
                      threads=None, circuit=None) -> list:
-    """The distribution check of the read-noise process (module docstring) on the first
-    ``settings.noise_samples`` samples: N circuit runs per sample in parallel
-    (:func:`run_tasks`), the N × samples emulation runs in one batched solve at rtol = atol =
-    1e-3 · reltol (its error far below the spread of a variance over N seeds)."""
+    """The checks of the read-noise process (module docstring) on the first
+    ``settings.noise_samples`` samples. In distribution: N circuit runs per sample in parallel
+    (:func:`run_tasks`), their unit samples drawn from the named stream
+    ``circuit_read_noise`` (independent of the emulation's) and written as PWL sources, or
+    ngspice's own TRNOISE (``circuit_noise='trnoise'``, not seedable); the N × samples
+    emulation runs in one batched solve at rtol = atol = 1e-3 · reltol (its error far below
+    the spread of a variance over N seeds). With PWL, sample for sample as well: the circuit
+    driven by the emulation's path of noise seed 0 against the emulation of that path (at the
+    deterministic check's tolerance, :func:`judge`)."""
     S, M = settings.noise_seeds, min(settings.noise_samples, samples.x.shape[0])
     net, params, t_end = samples.net, samples.params, samples.t_end
     times = torch.linspace(0.0, t_end, settings.points, dtype=torch.float64)
@@ -733,9 +816,20 @@ def check_read_noise(samples: SampleSet, settings: ValidationSettings, workers=N
     tol = max(REFERENCE_TIGHTENING * settings.reltol, REFERENCE_TOL_FLOOR)
     traj = simulate_hardware_wake(model, X, R, t_end, times, rtol=tol, atol=tol, noise=path)
     emulated = _sample_statistics(net, traj, X, params, settings.phase)
-    jobs = [dict(net=net, params=params, x=samples.x[k],
-                 r_star=None if samples.r_star is None else samples.r_star[k], t_end=t_end,
-                 times=times.numpy(), settings=settings, circuit=circuit) for _, k in rows]
+    pwl = settings.circuit_noise == "pwl"
+
+    def job(k, read_noise=None, trajectory=False):
+        return dict(net=net, params=params, x=samples.x[k],
+                    r_star=None if samples.r_star is None else samples.r_star[k], t_end=t_end,
+                    times=times.numpy(), settings=settings, circuit=circuit,
+                    read_noise=read_noise, trajectory=trajectory)
+
+    own = model.read_noise_path([s for s, _ in rows], [samples.indices[k] for _, k in rows],
+                                t_end, stream="circuit_read_noise") if pwl else None
+    jobs = [job(k, None if own is None else own.xi[:, n].cpu().numpy())
+            for n, (_, k) in enumerate(rows)]
+    if pwl:     # rows 0..M-1 are noise seed 0 of each sample: the emulation's path
+        jobs += [job(k, path.xi[:, k].cpu().numpy(), True) for k in range(M)]
     circuits = [None] * len(jobs)
     for n, result in run_tasks(circuit_noise_run, jobs, workers, threads=threads):
         circuits[n] = result
@@ -744,9 +838,28 @@ def check_read_noise(samples: SampleSet, settings: ValidationSettings, workers=N
     checks = []
     for k in range(M):
         mine = [n for n, (_, kk) in enumerate(rows) if kk == k]
+        same = same_path(samples, k, model, path, circuits[len(rows) + k], settings) \
+            if pwl else None
         checks.append(NoiseCheck(
             samples.indices[k], S, c,
             {name: total_variance(np.stack([circuits[n][name] for n in mine]))
              for name in emulated},
-            {name: total_variance(emulated[name][mine]) for name in emulated}, bounds))
+            {name: total_variance(emulated[name][mine]) for name in emulated}, bounds, same))
     return checks
+
+
+def same_path(samples: SampleSet, k: int, model: HardwareModel, path, run: dict,
+              settings: ValidationSettings) -> SampleResult:
+    """Sample ``k`` of ``samples`` with the read-noise path of batch row ``k`` of ``path``:
+    the circuit's trajectory (``run``, of :func:`circuit_noise_run`) against the emulation of
+    that path on the circuit's grid, judged as the deterministic check (:func:`judge`)."""
+    circ = run["trajectory"]
+    t = circuit_grid(circ, samples.t_end)
+    start = time.perf_counter()
+    r_star = None if samples.r_star is None else samples.r_star[k]
+    ref, solver = emulation_trajectory(model, samples.x[k], r_star, samples.t_end, t,
+                                       settings.emulation_tol, settings.emulation_solver,
+                                       noise=ReadNoisePath(path.xi[:, k:k + 1], path.dt))
+    return judge(samples.indices[k], ref, circ, samples.net, samples.params, samples.x[k],
+                 settings, samples.classify, run["seconds"], time.perf_counter() - start,
+                 solver)

@@ -57,9 +57,9 @@ def report_dict(outcome: RunValidation) -> dict:
     summary = _summary(outcome)
     settings = asdict(outcome.settings)
     if settings["hardware"] is None:       # the ideal circuit's report stays as it was
-        del settings["hardware"], settings["hardware_seed"]
+        del settings["hardware"], settings["hardware_seed"], settings["emulation_solver"]
     if not outcome.noise:                   # no read-noise process: no distribution check
-        for key in ("noise_seeds", "noise_samples", "noise_confidence"):
+        for key in ("noise_seeds", "noise_samples", "noise_confidence", "circuit_noise"):
             del settings[key]
     out = {**provenance(), "run_dir": outcome.run_dir, "layer_sizes": outcome.layer_sizes,
            "split": outcome.split, "phase": outcome.settings.phase, "t_end": outcome.t_end,
@@ -70,7 +70,16 @@ def report_dict(outcome: RunValidation) -> dict:
         out["read_noise"] = [{"sample": c.index, "seeds": c.seeds, "confidence": c.confidence,
                               "variance_circuit": c.circuit, "variance_emulation": c.emulation,
                               "ratio": {n: c.ratio(n) for n in c.circuit},
-                              "ratio_bounds": list(c.bounds), "pass": c.passed}
+                              "ratio_bounds": list(c.bounds),
+                              "variance_pass": c.variance_passed, "pass": c.passed,
+                              "same_path": None if c.same_path is None else {
+                                  "max_error": c.same_path.max_error,
+                                  "worst_signal": c.same_path.worst_signal,
+                                  "update_angle_deg": c.same_path.angle_deg,
+                                  "update_angle_tol_deg": c.same_path.angle_tol_deg,
+                                  "signals": groups(c.same_path.signals),
+                                  "failures": c.same_path.failures,
+                                  "pass": c.same_path.passed}}
                              for c in outcome.noise]
     return out
 
@@ -135,7 +144,8 @@ def report_markdown(outcome: RunValidation) -> str:
         lines += _group_table(deps)
     stiff = [r.index for r in s.results if r.reference_solver != "dopri5"]
     if stiff:
-        lines += ["", f"The ODE reference of sample(s) {', '.join(map(str, stiff))} is solved "
+        model = "emulation" if st.hardware_spec() is not None else "ODE reference"
+        lines += ["", f"The {model} of sample(s) {', '.join(map(str, stiff))} is solved "
                   "with rosenbrock: the dynamics are stiff for dopri5.", ""]
     lines += ["", "## Samples", "",
               "| sample | max error | worst signal | update angle (tol) | class model / circuit "
@@ -190,11 +200,14 @@ def _noise_section(outcome: RunValidation) -> list:
     if not outcome.noise:
         return []
     c0 = outcome.noise[0]
+    circuit_noise = "ngspice TRNOISE, not seedable" \
+        if outcome.settings.circuit_noise == "trnoise" else \
+        "PWL sources, unit samples from the stream `circuit_read_noise`"
     lines = ["", "## Read noise in distribution", "",
              f"The read noise is a process (sampled every "
              f"{load_spec(outcome.settings.hardware).synapse.read_interval:g} s): the samples "
              f"above are compared with it off (the same devices); here {c0.seeds} noise seeds of "
-             f"the circuit (ngspice TRNOISE) and {c0.seeds} of the emulation (stream "
+             f"the circuit ({circuit_noise}) and {c0.seeds} of the emulation (stream "
              f"`read_noise`) give the total variance over seeds of the settled output rates "
              f"r_L(T) and of the eq. (5) update. Their ratio passes within the two-sided "
              f"{100 * c0.confidence:g} % bounds of F({c0.seeds - 1}, {c0.seeds - 1}), "
@@ -207,6 +220,21 @@ def _noise_section(outcome: RunValidation) -> list:
             lines.append(f"| {c.index} | {name} | {c.circuit[name]:.4g} | "
                          f"{c.emulation[name]:.4g} | {c.ratio(name):.3g} | "
                          f"{'pass' if ok else 'FAIL'} |")
+    same = [c.same_path for c in outcome.noise if c.same_path is not None]
+    if same:
+        lines += ["", "Sample for sample on one noise path: the circuit's PWL sources carry the "
+                  "emulation's own unit samples (noise seed 0), judged by the tolerance rule "
+                  "below.", "", "| sample | max error | worst signal | update angle (tol) | "
+                  "result |", "| --- | --- | --- | --- | --- |"]
+        for r in same:
+            angle = "–" if r.angle_deg is None else \
+                f"{r.angle_deg:.3g}° ({r.angle_tol_deg:.3g}°)"
+            lines.append(f"| {r.index} | {r.max_error:.3g} | {r.worst_signal} | {angle} | "
+                         f"{'pass' if r.passed else 'FAIL'} |")
+        for r in same:
+            if r.failures:
+                lines += ["", f"- sample {r.index} on the noise path"] + \
+                    [f"  - {text}" for text in r.failures]
     return lines
 
 
