@@ -24,6 +24,7 @@ STREAMS = {
     "realisation": None,                                            # device draws of a chip
     "read_noise": None,                                             # read noise of a phase
     "hardware_write": None,                                         # devices of a weight write
+    "sleep_circuit": None,                                          # eq. (12) noise of a circuit
 }
 
 
