@@ -144,6 +144,6 @@ def single_phase_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor,
                               f"{worst:.3g}); lower step_size, k_p or target_stepsize, or raise "
                               f"alpha.")
     scale = -2.0 / (B * steps)                 # (1/T) ∫ dt = (1/steps) Σ over the steps
-    fb_scale = 1.0 / (p.sigma_hat ** 2 * steps * B)
+    fb_scale = 1.0 / (max(p.sigma, 0.01) ** 2 * steps * B)
     forward = ForwardUpdate([g.mul_(scale) for g in gW], [g.mul_(scale) for g in gb], batch_loss)
     return forward, [g.mul(fb_scale) for g in g_Q.split(sizes, dim=0)]
