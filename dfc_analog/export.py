@@ -6,6 +6,7 @@ standalone ngspice netlist of one experiment on one input sample.
     dfc-export --netlist x.cir --sample x.npy --target rstar.npy RUN_DIR
     dfc-export --graph graph.json RUN_DIR                                  # the graph only
     dfc-export --netlist learn.cir --target circuit --plasticity circuit RUN_DIR
+    dfc-export --netlist sleep.cir --phase sleep --plasticity circuit --noise-seed 3 RUN_DIR
 
 The wake-phase target is r* = r_L^- + δ of eq. (3), with δ from
 :func:`dfc_analog.learning.output_target` for a minibatch of this one sample under the run's
@@ -17,6 +18,14 @@ source, :class:`dfc_analog.circuit.graph.CircuitTarget`), and with ``--plasticit
 integrates eq. (5) on one capacitor per forward synapse and bias
 (:class:`dfc_analog.circuit.graph.CircuitPlasticity`): then no number the software computed
 enters the netlist except x, y and the weights.
+
+``--phase sleep`` writes the sleep phase of §5 (eqs. 12-13, the run's sleep constants:
+:class:`dfc_analog.circuit.graph.CircuitSleep`): the circuit holds r* = r_L^- itself, the apical
+compartments filter the noise of eq. (12), a Wiener path played by PWL sources from the seed
+stream ``sleep_circuit`` (``--noise-seed``; the path ``feedback_update`` follows with that
+stream's generator) or ngspice's unseeded TRNOISE (``--trnoise``), and with ``--plasticity
+circuit`` one integrator capacitor per feedback synapse accumulates eq. (13)'s -v_A uᵀ
+(:func:`dfc_analog.circuit.learning.read_feedback_update` reads them).
 """
 from __future__ import annotations
 
@@ -25,6 +34,8 @@ if __name__ == "__main__":
     quiet_startup()
 
 import argparse
+import dataclasses
+import math
 import os
 import sys
 from pathlib import Path
@@ -40,7 +51,10 @@ from dfc_analog.circuit.crossbar import hardware_summary, write_crossbar_netlist
 from dfc_analog.hardware import load_spec, preset_names, realise_network
 from dfc_analog.model.hardware import HardwareModel
 from dfc_analog.circuit.graph import (CircuitPlasticity, CircuitTarget, add_scaling_arguments,
-                                      build_graph, save_graph, scaling_from_args, summary)
+                                      build_graph, save_graph, scaling_from_args, sleep_graph,
+                                      summary)
+from dfc_analog.circuit.learning import sleep_noise
+from dfc_analog.learning.sleep import SleepParams
 from dfc_analog.learning.targets import output_target, target_gain
 from dfc_analog.runio import atomic_write, load_run, refuse_overwriting_inputs
 from dfc_analog.circuit.netlist import (PHASES, add_spice_arguments, output_times, spice_options,
@@ -78,15 +92,26 @@ def build_parser() -> argparse.ArgumentParser:
                           "its output and the label as a source")
     exp.add_argument("--plasticity", default="software", choices=("software", "circuit"),
                      help="'circuit': one integrator capacitor per forward synapse and bias "
-                          "accumulates eq. (5) over the wake phase, V = v_scale (1/T) ∫ Δ r dt "
-                          "(default: software, which reads eq. 5 off the trajectory)")
+                          "accumulates eq. (5) over the wake phase, V = v_scale (1/T) ∫ Δ r dt, "
+                          "or, in the sleep phase, one per feedback synapse eq. (13)'s -v_A uᵀ, "
+                          "V = -v_scale (1/T) ∫ v_A u dt / σ̂² (default: software, which reads "
+                          "the update off the trajectory)")
     exp.add_argument("--phase", default="wake", choices=PHASES,
                      help="'op': DC operating point only (the feed-forward equilibrium, eq. 2); "
                           "'feedforward': transient with the controller off; 'wake': settle "
-                          "with the controller off, then switch it on with target r* (eq. 3) "
-                          "(default: wake)")
+                          "with the controller off, then switch it on with target r* (eq. 3); "
+                          "'sleep': settle, then the controller on with the held target "
+                          "r* = r_L^- and the noise of eq. (12) in the apical compartments, "
+                          "with the run's sleep constants (default: wake)")
+    exp.add_argument("--noise-seed", type=int, metavar="S",
+                     help="sleep phase: the noise path is draw (S, sample index) of the seed "
+                          "stream 'sleep_circuit', written as PWL sources (default: 0)")
+    exp.add_argument("--trnoise", action="store_true",
+                     help="sleep phase: ngspice's own TRNOISE sources instead of a seeded path "
+                          "(ngspice 39 cannot seed them: each run draws its own path)")
     exp.add_argument("--t-end", type=float, metavar="T",
-                     help="simulated time after the switch-on, in τ_u (default: the run's t_end)")
+                     help="simulated time after the switch-on, in τ_u (default: the run's t_end; "
+                          "the sleep phase: t_end_fb, rounded to whole steps of dt_fb)")
     exp.add_argument("--step", type=float, metavar="DT",
                      help="output time step in τ_u; the simulator lands exactly on each output "
                           "time (default: t_end / 100)")
@@ -183,17 +208,35 @@ def main(argv=None) -> int:
         cfg = cfg.replace(data_dir=os.path.abspath(args.data_dir))
     net = net.double()
     in_circuit = args.target == "circuit"
-    if (in_circuit or args.plasticity == "circuit") and args.phase != "wake":
-        raise DFCError("--target circuit and --plasticity circuit describe the wake phase: "
-                       "leave out --phase or give --phase wake.")
-    if (in_circuit or args.plasticity == "circuit") and args.hardware:
-        raise DFCError("the circuit's own target and plasticity are in the ideal netlist only; "
-                       "leave out --hardware.")
+    sleep = args.phase == "sleep"
+    if sleep and args.target is not None:
+        raise DFCError("the sleep phase's target is the circuit's own held output, "
+                       "r* = r_L^-: leave out --target.")
+    if in_circuit and args.phase != "wake" or \
+            args.plasticity == "circuit" and args.phase not in ("wake", "sleep"):
+        raise DFCError("--target circuit and --plasticity circuit describe the wake phase "
+                       "(--plasticity circuit also the sleep phase): give --phase wake or "
+                       "--phase sleep.")
+    if sleep and args.t_end is not None and not (args.t_end > 0 and math.isfinite(args.t_end)):
+        raise DFCError(f"--t-end must be a positive number of tau_u, got {args.t_end}.")
+    if (args.noise_seed is not None or args.trnoise) and not sleep:
+        raise DFCError("--noise-seed and --trnoise set the sleep phase's noise: give --phase "
+                       "sleep.")
+    if args.noise_seed is not None and args.trnoise:
+        raise DFCError("give either --noise-seed (a seeded path) or --trnoise (ngspice's "
+                       "unseeded noise), not both.")
+    if (in_circuit or args.plasticity == "circuit" or sleep) and args.hardware:
+        raise DFCError("the circuit's own target and plasticity and the sleep phase are in the "
+                       "ideal netlist only; leave out --hardware.")
     x, r_star = experiment(cfg, net, args.sample, args.split,
                            None if in_circuit else args.target, args.phase)
     scaling = scaling_from_args(args)
     options = spice_options(args, sum_inputs=not args.each_input_synapse)
-    t_end = args.t_end if args.t_end is not None else cfg.t_end
+    sleep_params = SleepParams.from_config(cfg)
+    if sleep and args.t_end is not None:
+        sleep_params = dataclasses.replace(sleep_params, t_end=args.t_end)
+    t_end = sleep_params.steps * sleep_params.dt if sleep else \
+        args.t_end if args.t_end is not None else cfg.t_end
     times = output_times(t_end, args.step if args.step is not None else t_end / 100) \
         if args.phase != "op" else None
     params = ControllerParams.from_config(cfg)
@@ -226,10 +269,18 @@ def main(argv=None) -> int:
         r_star = None
     if args.plasticity == "circuit":
         learning["plasticity"] = CircuitPlasticity(cfg.plasticity, t_end)
-    g = build_graph(net, params, scaling, x, r_star, **learning)
+    noise = None
+    if sleep:
+        g = sleep_graph(net, sleep_params, scaling, x, args.plasticity == "circuit")
+        if not args.trnoise:
+            sample = 0 if args.sample.endswith(".npy") else int(args.sample)
+            noise = sleep_noise(sleep_params, cfg.layer_sizes, args.noise_seed or 0,
+                                sample)[:, 0]
+    else:
+        g = build_graph(net, params, scaling, x, r_star, **learning)
     if args.netlist:
         atomic_write(Path(args.netlist), write_netlist(g, args.phase, t_end, times, args.settle,
-                                                       options).encode())
+                                                       options, noise).encode())
     if args.graph:
         save_graph(g, args.graph)
     print(summary(g))

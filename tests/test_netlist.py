@@ -103,7 +103,9 @@ def test_elements_and_breakpoints(make_net):
 
 def test_bad_input(make_net):
     g = build_graph(make_net(), PARAMS)
-    with pytest.raises(ConfigError, match="unknown phase 'sleep'"):
+    with pytest.raises(ConfigError, match="unknown phase 'dream'"):
+        write_netlist(g, "dream")
+    with pytest.raises(ConfigError, match="needs the sleep phase's circuit"):
         write_netlist(g, "sleep")
     with pytest.raises(ConfigError, match="output times must increase"):
         write_netlist(g, "wake", 1.0, times=[0.0, 0.5, 0.5])
@@ -205,9 +207,9 @@ def test_cli_bad_input(tmp_path, capsys, case, message):
 
 def test_cli_unknown_phase(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        export_main(["--netlist", str(tmp_path / "o.cir"), "--phase", "sleep",
+        export_main(["--netlist", str(tmp_path / "o.cir"), "--phase", "dream",
                      str(tmp_path)])
-    assert exc.value.code == 2 and "invalid choice: 'sleep'" in capsys.readouterr().err
+    assert exc.value.code == 2 and "invalid choice: 'dream'" in capsys.readouterr().err
 
 
 def test_example_netlists_are_current():

@@ -59,7 +59,7 @@ import math
 import numpy as np
 
 from dfc_analog.circuit.graph import controller_name, neuron_name
-from dfc_analog.circuit.netlist import (PHASES, SWITCH_RISE, SpiceOptions, _fmt, _wrap,
+from dfc_analog.circuit.netlist import (SWITCH_RISE, SpiceOptions, _fmt, _wrap,
                                         analysis_line,
                                         controller_lines, options_line,
                                         output_times)
@@ -69,7 +69,7 @@ from dfc_analog.hardware.wires import transfer_layers
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.hardware import OpAmpController
 
-HARDWARE_PHASES = PHASES + ("inference",)
+HARDWARE_PHASES = ("op", "feedforward", "wake", "inference")
 OPAMP_RO = 1e6      # Ω, the macromodel's internal resistance R_o (g_m = A₀ / R_o)
 # The controller switch's edge in τ_u: ngspice stalls at tight tolerance on the ideal netlist's
 # 1e-9 τ_u edge (two breakpoints 1e-15 s apart) once op-amps sit behind the switch.

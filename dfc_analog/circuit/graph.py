@@ -30,6 +30,10 @@ Node names say what and where (layers 1..L as in the paper, neurons 0-based as t
     l{i}_delta_k    with a :class:`CircuitPlasticity`: Δ_i,k of eq. (5), φ(v) - φ(v_B) (or v - v_B)
     l{i}_dw_k_j     integrator of synapse W_i[k, j]: a capacitor charged by Δ_i,k r_{i-1},j
     l{i}_db_k       integrator of bias b_i[k]: a capacitor charged by Δ_i,k
+    l{i}_noise_k    with a :class:`CircuitSleep`: the noise of eq. (12), a Wiener path that
+                    drives the apical compartment through its capacitor C_A (τ_A = R C_A); the
+                    target r*_m is then the held r_L,m^- (ctl_hold_m)
+    l{i}_dq_k_m     integrator of feedback synapse Q_i[k, m]: a capacitor charged by -v_A,i,k u_m
 
 Physical scaling (:class:`Scaling`): one model time unit (τ_u = 1) lasts ``time_scale`` seconds,
 one model unit of any signal is ``v_scale`` volts, and every weighted sum is realised at the
@@ -48,6 +52,7 @@ import numpy as np
 
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.errors import ConfigError, DFCError
+from dfc_analog.learning.sleep import SleepParams
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.runio import atomic_write, load_run
 
@@ -126,6 +131,52 @@ class CircuitPlasticity:
                               f"{self.window!r}.")
 
 
+@dataclass(frozen=True)
+class CircuitSleep:
+    """The sleep phase of §5 in the circuit (eqs. 12-13, as :mod:`dfc_analog.learning.sleep`
+    simulates it): the controller's target is the held feed-forward output, r* = r_L^- (the
+    track-and-hold of :class:`CircuitTarget`), every apical compartment is the low-pass τ_A
+    (a capacitor C_A = τ_A time_scale / R with its R) and receives the noise of eq. (12), and
+    with ``plasticity`` each feedback synapse Q_i[k, m] has an integrator of eq. (13)'s
+    -v_A,i,k u_m.
+
+    The noise (``params``: σ in the hidden layers, σ_L at the output, τ_A and the step dt):
+    C_A returns not to ground but to the noise node l{i}_noise_k, whose voltage plays the path
+    v_scale (σ_i / τ_A) W(t) of a Wiener process, so that the apical node obeys
+    τ_A dv_A = (-v_A + Q u) dt + σ_i dW (model units), eq. (12)'s noise as the model has it.
+    The path is made of the model's standard-normal draws ξ_k: W(k dt) = √dt Σ_{j<k} ξ_j from
+    the switch-on, linear in between (a PWL source). Over each step it moves by exactly the
+    Euler–Maruyama increment σ_i √dt ξ_k = σ_i ΔW_k of
+    :func:`~dfc_analog.learning.sleep.feedback_update`, and the current C_A dV/dt it drives
+    spreads that increment evenly over the step (a zero-order hold of white noise: variance
+    σ_i² dt per step, intensity σ_i², the law of σ_i dW). The circuit integrates the dynamics
+    in continuous time, where the model's scheme errs by O(dt/τ_v) on the same path. The phase
+    lasts T = steps · dt, as the model's. (Without a path the writer uses ngspice's TRNOISE, see
+    :func:`dfc_analog.circuit.netlist.sleep_lines`.)
+
+    The integrator of Q_i[k, m] is a multiplier, the B-source current
+    -(G / (v_scale σ̂²)) V(v_A,i,k) V(u_m), into C_int = T time_scale G (G = 1/R) with the leak
+    of :class:`CircuitPlasticity`: V = -v_scale (1/T) ∫_0^T v_A,i,k u_m dt / σ̂² at the end, the
+    time average of eq. (13)'s drive in the scale of feedback_update (the gain 1/σ̂² lifts the
+    product, some 1e-5 model units at σ = 0.01, to the update's scale). No gate is needed: u is
+    0 until the controller switches on (e = enable (r* - r_L)) and the noise starts with it.
+    Hence g_Q_i[k, m] = -(1/B) Σ_b V_b / v_scale."""
+
+    params: SleepParams = SleepParams()
+    plasticity: bool = True
+
+    @property
+    def window(self) -> float:
+        """The phase length T = steps · dt in τ_u."""
+        return self.params.steps * self.params.dt
+
+    def controller(self) -> ControllerParams:
+        """The controller of the sleep phase (eq. 4 with its own τ_v, α, k_p)."""
+        p = self.params
+        return ControllerParams(tau_v=p.tau_v, tau_u=p.tau_u, alpha=p.alpha, k_p=p.k_p,
+                                leak=p.leak)
+
+
 def add_scaling_arguments(parser) -> None:
     """The ``--time-scale``, ``--v-scale`` and ``--resistance`` options of the circuit tools
     (an argparse parser or group), with :class:`Scaling`'s defaults."""
@@ -163,17 +214,26 @@ def integrator_name(layer: int, k: int, j: int | None = None) -> str:
     return f"l{layer}_db_{k}" if j is None else f"l{layer}_dw_{k}_{j}"
 
 
+def feedback_integrator_name(layer: int, k: int, m: int) -> str:
+    """The integrator of feedback synapse Q_layer[k, m] (the sleep phase)."""
+    return f"l{layer}_dq_{k}_{m}"
+
+
 def build_graph(net: DFCNetwork, params: ControllerParams, scaling: Scaling | None = None,
                 x=None, r_star=None, constant_input: bool = True, label=None,
                 target: CircuitTarget | None = None,
-                plasticity: CircuitPlasticity | None = None) -> nx.DiGraph:
+                plasticity: CircuitPlasticity | None = None,
+                sleep: CircuitSleep | None = None) -> nx.DiGraph:
     """The component graph of ``net`` under the controller ``params`` (eqs. 1 and 4).
 
     ``x`` (n_0,) sets the input sources and ``r_star`` (n_L,) the targets of eq. (3); either may
     be ``None`` (value 0, e.g. for a graph of the structure only). With ``target`` the circuit
     forms r* itself (:class:`CircuitTarget`) from the label ``label`` (n_L values for mse, a
     class index for cross-entropy; ``None``: 0) and ``r_star`` must be ``None``; with
-    ``plasticity`` it integrates eq. (5) per synapse (:class:`CircuitPlasticity`).
+    ``plasticity`` it integrates eq. (5) per synapse (:class:`CircuitPlasticity`). With ``sleep``
+    it is the sleep phase's circuit (:class:`CircuitSleep`; ``params`` must be
+    ``sleep.controller()``, see :func:`sleep_graph`), which takes none of the wake phase's target
+    and plasticity.
 
     With ``constant_input`` the input is one DC sample, so each layer-1 synapse sees a constant presynaptic voltage and is
     realised as a constant current source W_1,kj x_j v_scale / R (exact): this keeps the
@@ -188,6 +248,13 @@ def build_graph(net: DFCNetwork, params: ControllerParams, scaling: Scaling | No
     Q = [q.detach().cpu().double().numpy() for q in net.Q]
     x = _vector(x, sizes[0], "input x")
     n_L = sizes[-1]
+    if sleep is not None and (target is not None or plasticity is not None or
+                              r_star is not None or label is not None):
+        raise ConfigError("the sleep phase's target is the held output r_L^- and it learns Q, "
+                          "not W: give it no target r*, label or forward plasticity.")
+    if sleep is not None and params != sleep.controller():
+        raise ConfigError("the sleep phase's circuit takes its controller from its own "
+                          "parameters (CircuitSleep.controller()).")
     if target is not None and r_star is not None:
         raise ConfigError("give either the target r_star or the circuit's own target, not both.")
     r_star = _vector(r_star, n_L, "target r_star")
@@ -199,7 +266,8 @@ def build_graph(net: DFCNetwork, params: ControllerParams, scaling: Scaling | No
                    alpha=params.alpha, k_p=params.k_p, leak=params.leak,
                    scaling=asdict(scaling),
                    target=asdict(target) if target is not None else None,
-                   plasticity=asdict(plasticity) if plasticity is not None else None)
+                   plasticity=asdict(plasticity) if plasticity is not None else None,
+                   sleep=asdict(sleep) if sleep is not None else None)
     g.add_nodes_from((input_name(j), {"kind": "input", "layer": 0, "index": j,
                                       "value": float(x[j]), "R": R, "I": float(x[j]) * vs / R})
                      for j in range(sizes[0]))
@@ -267,25 +335,42 @@ def build_graph(net: DFCNetwork, params: ControllerParams, scaling: Scaling | No
         _add_circuit_target(g, target, label, L, n_L, scaling)
     if plasticity is not None:
         _add_integrators(g, plasticity, sizes, net.has_bias, scaling)
+    if sleep is not None:
+        _add_sleep(g, sleep, sizes, scaling)
     return g
+
+
+def sleep_graph(net: DFCNetwork, p: SleepParams, scaling: Scaling | None = None, x=None,
+                plasticity: bool = True, constant_input: bool = True) -> nx.DiGraph:
+    """The component graph of the sleep phase (:class:`CircuitSleep`) of ``net`` on the input
+    ``x`` (n_0,), with the constants ``p`` and, with ``plasticity``, the Q integrators."""
+    sleep = CircuitSleep(p, plasticity)
+    return build_graph(net, sleep.controller(), scaling, x, None, constant_input, sleep=sleep)
+
+
+def _add_hold(g, L: int, m: int, scaling: Scaling) -> str:
+    """The track-and-hold of r_L,m (it follows r_L,m while the controller is off)."""
+    R = scaling.resistance
+    hold = controller_name("hold", m)
+    g.add_node(hold, kind="hold", G=1.0 / R, C=scaling.capacitance(HOLD_TAU),
+               tau=HOLD_TAU * scaling.time_scale, layer=None, index=m)
+    g.add_edge(neuron_name(L, "rate", m), hold, kind="track", weight=1.0,
+               realisation="bsource", G=1.0 / R)
+    g.add_edge(controller_name("enable"), hold, kind="gate", weight=1.0, realisation="bsource")
+    return hold
 
 
 def _add_circuit_target(g, target: CircuitTarget, label, L: int, n_L: int, scaling: Scaling):
     """Track-and-hold, label and step sources, and r* of eq. (3) as the circuit forms it."""
-    R, vs = scaling.resistance, scaling.v_scale
+    vs = scaling.v_scale
     g.add_node(controller_name("step"), kind="step", layer=None, index=None, value=target.gain,
                V=target.gain)
     for m in range(n_L):
         where = {"layer": None, "index": m}
-        hold, lab, tgt = (controller_name(s, m) for s in ("hold", "label", "target"))
-        g.add_node(hold, kind="hold", G=1.0 / R, C=scaling.capacitance(HOLD_TAU),
-                   tau=HOLD_TAU * scaling.time_scale, **where)
+        lab, tgt = controller_name("label", m), controller_name("target", m)
+        _add_hold(g, L, m, scaling)
         g.add_node(lab, kind="label", value=float(label[m]), V=float(label[m]) * vs, **where)
         g.nodes[tgt].update(value=None, V=None, source="circuit")
-        g.add_edge(neuron_name(L, "rate", m), hold, kind="track", weight=1.0,
-                   realisation="bsource", G=1.0 / R)
-        g.add_edge(controller_name("enable"), hold, kind="gate", weight=1.0,
-                   realisation="bsource")
         g.add_edge(lab, tgt, kind="target", weight=1.0, realisation="bsource")
         g.add_edge(controller_name("step"), tgt, kind="target", weight=1.0,
                    realisation="bsource")
@@ -320,6 +405,40 @@ def _add_integrators(g, plasticity: CircuitPlasticity, sizes, bias: bool, scalin
                 if j is not None:
                     g.add_edge(pre[j], name, kind="plasticity", weight=1.0,
                                realisation="bsource")
+
+
+def _add_sleep(g, sleep: CircuitSleep, sizes, scaling: Scaling):
+    """The sleep phase (:class:`CircuitSleep`): r* = held r_L^-, the apical filters τ_A and
+    their noise currents, and one integrator per feedback synapse."""
+    R, vs = scaling.resistance, scaling.v_scale
+    p = sleep.params
+    L, n_L = len(sizes) - 1, sizes[-1]
+    for m in range(n_L):
+        tgt = controller_name("target", m)
+        g.nodes[tgt].update(value=None, V=None, source="hold")
+        g.add_edge(_add_hold(g, L, m, scaling), tgt, kind="target", weight=1.0,
+                   realisation="vcvs", gain=1.0)
+    c_a, c_int = scaling.capacitance(p.tau_a), scaling.capacitance(sleep.window)
+    column = 0
+    for i in range(1, L + 1):
+        sigma = p.sigma_output if i == L else p.sigma
+        for k in range(sizes[i]):
+            apical, noise = neuron_name(i, "apical", k), neuron_name(i, "noise", k)
+            g.nodes[apical].update(C=c_a, tau=p.tau_a * scaling.time_scale)
+            g.add_node(noise, kind="noise", layer=i, index=k, column=column, sigma=sigma,
+                       dt=p.dt, V=vs * sigma / p.tau_a, I=vs * sigma / (R * p.dt ** 0.5))
+            g.add_edge(noise, apical, kind="noise", weight=sigma, realisation="capacitor",
+                       C=c_a)
+            column += 1
+            if not sleep.plasticity:
+                continue
+            for m in range(n_L):
+                name = feedback_integrator_name(i, k, m)
+                g.add_node(name, kind="feedback_integrator", layer=i, index=k, pre=m, C=c_int,
+                           G=1.0 / R, gain=-1.0 / p.sigma_hat ** 2, R_leak=LEAK_RATIO * R)
+                g.add_edge(apical, name, kind="plasticity", weight=1.0, realisation="bsource")
+                g.add_edge(controller_name("u", m), name, kind="plasticity", weight=1.0,
+                           realisation="bsource")
 
 
 def _label(value, loss: str, n_L: int) -> np.ndarray:

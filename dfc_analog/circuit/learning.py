@@ -14,6 +14,14 @@ persistent ngspice processes (:func:`dfc_analog.circuit.ngspice_worker.serve`), 
 loads the netlist once and then, per minibatch, alters the weights that changed and, per sample,
 the input and label sources, re-runs the transient and returns the integrators' final values.
 The samples of a minibatch are split among the processes.
+
+:func:`sleep_phase` is the sleep phase of §5 in ngspice (:class:`~dfc_analog.circuit.graph.
+CircuitSleep`): the circuit holds its own target r* = r_L^-, its apical compartments low-pass
+the noise of eq. (12) (a seeded Wiener path from the named seed stream ``sleep_circuit``, or
+ngspice's TRNOISE), and one integrator per feedback synapse accumulates eq. (13)'s -v_A uᵀ;
+:func:`read_feedback_update` turns their final voltages into the update of
+:func:`dfc_analog.learning.sleep.feedback_update` (⟨v_A uᵀ⟩ / σ̂²). Driven by the same unit
+samples ξ, :func:`feedback_update` (``noise=``) and the circuit follow the same Wiener path.
 """
 from __future__ import annotations
 
@@ -30,11 +38,14 @@ import torch
 from dfc_analog.parallel import available_cores
 from dfc_analog.circuit import ngspice_worker
 from dfc_analog.circuit.graph import (CircuitPlasticity, CircuitTarget, Scaling, build_graph,
-                                      controller_name, input_name, integrator_name)
+                                      controller_name, feedback_integrator_name, input_name,
+                                      integrator_name, sleep_graph)
 from dfc_analog.circuit.netlist import SpiceOptions, learning_nodes, saved_nodes, write_netlist
 from dfc_analog.circuit.simulate import NgspiceError, run_netlist, trajectory_from_vectors
+from dfc_analog.config.seeds import generator
 from dfc_analog.errors import ConfigError
 from dfc_analog.learning.forward import ForwardSettings, ForwardUpdate
+from dfc_analog.learning.sleep import SleepParams, draw_noise
 from dfc_analog.learning.targets import target_gain, task_loss
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.model.trajectory import Trajectory
@@ -76,6 +87,78 @@ def read_update(sizes: list, bias: bool, values: np.ndarray, v_scale: float) -> 
                   else torch.zeros(sizes[i], dtype=torch.float64))
         n += sizes[i] if bias else 0
     return gW + gb
+
+
+def feedback_integrator_names(sizes: list) -> list:
+    """The feedback-synapse integrator nodes in the order of :func:`read_feedback_update`: Q_1
+    row by row, ..., Q_L."""
+    return [feedback_integrator_name(i, k, m) for i in range(1, len(sizes))
+            for k in range(sizes[i]) for m in range(sizes[-1])]
+
+
+def read_feedback_update(sizes: list, values: np.ndarray, v_scale: float) -> list:
+    """g_Q_1..g_Q_L (float64 tensors (n_i, n_L)) from the feedback integrators' final voltages
+    ``values`` (B, len(feedback_integrator_names)) of a minibatch's sleep phases:
+    g = -(1/B) Σ_b V_b / v_scale, the format and scale of :func:`feedback_update`
+    (:class:`~dfc_analog.circuit.graph.CircuitSleep`)."""
+    n_L = sizes[-1]
+    values = np.asarray(values, dtype=np.float64).reshape(-1, sum(sizes[1:]) * n_L)
+    g = -values.sum(0) / (values.shape[0] * v_scale)
+    out, n = [], 0
+    for size in sizes[1:]:
+        out.append(torch.from_numpy(g[n:n + size * n_L].reshape(size, n_L).copy()))
+        n += size * n_L
+    return out
+
+
+def sleep_noise(p: SleepParams, sizes: list, seed: int, sample: int) -> torch.Tensor:
+    """The unit samples ξ (steps, 1, Σ n_i) of the sleep phase of input ``sample`` under noise
+    seed ``seed``: draw (seed, sample) of the named stream ``sleep_circuit``, drawn as
+    :func:`feedback_update` draws them, so that ``feedback_update(net, x[None], p,
+    generator('sleep_circuit', seed, sample))`` follows the same path."""
+    return draw_noise((p.steps, 1, sum(sizes[1:])), generator("sleep_circuit", seed, sample))
+
+
+@dataclass
+class CircuitSleepPhase:
+    """One sleep phase simulated by the circuit: the trajectory, the held output r_L^- (the
+    target, n_L,) and, with the integrators, the update they accumulated (g_Q_1..g_Q_L as a
+    minibatch of one; ``None`` without them)."""
+
+    trajectory: Trajectory
+    held: np.ndarray
+    update: list | None
+
+
+def sleep_phase(net: DFCNetwork, x, p: SleepParams, noise=None, times=None,
+                scaling: Scaling | None = None, options: SpiceOptions | None = None,
+                settle: float = 1.0, plasticity: bool = True) -> CircuitSleepPhase:
+    """The sleep phase (eqs. 12-13) of one input ``x`` (n_0,) in ngspice over T = p.steps · p.dt:
+    ``noise`` the unit samples ξ (steps, Σ n_i) or (steps, 1, Σ n_i) the noise sources play
+    (e.g. :func:`sleep_noise`), or ``None`` for ngspice's unseeded TRNOISE; ``times`` the
+    trajectory's grid in [0, T] (default 0 and T); with ``plasticity`` the feedback integrators
+    give the update."""
+    scaling = scaling or Scaling()
+    options = options or SpiceOptions()
+    sizes = net.layer_sizes
+    T = p.steps * p.dt
+    times = np.array([0.0, T]) if times is None else \
+        np.asarray(times, dtype=np.float64).reshape(-1)
+    if noise is not None:
+        noise = np.asarray(noise.detach().cpu() if hasattr(noise, "detach") else noise,
+                           dtype=np.float64)
+        if noise.ndim == 3 and noise.shape[1] == 1:
+            noise = noise[:, 0]
+    g = sleep_graph(net, p, scaling, x, plasticity)
+    names = feedback_integrator_names(sizes) if plasticity else []
+    data = run_netlist(write_netlist(g, "sleep", T, times, settle, options, noise),
+                       saved_nodes(g) + learning_nodes(g), options.isolate)
+    traj = trajectory_from_vectors(sizes, data, scaling, times, settle * scaling.time_scale)
+    vs = scaling.v_scale
+    held = np.array([data[controller_name("hold", m)][-1] for m in range(sizes[-1])]) / vs
+    update = read_feedback_update(sizes, np.array([[data[n][-1] for n in names]]), vs) \
+        if plasticity else None
+    return CircuitSleepPhase(traj, held, update)
 
 
 @dataclass

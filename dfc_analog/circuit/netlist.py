@@ -23,7 +23,10 @@ controller switch ``ctl_enable`` at 0 (the feed-forward equilibrium of eq. (2), 
 and lets the network settle for ``settle`` τ_u; at t_on = settle the switch steps to 1 (a PWL
 edge of 1e-9 τ_u that ends exactly at t_on) and the controller drives the output to r* of
 eq. (3). The PWL corners also sit at every output time, so the simulator lands on them exactly
-instead of interpolating. Synapses that carry no current (weight or constant input exactly 0)
+instead of interpolating. The sleep phase (a graph of
+:func:`~dfc_analog.circuit.graph.sleep_graph`) switches on in the same way, with the target
+r* = r_L^- held by the circuit and the noise currents of eq. (12) starting at t_on
+(:func:`sleep_lines`). Synapses that carry no current (weight or constant input exactly 0)
 are not written.
 """
 from __future__ import annotations
@@ -39,7 +42,7 @@ from dfc_analog.errors import ConfigError
 from dfc_analog.circuit.graph import controller_name, input_name, neuron_name
 from dfc_analog.version import __version__
 
-PHASES = ("op", "feedforward", "wake")
+PHASES = ("op", "feedforward", "wake", "sleep")
 # The controller switch rises over this fraction of a τ_u, ending exactly at t_on.
 SWITCH_RISE = 1e-9
 MAX_TIME_POINTS = 1_000_000     # output times of a transient
@@ -253,7 +256,10 @@ def _header(g: nx.DiGraph, phase: str, settle: float, t_end: float, sum_inputs: 
     what = {"op": "DC operating point: the feed-forward equilibrium of eq. (2)",
             "feedforward": f"transient of {t_end:g} tau_u with the controller off throughout",
             "wake": f"wake phase: {settle:g} tau_u settling with the controller off, then "
-                    f"{t_end:g} tau_u with the controller on (target r* of eq. (3))"}[phase]
+                    f"{t_end:g} tau_u with the controller on (target r* of eq. (3))",
+            "sleep": f"sleep phase: {settle:g} tau_u settling with the controller off, then "
+                     f"{t_end:g} tau_u with the controller on (target r* = r_L^-) and the "
+                     f"noise of eq. (12) in the apical compartments"}[phase]
     return [
         f"* DFC network {'-'.join(map(str, sizes))} (Meulemans et al., NeurIPS 2021) -- "
         "written by dfc_analog.circuit.netlist",
@@ -285,19 +291,33 @@ def _header(g: nx.DiGraph, phase: str, settle: float, t_end: float, sum_inputs: 
         "l<i>_dw_k_j / l<i>_db_k  integrators,",
         "*   V = v_scale (1/T) int_0^T Delta r_{i-1,j} dt at the end; the update of a minibatch "
         "of B is g_W_i[k,j] = -(2/B) sum_b V / v_scale",
-    ] if g.graph.get("plasticity") else []) + [""]
+    ] if g.graph.get("plasticity") else []) + ([
+        "* sleep phase (eqs. 12-13): ctl_hold_m  track-and-hold of r_L,m = the target r*_m; "
+        "Cl<i>_apical_k  C_A of the apical low-pass tau_A,",
+        "*   to l<i>_noise_k  noise of eq. (12): the Wiener path v_scale sigma_i/tau_A W(t) "
+        "(or a TRNOISE current into the apical node, C_A to ground)",
+    ] + ([
+        "*   l<i>_dq_k_m  integrator of Q_i[k,m]: V = -v_scale (1/T) int_0^T v_A,i,k u_m dt / "
+        "sigma_hat^2 at the end; g_Q_i[k,m] = -(1/B) sum_b V / v_scale",
+    ] if g.graph["sleep"]["plasticity"] else []) if g.graph.get("sleep") else []) + [""]
 
 
 def write_netlist(g: nx.DiGraph, phase: str = "wake", t_end: float = 5.0, times=None,
-                  settle: float = 1.0, options: SpiceOptions | None = None) -> str:
+                  settle: float = 1.0, options: SpiceOptions | None = None, noise=None) -> str:
     """The netlist text of the graph for one analysis.
 
-    ``phase``: ``'op'`` (``.op`` only), ``'feedforward'`` (transient, controller off) or
-    ``'wake'`` (settle, then the controller on). ``t_end`` and ``times`` (output times, τ_u after
-    the switch-on; default 100 steps) describe the transient after the ``settle`` period.
+    ``phase``: ``'op'`` (``.op`` only), ``'feedforward'`` (transient, controller off),
+    ``'wake'`` (settle, then the controller on) or, for a graph of the sleep phase, ``'sleep'``
+    (settle, then the controller on with the noise; ``noise``: see :func:`sleep_lines`).
+    ``t_end`` and ``times`` (output times, τ_u after the switch-on; default 100 steps) describe
+    the transient after the ``settle`` period.
     """
     if phase not in PHASES:
         raise ConfigError(f"unknown phase '{phase}': choose one of {', '.join(PHASES)}.")
+    sleep = g.graph.get("sleep")
+    if (phase == "sleep") != bool(sleep) and phase != "op":
+        raise ConfigError("the sleep phase needs the sleep phase's circuit (graph.sleep_graph), "
+                          "and that circuit runs the sleep phase (or 'op') only.")
     options = options or SpiceOptions()
     sc = g.graph["scaling"]
     ts, vs = sc["time_scale"], sc["v_scale"]
@@ -305,7 +325,7 @@ def write_netlist(g: nx.DiGraph, phase: str = "wake", t_end: float = 5.0, times=
     L = len(sizes) - 1
     if phase != "op":
         if not (math.isfinite(t_end) and math.isfinite(settle) and t_end > 0 and
-                (settle > 0 if phase == "wake" else settle >= 0)):
+                (settle > 0 if phase in ("wake", "sleep") else settle >= 0)):
             raise ConfigError(f"simulation time and settling time must be positive, got "
                               f"{t_end} and {settle} tau_u.")
         times = output_times(t_end, t_end / 100) if times is None else \
@@ -338,12 +358,14 @@ def write_netlist(g: nx.DiGraph, phase: str = "wake", t_end: float = 5.0, times=
                   for k in range(sizes[i])]
 
     targets = [(name, d["V"]) for name, d in g.nodes(data=True)
-               if d["kind"] == "target" and d.get("source") != "circuit"]
+               if d["kind"] == "target" and d.get("source") is None]
     lines += controller_lines(phase, settle, times, ts, targets, L, sizes[-1])
     if g.graph.get("target"):
         lines += circuit_target_lines(g)
     if g.graph.get("plasticity"):
         lines += integrator_lines(g)
+    if sleep:
+        lines += sleep_lines(g, settle * ts if phase == "sleep" else None, t_end, noise)
     lines += ["", options_line(options)]
     lines += _wrap(".save", saved_nodes(g) + learning_nodes(g), 8)
     lines.append(analysis_line(phase, times, t_end, settle, ts,
@@ -368,9 +390,9 @@ def controller_lines(phase: str, settle: float, times, ts: float, targets: list,
         lines.append(f"V{controller_name('enable')} {controller_name('enable')} 0 DC 0")
     else:
         corners = [(0.0, 0.0)]
-        if phase == "wake":
+        if phase in ("wake", "sleep"):
             corners += [(t_on - rise * ts, 0.0), (t_on, 1.0)]
-        level = 1.0 if phase == "wake" else 0.0
+        level = 1.0 if phase in ("wake", "sleep") else 0.0
         corners += [(t_on + t * ts, level) for t in times if t > 0]
         if phase == "feedforward" and settle > 0:
             corners.insert(1, (t_on, 0.0))
@@ -406,17 +428,89 @@ def circuit_target_lines(g: nx.DiGraph) -> list:
     exps = [f"exp(V({controller_name('hold', k)})/{_fmt(vs)})" for k in range(n_L)]
     for m in range(n_L):
         hold, lab, tgt = (controller_name(s, m) for s in ("hold", "label", "target"))
-        d = g.nodes[hold]
-        lines += [f"B{hold} 0 {hold} I = {_fmt(d['G'])}*(1-V({enable}))*"
-                  f"(V({neuron_name(L, 'rate', m)})-V({hold}))",
-                  f"C{hold} {hold} 0 {_fmt(d['C'])}",
-                  f"V{lab} {lab} 0 DC {_fmt(g.nodes[lab]['V'])}"]
+        lines += hold_lines(g, m) + [f"V{lab} {lab} 0 DC {_fmt(g.nodes[lab]['V'])}"]
         if loss == "mse":
             expr = f"V({hold})+2*V({step})*(V({lab})-V({hold}))"
         else:
             expr = (f"V({hold})-V({step})*({_fmt(vs)}*{exps[m]}/({'+'.join(exps)})"
                     f"-V({lab}))")
         lines.append(f"B{tgt} {tgt} 0 V = {expr}")
+    return lines
+
+
+def hold_lines(g: nx.DiGraph, m: int) -> list:
+    """The track-and-hold of r_L,m: a B-source current G_h (1 - enable) (V(r_L) - V(hold)) into
+    C_h (τ_h = C_h / G_h ≪ the settling time)."""
+    L = len(g.graph["layer_sizes"]) - 1
+    hold = controller_name("hold", m)
+    d = g.nodes[hold]
+    return [f"B{hold} 0 {hold} I = {_fmt(d['G'])}*(1-V({controller_name('enable')}))*"
+            f"(V({neuron_name(L, 'rate', m)})-V({hold}))",
+            f"C{hold} {hold} 0 {_fmt(d['C'])}"]
+
+
+def sleep_lines(g: nx.DiGraph, t_on: float | None, t_end: float, noise=None) -> list:
+    """The sleep phase's own elements (graph.CircuitSleep): per output the track-and-hold and
+    the target r*_m = V(hold) (an E element); per neuron the apical capacitor C_A and the noise
+    of eq. (12); per feedback synapse the integrator of -v_A u (a multiplier into a capacitor).
+
+    ``noise`` (steps, Σ n_i): the standard-normal samples ξ_k,c of neuron column c (the state's
+    order: layer 1's neurons, then layer 2's, ...). C_A runs from the apical node to the noise
+    node, a PWL voltage source playing the path v_scale (σ_i/τ_A) W(t), W(t_on + k dt) =
+    √dt Σ_{j<k} ξ_j,c, linear in between and 0 up to t_on (graph.CircuitSleep: the same
+    Euler–Maruyama increments as the model's, one corner per step). ``None``: C_A to ground and
+    ngspice's TRNOISE(I dt 0 0) current into the apical node, rms I = v_scale σ_i / (R √dt),
+    resampled every dt from t = 0 and switched in at t_on by a B-source (ngspice 39 cannot seed
+    TRNOISE, see :mod:`dfc_analog.circuit.crossbar`: a fresh path per run); it is linear between
+    its samples, so its low-frequency intensity I² dt is the same and its law differs from the
+    zero-order hold's by O(dt/τ_A). ``t_on`` (seconds) is the switch-on, ``None`` for the
+    operating point (no noise). The phase lasts the steps, ``t_end`` = steps · dt."""
+    sc = g.graph["scaling"]
+    ts, vs = sc["time_scale"], sc["v_scale"]
+    sizes = g.graph["layer_sizes"]
+    n_L = sizes[-1]
+    p = g.graph["sleep"]["params"]
+    steps, dt = max(1, int(round(p["t_end"] / p["dt"]))), p["dt"]
+    if t_on is not None and abs(t_end - steps * dt) > 1e-9 * steps * dt:
+        raise ConfigError(f"the sleep phase lasts its {steps} noise steps of {dt:g} tau_u, "
+                          f"{steps * dt:g} tau_u, not {t_end:g}.")
+    n = sum(sizes[1:])
+    if noise is not None:
+        noise = np.asarray(noise, dtype=np.float64)
+        if noise.shape != (steps, n) or not np.all(np.isfinite(noise)):
+            raise ConfigError(f"the sleep-phase noise must be ({steps}, {n}) finite "
+                              f"standard-normal samples, got shape {noise.shape}.")
+        path = np.vstack([np.zeros((1, n)), np.cumsum(noise, axis=0) * math.sqrt(dt)])
+        times = [0.0] + [t_on + k * dt * ts for k in range(steps + 1)]
+    lines = ["", "* sleep phase: target r* = held r_L^-, noise of eq. (12), integrators of "
+             "eq. (13)"]
+    for m in range(n_L):
+        tgt, hold = controller_name("target", m), controller_name("hold", m)
+        lines += hold_lines(g, m) + [f"E{tgt} {tgt} 0 {hold} 0 1"]
+    enable = controller_name("enable")
+    for name, d in g.nodes(data=True):
+        if d["kind"] != "noise":
+            continue
+        apical = neuron_name(d["layer"], "apical", d["index"])
+        capacitor = f"C{apical} {apical} {{}} {_fmt(g.nodes[apical]['C'])}"
+        if t_on is None:
+            lines.append(capacitor.format(0))
+        elif noise is None:
+            lines += [capacitor.format(0),
+                      f"V{name} {name} 0 DC 0 TRNOISE(1 {_fmt(dt * ts)} 0 0)",
+                      f"B{name} 0 {apical} I = {_fmt(d['I'])}*V({enable})*V({name})"]
+        else:
+            values = [0.0] + (d["V"] * path[:, d["column"]]).tolist()
+            lines += [capacitor.format(name)] + _wrap(
+                f"V{name} {name} 0 PWL(", [f"{_fmt(t)} {_fmt(v)}" for t, v in zip(times, values)]
+                + [")"], 6)
+    for name, d in g.nodes(data=True):
+        if d["kind"] == "feedback_integrator":
+            apical = neuron_name(d["layer"], "apical", d["index"])
+            lines += [f"B{name} 0 {name} I = {_fmt(d['G'] * d['gain'] / vs)}*V({apical})*"
+                      f"V({controller_name('u', d['pre'])})",
+                      f"C{name} {name} 0 {_fmt(d['C'])}",
+                      f"R{name} {name} 0 {_fmt(d['R_leak'])}"]
     return lines
 
 
@@ -482,7 +576,8 @@ def learning_nodes(g: nx.DiGraph) -> list:
     synapse and bias integrators (:func:`circuit_target_lines`, :func:`integrator_lines`)."""
     out = []
     for name, d in g.nodes(data=True):
-        if d["kind"] in ("hold", "weight_integrator", "bias_integrator") or (
+        if d["kind"] in ("hold", "weight_integrator", "bias_integrator",
+                         "feedback_integrator") or (
                 d["kind"] == "target" and d.get("source") == "circuit"):
             out.append(name)
     return out

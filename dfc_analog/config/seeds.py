@@ -25,6 +25,7 @@ STREAMS = {
     "read_noise": None,                                             # read noise of a phase
     "circuit_read_noise": None,                                     # the circuit's, in validation
     "hardware_write": None,                                         # devices of a weight write
+    "sleep_circuit": None,                                          # eq. (12) noise of a circuit
 }
 
 

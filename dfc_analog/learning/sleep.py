@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dfc_analog.errors import DivergenceError
+from dfc_analog.errors import ConfigError, DivergenceError
 from dfc_analog.model.network import DFCNetwork, phi_departure, tanh_departure
 from dfc_analog.solvers.wake import STATE_LIMIT
 
@@ -47,6 +47,16 @@ class SleepParams:
                    k_p=cfg.k_p_fb, sigma=cfg.sigma_fb, sigma_output=cfg.sigma_fb_output,
                    dt=cfg.dt_fb, t_end=cfg.t_end_fb, leak=cfg.leak)
 
+    @property
+    def sigma_hat(self) -> float:
+        """σ̂ = max(σ, 0.01), by whose square the update is divided (as in the authors' code)."""
+        return max(self.sigma, 0.01)
+
+    @property
+    def steps(self) -> int:
+        """The Euler-Maruyama steps of the phase: its length is steps · dt."""
+        return max(1, int(round(self.t_end / self.dt)))
+
 
 # On CUDA one sleep phase is some 1,500 small kernels, each launched from Python; a captured CUDA
 # graph replays them without that overhead (3.4 times faster on an H200). One graph per shape.
@@ -56,10 +66,13 @@ _graphs: dict = {}
 
 @torch.no_grad()
 def feedback_update(net: DFCNetwork, x: torch.Tensor, p: SleepParams,
-                    generator: torch.Generator) -> list:
+                    generator: torch.Generator | None, noise: torch.Tensor | None = None) -> list:
     """One sleep phase over a minibatch: gradient-like updates g_Q_i = ⟨v_A,i uᵀ⟩ / σ̂² per layer.
 
     A step in the direction -g_Q_i is the anti-Hebbian rule of eq. (13) without its decay term.
+    The standard-normal draws ξ (p.steps, B, Σ n_i) come from ``generator`` (float32), or are
+    ``noise`` itself (a given path, e.g. the one a circuit's noise sources play,
+    :mod:`dfc_analog.circuit.learning`).
     All layers share one (B, Σ n_i) state, so the per-step work is a few whole-state operations
     plus, in layer order (instantaneous transmission), one product W_i Δr_{i-1} and one φ_i.
     """
@@ -69,21 +82,31 @@ def feedback_update(net: DFCNetwork, x: torch.Tensor, p: SleepParams,
     inputs = {"v0": torch.cat(v_ff, dim=1), "r0": torch.cat(r_ff, dim=1),
               "QT": net.feedback_matrix().T.contiguous(),
               **{f"WT{i}": net.W[i].T.mul(a_v) for i in range(1, L)}}
-    steps = max(1, int(round(p.t_end / p.dt)))
+    steps = p.steps
     shape = (steps, x.shape[0], sum(net.layer_sizes[1:]))
     # Euler-Maruyama increments σ_i √dt / τ_A ξ, ξ drawn in float32 (four times faster than
     # float64 on CPU; noise needs no more digits), held in the state's dtype
-    if x.is_cuda and CUDA_GRAPHS:
+    if noise is not None:
+        if tuple(noise.shape) != shape:
+            raise ConfigError(f"the sleep-phase noise must have shape {shape}, got "
+                              f"{tuple(noise.shape)}.")
+        acc, worst = _simulate(net, inputs, noise.to(x.device, copy=True), p)
+    elif x.is_cuda and CUDA_GRAPHS:
         acc, worst = _replay(net, inputs, shape, p, generator)
     else:
-        noise = torch.randn(shape, generator=generator, dtype=torch.float32, device=x.device)
-        acc, worst = _simulate(net, inputs, noise, p)
+        acc, worst = _simulate(net, inputs, draw_noise(shape, generator, x.device), p)
     worst = float(worst)
     if not math.isfinite(worst) or worst > STATE_LIMIT:
         raise DivergenceError(f"the sleep-phase dynamics diverged (largest voltage departure "
                               f"{worst:.3g}); use a smaller dt_fb, or raise alpha_fb.")
-    scale = 1.0 / (max(p.sigma, 0.01) ** 2 * steps * x.shape[0])
+    scale = 1.0 / (p.sigma_hat ** 2 * steps * x.shape[0])
     return [a.mul(scale) for a in acc.split(net.layer_sizes[1:], dim=0)]
+
+
+def draw_noise(shape: tuple, generator: torch.Generator, device=None, out=None) -> torch.Tensor:
+    """The standard-normal draws ξ (steps, B, Σ n_i) of a sleep phase, float32, as
+    :func:`feedback_update` takes them from its generator."""
+    return torch.randn(shape, generator=generator, dtype=torch.float32, device=device, out=out)
 
 
 def _simulate(net: DFCNetwork, inputs: dict, noise: torch.Tensor, p: SleepParams):
@@ -158,6 +181,6 @@ def _replay(net: DFCNetwork, inputs: dict, shape: tuple, p: SleepParams,
         graph, static, noise, outputs = _graphs[key]
         for name, t in inputs.items():
             static[name].copy_(t)
-        torch.randn(shape, generator=generator, dtype=torch.float32, device=device, out=noise)
+        draw_noise(shape, generator, device, out=noise)
         graph.replay()
     return outputs

@@ -89,7 +89,7 @@ def expected_feedback_update(net: DFCNetwork, x: torch.Tensor, p: SleepParams) -
     Cwu = P[:, :n_L] @ E_u.transpose(1, 2) - p.k_p * K[:, :, :n_L].transpose(1, 2) @ JSJ
     Y = K @ E_u.transpose(1, 2) - (p.k_p / (2 * p.tau_a)) * eye       # E[η uᵀ] = Σ² Jᵀ Y
     Cwu = Cwu.sum(0)
-    g = [(Q_i @ Cwu + s2 * torch.einsum("bkn,bkm->nm", J_i, Y)) / (B * max(p.sigma, 0.01) ** 2)
+    g = [(Q_i @ Cwu + s2 * torch.einsum("bkn,bkm->nm", J_i, Y)) / (B * p.sigma_hat ** 2)
          for J_i, Q_i, s2 in zip(blocks, net.Q, sigma2)]             # E[η uᵀ] = Σ² Jᵀ Y
     if not all(bool(torch.isfinite(g_i).all()) for g_i in g):
         raise DivergenceError("the expected sleep-phase update is not finite; raise alpha_fb.")
