@@ -188,6 +188,14 @@ class Config:
                     "and the stationary statistics of the controller filtered through τ_A "
                     "(docs/expected-sleep.md); uses J, Q, σ, σ_L, τ_A, α_fb, k_p,fb and the leak.",
                     "", ("simulated", "expected"), group="sleep")
+    jacobian_cache_mib: int = _f(4096,
+                                 "Memory (MiB) the expected sleep phase may take to keep each "
+                                 "training sample's J and J Σ² Jᵀ while the forward weights stay "
+                                 "fixed (one epoch's X sleep passes, all pre-training passes), so "
+                                 "J is computed once per sample and epoch instead of once per "
+                                 "pass; the same updates. Needs n_train × n_L × (Σ n_i + n_L) "
+                                 "numbers (225 MB for 7,200 MNIST digits in float32); above the "
+                                 "limit, or 0, J is recomputed every minibatch.", group="sleep")
     schedule: str = _f("two-phase",
                        "How forward and feedback learning alternate. 'two-phase': wake passes "
                        "(eq. 5) and separate sleep passes (eqs. 12-13), the paper's scheme; "
@@ -409,7 +417,7 @@ class Config:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
         for name in ("sleep_epochs_init", "sleep_epochs", "train_samples", "val_samples",
-                     "test_samples"):
+                     "test_samples", "jacobian_cache_mib"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be zero or more, got {getattr(self, name)}.")
         if not (self.device == "cpu" or self.device.startswith("cuda")):

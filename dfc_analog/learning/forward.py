@@ -82,11 +82,12 @@ def steady_state_update(net: DFCNetwork, x: torch.Tensor, vs, plasticity: str):
 
 @torch.no_grad()
 def lemma1_control(net: DFCNetwork, v_ff, delta: torch.Tensor, alpha_eff: float):
-    """Lemma 1 (eq. 6): u_ss = (J Q + α̃ I)⁻¹ δ_L, batched; returns (u_ss, Δv = Q u_ss)."""
-    J = net.jacobian(v_ff)                                   # (B, n_L, N)
+    """Lemma 1 (eq. 6): u_ss = (J Q + α̃ I)⁻¹ δ_L, batched; returns (u_ss, Δv = Q u_ss).
+    J Q in forward mode (:meth:`DFCNetwork.jacobian_feedback`), J itself is never formed."""
+    JQ = net.jacobian_feedback(v_ff)                         # (B, n_L, n_L)
     Q = net.feedback_matrix()                                # (N, n_L)
     n_L = delta.shape[1]
-    A = J @ Q + alpha_eff * torch.eye(n_L, dtype=J.dtype, device=J.device)
+    A = JQ + alpha_eff * torch.eye(n_L, dtype=JQ.dtype, device=JQ.device)
     u = torch.linalg.solve(A, delta.unsqueeze(-1)).squeeze(-1)
     return u, u @ Q.T
 
