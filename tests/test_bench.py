@@ -24,8 +24,9 @@ class MatrixProducts(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         packet = func.overloadpacket
-        if packet in (aten.mm, aten.addmm, aten.addmm_, aten.bmm, aten.baddbmm):
-            a, b = args[-2:] if packet in (aten.addmm, aten.addmm_, aten.baddbmm) else args[:2]
+        if packet in (aten.mm, aten.addmm, aten.addmm_, aten.bmm, aten.baddbmm, aten.baddbmm_):
+            a, b = args[-2:] if packet in (aten.addmm, aten.addmm_, aten.baddbmm, aten.baddbmm_) \
+                else args[:2]
             self.flops += 2 * a.shape[:-1].numel() * a.shape[-1] * b.shape[-1]
         else:
             assert packet not in (aten.matmul, aten.dot, aten.mv, aten.addmv), packet

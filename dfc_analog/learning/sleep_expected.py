@@ -98,13 +98,18 @@ def _sigma2(net: DFCNetwork, p: SleepParams) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sleep_jacobian(net: DFCNetwork, x: torch.Tensor, p: SleepParams) -> tuple:
+def sleep_jacobian(net: DFCNetwork, x: torch.Tensor, p: SleepParams, out: tuple = None) -> tuple:
     """What the expected update needs of the forward weights and the input: J at the
-    feed-forward state (B, n_L, Σ n_i) and J Σ² Jᵀ = Σ_i σ_i² J_i J_iᵀ (B, n_L, n_L). Q does not
-    enter, so both hold for every sleep pass until the forward weights change."""
+    feed-forward state (B, n_L, Σ n_i) and J Σ² Jᵀ = σ² J_h J_hᵀ + σ_L² J_L J_Lᵀ (B, n_L, n_L;
+    J_h the hidden layers' columns). Q does not enter, so both hold for every sleep pass until
+    the forward weights change. ``out``: two tensors to write them into."""
     v_ff, _ = net.feedforward(x)
-    J = net.jacobian(v_ff)
-    return J, (J * _sigma2(net, p)) @ J.transpose(1, 2)
+    J = torch.cat(net.jacobian_blocks(v_ff), 2, out=None if out is None else out[0])
+    hidden = J.shape[2] - J.shape[1]
+    JSJ = torch.matmul(J[:, :, :hidden], J[:, :, :hidden].transpose(1, 2),
+                       out=None if out is None else out[1]).mul_(p.sigma ** 2)
+    JSJ.baddbmm_(J[:, :, hidden:], J[:, :, hidden:].transpose(1, 2), alpha=p.sigma_output ** 2)
+    return J, JSJ
 
 
 @torch.no_grad()
@@ -138,10 +143,9 @@ def expected_update_from_jacobian(net: DFCNetwork, J: torch.Tensor, JSJ: torch.T
     Y = K @ E_u.transpose(1, 2) - (p.k_p / (2 * p.tau_a)) * eye       # E[η uᵀ] = Σ² Jᵀ Y
     YtJ = Y.flatten(0, 1).T @ J.flatten(0, 1)                         # (Σ_b J_bᵀ Y_b)ᵀ
     g = (Q @ Cwu.sum(0) + _sigma2(net, p)[:, None] * YtJ.T) / (B * max(p.sigma, 0.01) ** 2)
-    g = list(torch.split(g, net.layer_sizes[1:], dim=0))
-    if not all(bool(torch.isfinite(g_i).all()) for g_i in g):
+    if not bool(torch.isfinite(g).all()):
         raise DivergenceError("the expected sleep-phase update is not finite; raise alpha_fb.")
-    return g
+    return list(torch.split(g, net.layer_sizes[1:], dim=0))
 
 
 @torch.no_grad()
@@ -164,7 +168,7 @@ class FeedbackJacobians:
         self.J = torch.empty(n, n_L, N, dtype=net.dtype, device=net.device)
         self.JSJ = torch.empty(n, n_L, n_L, dtype=net.dtype, device=net.device)
         for s in range(0, n, chunk):
-            self.J[s:s + chunk], self.JSJ[s:s + chunk] = sleep_jacobian(net, x[s:s + chunk], p)
+            sleep_jacobian(net, x[s:s + chunk], p, out=(self.J[s:s + chunk], self.JSJ[s:s + chunk]))
 
     @staticmethod
     def nbytes(net: DFCNetwork, n: int) -> int:
