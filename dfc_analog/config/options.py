@@ -205,7 +205,10 @@ class Config:
                        "(paper §7, App. C.3). Needs method 'dfc' and train_feedback; uses the "
                        "wake phase's dynamics and step_size, σ, σ_L, τ_A and fb_lr; sleep "
                        "pre-training (sleep_epochs_init) still runs first, sleep_epochs is "
-                       "unused.", "", ("two-phase", "single-phase"), group="sleep")
+                       "unused. With method 'dfc-ssa' and sleep 'expected' each wake minibatch "
+                       "also takes one step of Q on the expected feedback update at the same "
+                       "feed-forward state, sharing its J with Lemma 1.", "",
+                       ("two-phase", "single-phase"), group="sleep")
     tau_hp: float = _f(1.0, "Time constant τ_hp of the high-pass filter on u in the feedback rule "
                        "of the single-phase schedule, in units of τ_u (above τ_A, below T).",
                        "τ_hp", group="sleep")
@@ -373,10 +376,12 @@ class Config:
                 raise ConfigError(f"{name} {getattr(self, name):g} is below the resolution of "
                                   f"{self.dtype} ({eps:.2g}): no solver step can meet it; use "
                                   f"{name} >= {eps:.2g}.")
-        if self.schedule == "single-phase" and not (self.method == "dfc" and
-                                                    self.train_feedback):
-            raise ConfigError("the single-phase schedule runs DFC with both plasticities on: "
-                              "it needs method 'dfc' and train_feedback.")
+        if self.schedule == "single-phase" and not (
+                self.train_feedback and (self.method == "dfc" or (
+                    self.method == "dfc-ssa" and self.sleep == "expected"))):
+            raise ConfigError("the single-phase schedule runs DFC with both plasticities on, or "
+                              "DFC-SSA with the expected feedback update: it needs method 'dfc', "
+                              "or 'dfc-ssa' with sleep 'expected', and train_feedback.")
         if self.simulator == "spice":
             synapses = sum(n[i] * n[i + 1] for i in range(L))
             if self.method != "dfc":

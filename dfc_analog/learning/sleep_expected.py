@@ -81,12 +81,16 @@ def commuting_block_inverse(M: torch.Tensor, a0, a1: float, b: float, c1: float,
     commute, and Z⁻¹ = [[d I, -b I], [-c1 M, a0 I + a1 M]] D⁻¹ blockwise with the Schur
     determinant D = (a0 I + a1 M) d - b c1 M: one n × n inverse instead of a 2n × 2n one. The
     sleep controller's A (and hI + A) has this form with M = J Q."""
-    n = M.shape[-1]
-    eye = torch.eye(n, dtype=M.dtype, device=M.device)
-    Dinv = torch.linalg.inv((a0 * d) * eye + (a1 * d - b * c1) * M)
-    MDinv = M @ Dinv
+    Dinv, MDinv = _schur_inverse(M, a0, a1, b, c1, d)
     return torch.cat([torch.cat([d * Dinv, -b * Dinv], 2),
                       torch.cat([-c1 * MDinv, a0 * Dinv + a1 * MDinv], 2)], 1)
+
+
+def _schur_inverse(M: torch.Tensor, a0, a1: float, b: float, c1: float, d) -> tuple:
+    """(D⁻¹, M D⁻¹) of :func:`commuting_block_inverse`."""
+    eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
+    Dinv = torch.linalg.inv((a0 * d) * eye + (a1 * d - b * c1) * M)
+    return Dinv, M @ Dinv
 
 
 def _sigma2(net: DFCNetwork, p: SleepParams) -> torch.Tensor:
@@ -98,12 +102,15 @@ def _sigma2(net: DFCNetwork, p: SleepParams) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sleep_jacobian(net: DFCNetwork, x: torch.Tensor, p: SleepParams, out: tuple = None) -> tuple:
+def sleep_jacobian(net: DFCNetwork, x: torch.Tensor, p: SleepParams, out: tuple = None,
+                   v_ff: list = None) -> tuple:
     """What the expected update needs of the forward weights and the input: J at the
     feed-forward state (B, n_L, Σ n_i) and J Σ² Jᵀ = σ² J_h J_hᵀ + σ_L² J_L J_Lᵀ (B, n_L, n_L;
     J_h the hidden layers' columns). Q does not enter, so both hold for every sleep pass until
-    the forward weights change. ``out``: two tensors to write them into."""
-    v_ff, _ = net.feedforward(x)
+    the forward weights change. ``out``: two tensors to write them into; ``v_ff``: the
+    feed-forward voltages of ``x`` where the caller has them."""
+    if v_ff is None:
+        v_ff, _ = net.feedforward(x)
     J = torch.cat(net.jacobian_blocks(v_ff), 2, out=None if out is None else out[0])
     hidden = J.shape[2] - J.shape[1]
     JSJ = torch.matmul(J[:, :, :hidden], J[:, :, :hidden].transpose(1, 2),
@@ -120,20 +127,21 @@ def expected_update_from_jacobian(net: DFCNetwork, J: torch.Tensor, JSJ: torch.T
     (module docstring)."""
     B, n_L, _ = J.shape
     Q = net.feedback_matrix()                                        # (Σ n_i, n_L)
-    # J Q as (Qᵀ Jᵀ)ᵀ: the BLAS is several times faster with the long side in the output
-    JQ = (Q.T @ J.flatten(0, 1).T).T.view(B, n_L, n_L)
+    JQ = net.times_feedback(J)
     eye = torch.eye(n_L, dtype=JQ.dtype, device=JQ.device).expand(B, n_L, n_L)
     c = 1.0 if p.leak == "integral" else 1.0 - p.alpha * p.k_p
     # A = [[(I + k_p JQ)/τ_A, -I/τ_A], [c JQ/τ_u, α I/τ_u]]: blocks a0 I + a1 JQ, b I, c1 JQ, d I
     a0, a1, b, c1, d = 1 / p.tau_a, p.k_p / p.tau_a, -1 / p.tau_a, c / p.tau_u, p.alpha / p.tau_u
     A = torch.cat([torch.cat([a0 * eye + a1 * JQ, b * eye], 2),
                    torch.cat([c1 * JQ, d * eye], 2)], 1)
-    Bc = torch.cat([(p.k_p / p.tau_a) * eye, (c / p.tau_u) * eye], 1)  # (B, 2n_L, n_L)
-    # K = -(1/(2τ_A)) ((I/τ_A + A)⁻¹ Bc)ᵀ, with (I/τ_A + A)⁻¹ from the blocks
-    s = 1 / p.tau_a
-    K = (commuting_block_inverse(JQ, a0 + s, a1, b, c1, d + s) @ Bc).transpose(1, 2) \
+    # Bc = [β1 I; β2 I]; K = -(1/(2τ_A)) ((I/τ_A + A)⁻¹ Bc)ᵀ, from the blocks of the inverse
+    b1, b2, s = p.k_p / p.tau_a, c / p.tau_u, 1 / p.tau_a
+    Dinv, MDinv = _schur_inverse(JQ, a0 + s, a1, b, c1, d + s)
+    K = torch.cat([((d + s) * b1 - b * b2) * Dinv,
+                   ((a0 + s) * b2) * Dinv + (a1 * b2 - c1 * b1) * MDinv], 1).transpose(1, 2) \
         * (-0.5 / p.tau_a)                                             # (B, n_L, 2n_L)
-    F = Bc @ JSJ @ K
+    GK = JSJ @ K
+    F = torch.cat([b1 * GK, b2 * GK], 1)                             # Bc J Σ² Jᵀ K
     h = ((a0 + d) / 2 + (a1 / (2 * n_L)) * torch.diagonal(JQ, dim1=-2, dim2=-1).sum(-1)
          ).clamp_min(1e-12)[:, None, None]                             # tr A / (2 n_L)
     P = lyapunov(A, -(F + F.transpose(1, 2)),

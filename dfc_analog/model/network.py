@@ -166,6 +166,12 @@ class DFCNetwork(nn.Module):
             D = self.Q[i].T * dphi if D is None else (D @ self.W[i].T).add_(self.Q[i].T).mul_(dphi)
         return D.transpose(1, 2)
 
+    def times_feedback(self, J: torch.Tensor) -> torch.Tensor:
+        """J Q (B, n_L, n_L) for a given J (B, n_L, Σ n_i), formed as (Qᵀ Jᵀ)ᵀ: with n_L short
+        the BLAS is several times faster with the long side in the output."""
+        B, n_L, N = J.shape
+        return (self.feedback_matrix().T @ J.reshape(B * n_L, N).T).T.view(B, n_L, -1)
+
     def feedback_matrix(self) -> torch.Tensor:
         """Q = [Q_1; ...; Q_L] stacked over layers: shape (Σ n_i, n_L)."""
         return torch.cat(list(self.Q), dim=0)

@@ -4,7 +4,8 @@ A run is a schedule of passes over the training set (:func:`schedule`): with tra
 pre-training sleep passes first, then per epoch X sleep passes (eqs. 12-13: simulated,
 :mod:`.sleep`, or their expected update in closed form, :mod:`.sleep_expected`, by ``cfg.sleep``)
 and one wake pass; with ``schedule = 'single-phase'`` each epoch is one pass whose minibatches
-update W and Q together (:mod:`dfc_analog.learning.single_phase`). Each wake minibatch runs
+update W and Q together (DFC: :mod:`dfc_analog.learning.single_phase`; DFC-SSA with the
+expected sleep: Lemma 1 and the expected feedback update on one J). Each wake minibatch runs
 the feed-forward pass (eq. 2), the output target (eq. 3), the controlled dynamics (eqs. 1, 4)
 and the forward rule of the chosen method (eq. 5 along the trajectory, at the steady state, or
 at the Lemma-1 steady state; or a DFA / BP baseline). After every epoch the run folder (see :mod:`dfc_analog.runio`) is brought up to date; Ctrl-C saves a
@@ -32,7 +33,8 @@ from dfc_analog.model.hardware_aware import HardwareChip
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.learning.sleep import SleepParams, feedback_update
-from dfc_analog.learning.sleep_expected import FeedbackJacobians, expected_feedback_update
+from dfc_analog.learning.sleep_expected import (FeedbackJacobians, expected_feedback_update,
+                                                expected_update_from_jacobian, sleep_jacobian)
 from dfc_analog.learning.single_phase import SinglePhaseParams, single_phase_update
 from dfc_analog.theory import DIAGNOSTICS, condition2_ratio, diagnostics
 
@@ -241,7 +243,9 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake) -> list:
         def wake(net_, x_, y_):
             return forward_update(net_, x_, y_, wake_settings)
     sleep_params = SleepParams.from_config(cfg)
-    single = SinglePhaseParams.from_config(cfg) if cfg.schedule == "single-phase" else None
+    single = SinglePhaseParams.from_config(cfg) if cfg.schedule == "single-phase" and \
+        cfg.method == "dfc" else None
+    single_ssa = cfg.schedule == "single-phase" and cfg.method == "dfc-ssa"
     n_train = len(data.train)
 
     chip = None
@@ -323,6 +327,17 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake) -> list:
                     upd, g_Q = single_phase_update(
                         phase_network(index, b), x, data.train.y[idx], single,
                         generator("sleep_noise", cfg.seed, index, b, device=x.device))
+                    apply_update(cfg, net, opts["forward"], upd)
+                    apply_feedback_update(cfg, net, opts["sleep"], g_Q)
+                    loss_sum += upd.loss * len(idx)
+                elif phase.kind == "wake" and single_ssa:
+                    # one J for Lemma 1 and the expected feedback update, at the same state
+                    phase_net = phase_network(index, b)
+                    ff = phase_net.feedforward(x)
+                    J, JSJ = sleep_jacobian(phase_net, x, sleep_params, v_ff=ff[0])
+                    upd = forward_update(phase_net, x, data.train.y[idx], wake_settings,
+                                         jacobian=J, feedforward=ff)
+                    g_Q = expected_update_from_jacobian(phase_net, J, JSJ, sleep_params)
                     apply_update(cfg, net, opts["forward"], upd)
                     apply_feedback_update(cfg, net, opts["sleep"], g_Q)
                     loss_sum += upd.loss * len(idx)
