@@ -169,7 +169,8 @@ def main(argv=None) -> int:
 
     base = results.get("bp")
     print()
-    print(f"{'method':12s} {'metric':>12s} {'best ep':>7s} {'epochs':>6s} {'wake s/ep':>9s} "
+    w = max([12, *map(len, results)])
+    print(f"{'method':{w}s} {'metric':>12s} {'best ep':>7s} {'epochs':>6s} {'wake s/ep':>9s} "
           f"{'sleep s/ep':>10s} {'total s/ep':>10s} {'wake/BP':>8s} {'total/BP':>8s} "
           f"{'nfe/batch':>9s}")
     for method, r in results.items():
@@ -177,7 +178,7 @@ def main(argv=None) -> int:
         rel = (f"{r['wake'] / base['wake']:8.1f} {total / (base['wake'] + base['sleep']):8.1f}"
                if base else f"{'-':>8s} {'-':>8s}")
         shown = f"{r['value']:.2f}%" if "error" in r["metric"] else f"{r['value']:.4f}"
-        print(f"{method:12s} {shown:>12s} {r['epoch']:7d} {args.epochs:6d} {r['wake']:9.2f} "
+        print(f"{method:{w}s} {shown:>12s} {r['epoch']:7d} {args.epochs:6d} {r['wake']:9.2f} "
               f"{r['sleep']:10.2f} {total:10.2f} {rel} {r['nfe']:9.0f}")
     print(f"metric: {next(iter(results.values()))['metric']} at the epoch of best validation")
     sleeping = [m for m, r in results.items() if r["flops"][1] and r["sleep"] > 0]
