@@ -125,5 +125,6 @@ def test_single_phase_dfc_ssa_is_lemma1_and_the_expected_feedback_update_at_one_
     assert any(float((q - q0).norm()) > 1e-3 * float(q0.norm()) for q, q0 in zip(net.Q, before))
     with np.load(tmp_path / "run" / "weights.npz") as w:
         for i in range(net.num_layers):
-            np.testing.assert_allclose(w[f"W{i + 1}"], net.W[i].detach().numpy(), rtol=0, atol=1e-12)
-            np.testing.assert_allclose(w[f"Q{i + 1}"], net.Q[i].detach().numpy(), rtol=0, atol=1e-12)
+            for name, t in (("W", net.W[i]), ("Q", net.Q[i])):
+                np.testing.assert_allclose(w[f"{name}{i + 1}"], t.detach().numpy(), rtol=0,
+                                           atol=1e-12)
