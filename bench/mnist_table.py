@@ -18,7 +18,9 @@ excluded from every timing. The last line is
 for the ``-exp`` variants (the sleep phase's expected update in closed form, ``sleep =
 "expected"``, docs/expected-sleep.md), with the time ratios of whole epochs (wake + sleep) to BP's
 epoch; before it, where the simulated-sleep rows ran, the same line for them (``dfc_ssa=``,
-``dfc=``, ``dfa=``) and each ``-exp`` row's difference to its simulated twin. Before those: the
+``dfc=``, ``dfa=``) and each ``-exp`` row's difference to its simulated twin.
+``dfc-ssa-exp-single`` is DFC-SSA with the expected feedback update in the single-phase
+schedule (one J per minibatch for Lemma 1 and a step of Q; no sleep passes after pre-training). Before those: the
 matrix-product arithmetic of one epoch's sleep passes relative to a BP epoch's, which is the time
 ratio they reach where they run at BP's FLOP/s, whatever the implementation.
 ``--autoencoder`` runs the MNIST-autoencoder presets of BP, DFA and DFC (trained feedback,
@@ -42,7 +44,8 @@ from dfc_analog.errors import DFCError  # noqa: E402
 from dfc_analog.config.presets import preset_config  # noqa: E402
 from dfc_analog.training.loop import metric_name, reported, run_training, schedule  # noqa: E402
 
-CLASSIFIERS = ("bp", "dfa", "dfc-ssa", "dfc", "dfc-ss", "dfc-ssa-exp", "dfc-exp", "dfc-ss-exp")
+CLASSIFIERS = ("bp", "dfa", "dfc-ssa", "dfc", "dfc-ss", "dfc-ssa-exp", "dfc-exp", "dfc-ss-exp",
+               "dfc-ssa-exp-single")
 AUTOENCODERS = ("bp", "dfa", "dfc", "dfc-exp")
 
 
@@ -62,18 +65,22 @@ def product_flops(cfg) -> tuple[int, int]:
     one BP step (forward pass, then gradients of the weights and of the hidden activations), and
     one epoch's ``sleep_epochs`` sleep passes (a forward pass, then per Euler-Maruyama step the
     products W_i Δr_{i-1} of the layers above the first, Q u and v_A uᵀ; ``sleep._simulate``).
-    With the expected sleep phase a pass is a forward pass, the Jacobian (n_L rows back through
-    the layers above the first), J Q, J Σ² Jᵀ and Σ_b Jᵀ Y: the leading terms; the 2n_L × 2n_L
-    products of the Lyapunov solve are left out (``sleep_expected``)."""
+    With the expected sleep phase the forward weights stay fixed over the epoch's passes, so
+    J is computed once per sample and epoch (a forward pass, the Jacobian: n_L rows back through
+    the layers above the first, and J Σ² Jᵀ; ``FeedbackJacobians``) and each pass adds J Q and
+    Σ_b Jᵀ Y and 18 n_L³ of 2n_L × 2n_L algebra around the Lyapunov solve, whose own products
+    (32 n_L³, then 48 n_L³ per doubling: 4 doublings on MNIST in float32) are left out
+    (``sleep_expected``)."""
     n = cfg.layer_sizes
     forward = 2 * sum(a * b for a, b in zip(n[:-1], n[1:]))
     above_first = 2 * sum(a * b for a, b in zip(n[1:-1], n[2:]))
     bp = 2 * forward + above_first
-    if not cfg.train_feedback:
+    if not cfg.train_feedback or cfg.schedule == "single-phase":      # no sleep passes
         return bp, 0
     if cfg.sleep == "expected":
-        jacobian = n[-1] * above_first
-        return bp, cfg.sleep_epochs * (forward + jacobian + 3 * 2 * sum(n[1:]) * n[-1] ** 2)
+        n_L_products = 2 * sum(n[1:]) * n[-1] ** 2           # one (n_L × Σ n_i)(Σ n_i × n_L)
+        jacobians = forward + n[-1] * above_first + n_L_products
+        return bp, jacobians + cfg.sleep_epochs * (2 * n_L_products + 18 * n[-1] ** 3)
     steps = max(1, int(round(cfg.t_end_fb / cfg.dt_fb)))
     per_step = above_first + 2 * 2 * sum(n[1:]) * n[-1]
     return bp, cfg.sleep_epochs * (forward + steps * per_step)
@@ -162,7 +169,8 @@ def main(argv=None) -> int:
 
     base = results.get("bp")
     print()
-    print(f"{'method':12s} {'metric':>12s} {'best ep':>7s} {'epochs':>6s} {'wake s/ep':>9s} "
+    w = max([12, *map(len, results)])
+    print(f"{'method':{w}s} {'metric':>12s} {'best ep':>7s} {'epochs':>6s} {'wake s/ep':>9s} "
           f"{'sleep s/ep':>10s} {'total s/ep':>10s} {'wake/BP':>8s} {'total/BP':>8s} "
           f"{'nfe/batch':>9s}")
     for method, r in results.items():
@@ -170,7 +178,7 @@ def main(argv=None) -> int:
         rel = (f"{r['wake'] / base['wake']:8.1f} {total / (base['wake'] + base['sleep']):8.1f}"
                if base else f"{'-':>8s} {'-':>8s}")
         shown = f"{r['value']:.2f}%" if "error" in r["metric"] else f"{r['value']:.4f}"
-        print(f"{method:12s} {shown:>12s} {r['epoch']:7d} {args.epochs:6d} {r['wake']:9.2f} "
+        print(f"{method:{w}s} {shown:>12s} {r['epoch']:7d} {args.epochs:6d} {r['wake']:9.2f} "
               f"{r['sleep']:10.2f} {total:10.2f} {rel} {r['nfe']:9.0f}")
     print(f"metric: {next(iter(results.values()))['metric']} at the epoch of best validation")
     sleeping = [m for m, r in results.items() if r["flops"][1] and r["sleep"] > 0]
@@ -197,9 +205,9 @@ def main(argv=None) -> int:
         print(f"simulated sleep: bp={base['value']:.2f} dfc_ssa={results['dfc-ssa']['value']:.2f} "
               f"dfc={results['dfc']['value']:.2f} "
               f"{'dfa=%.2f ' % results['dfa']['value'] if 'dfa' in results else ''}ssa_time_ratio={ratio('dfc-ssa'):.2f} dfc_time_ratio={ratio('dfc'):.2f}")
-    expected = [m for m in results if m.endswith("-exp")]
+    expected = [m for m in results if "-exp" in m]
     for m in expected:
-        twin = results.get(m[:-4])
+        twin = results.get(m.split("-exp")[0])
         vs_twin = f", {results[m]['value'] - twin['value']:+.2f} points from its simulated-sleep " \
             f"twin" if twin else ""
         print(f"{m}: whole epoch {ratio(m):.2f}x BP's (wake "

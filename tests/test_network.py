@@ -24,6 +24,16 @@ def test_jacobian_matches_autograd(make_net, batch, acts):
         torch.testing.assert_close(J[s], torch.cat(blocks, dim=1).detach())
 
 
+@pytest.mark.parametrize("acts", [["tanh", "tanh", "linear"], ["relu", "sigmoid", "tanh"]])
+def test_forward_mode_loop_gain_is_j_times_q(make_net, batch, acts):
+    """J Q in forward mode (the DFC-SSA wake phase) is the product of the analytic J and Q."""
+    net = make_net(activations=acts, feedback_init="xavier")
+    x, _ = batch(B=7)
+    vs, _ = net.feedforward(x)
+    torch.testing.assert_close(net.jacobian_feedback(vs), net.jacobian(vs) @ net.feedback_matrix(),
+                               rtol=1e-12, atol=1e-14)
+
+
 def test_feedforward_is_equation_2(make_net, batch):
     net = make_net()
     x, _ = batch(B=5)

@@ -1,6 +1,8 @@
 """Single-phase DFC (learning/single_phase.py): forward and feedback plasticity in one phase."""
 import dataclasses
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -77,6 +79,8 @@ def test_the_schedule_has_no_sleep_passes_but_keeps_pre_training():
 
 @pytest.mark.parametrize("changes, words", [
     ({"method": "dfc-ssa", "train_feedback": True}, "method 'dfc'"),
+    ({"method": "dfc-ss", "train_feedback": True, "sleep": "expected"}, "'dfc-ssa' with sleep"),
+    ({"method": "dfc-ssa", "train_feedback": False, "sleep": "expected"}, "train_feedback"),
     ({"method": "dfc", "train_feedback": False}, "train_feedback"),
     ({"method": "dfc", "train_feedback": True, "tau_hp": -1.0}, "tau_hp"),
 ])
@@ -91,3 +95,36 @@ def test_a_step_longer_than_half_tau_v_is_refused(make_net, batch):
     with pytest.raises(ConfigError, match="step_size"):
         single_phase_update(net, x, y, dataclasses.replace(PARAMS, dt=0.15),
                             torch.Generator())
+
+
+def test_single_phase_dfc_ssa_is_lemma1_and_the_expected_feedback_update_at_one_state(tmp_path):
+    """DFC-SSA in the single-phase schedule with the expected sleep: one minibatch is the
+    two-phase schedule's DFC-SSA forward update and expected feedback update, both at the
+    minibatch's feed-forward state, one optimizer step each (J computed once for both)."""
+    from dfc_analog import run_training
+    from dfc_analog.config.seeds import generator
+    from dfc_analog.learning.sleep import SleepParams
+    from dfc_analog.learning.sleep_expected import expected_feedback_update
+    from dfc_analog.training import loop
+
+    cfg = Config(method="dfc-ssa", train_feedback=True, sleep="expected",
+                 schedule="single-phase", sleep_epochs_init=0, epochs=1, train_samples=64,
+                 val_samples=16, test_samples=16, batch_size=64, diagnostics=False,
+                 fb_optimizer="sgd", fb_lr=0.5, optimizer="sgd", lr=0.05, normalize_lr=False)
+    assert [p.kind for p in schedule(cfg)] == ["wake"]
+    run_training(cfg, tmp_path / "run", progress=False)
+    net = DFCNetwork.from_config(cfg, generator("network", cfg.seed))
+    data = load_dataset(cfg)
+    order = loop.epoch_order(cfg.seed, 0, 64)
+    x, y = data.train.x[order], data.train.y[order]
+    upd = forward_update(net, x, y, ForwardSettings.from_config(cfg))
+    g_Q = expected_feedback_update(net, x, SleepParams.from_config(cfg))
+    before = [q.clone() for q in net.Q]
+    loop.apply_update(cfg, net, loop.make_optimizer(cfg, net), upd)
+    loop.apply_feedback_update(cfg, net, loop.make_feedback_optimizer(cfg, net, cfg.fb_lr), g_Q)
+    assert any(float((q - q0).norm()) > 1e-3 * float(q0.norm()) for q, q0 in zip(net.Q, before))
+    with np.load(tmp_path / "run" / "weights.npz") as w:
+        for i in range(net.num_layers):
+            for name, t in (("W", net.W[i]), ("Q", net.Q[i])):
+                np.testing.assert_allclose(w[f"{name}{i + 1}"], t.detach().numpy(), rtol=0,
+                                           atol=1e-12)

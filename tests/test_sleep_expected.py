@@ -8,7 +8,8 @@ import torch
 from dfc_analog import Config, DFCNetwork, DivergenceError, run_training
 from dfc_analog.data import load_dataset
 from dfc_analog.learning.sleep import SleepParams, feedback_update
-from dfc_analog.learning.sleep_expected import expected_feedback_update, lyapunov
+from dfc_analog.learning.sleep_expected import (FeedbackJacobians, commuting_block_inverse,
+                                                expected_feedback_update, lyapunov)
 from dfc_analog.theory import condition2_ratio
 from dfc_analog.training.loop import apply_feedback_update
 
@@ -47,6 +48,25 @@ def test_lyapunov_matches_the_kronecker_solve(n):
     assert float((P - reference).norm() / reference.norm()) < 1e-10
     P32 = lyapunov(A.float(), F.float()).double()
     assert float((P32 - reference).norm() / reference.norm()) < 1e-4
+    # any shift h > 0 with its resolvent (hI + A)⁻¹ gives the same P
+    h = torch.full((16, 1, 1), 0.7, dtype=torch.float64)
+    P_h = lyapunov(A, F, shift=(h, torch.linalg.inv(h * torch.eye(n, dtype=torch.float64) + A)))
+    assert float((P_h - reference).norm() / reference.norm()) < 1e-10
+
+
+def test_commuting_block_inverse():
+    """[[a0 I + a1 M, b I], [c1 M, d I]]⁻¹ from one n × n inverse equals the dense 2n × 2n one,
+    with per-sample a0, d as the sleep controller's shifted A uses them."""
+    gen = torch.Generator().manual_seed(0)
+    M = torch.randn(6, 4, 4, generator=gen, dtype=torch.float64)
+    a0 = 3.0 + torch.rand(6, 1, 1, generator=gen, dtype=torch.float64)
+    d = 2.0 + torch.rand(6, 1, 1, generator=gen, dtype=torch.float64)
+    a1, b, c1 = 0.4, -3.1, 0.9
+    eye = torch.eye(4, dtype=torch.float64)
+    Z = torch.cat([torch.cat([a0 * eye + a1 * M, b * eye.expand(6, 4, 4)], 2),
+                   torch.cat([c1 * M, d * eye], 2)], 1)
+    torch.testing.assert_close(commuting_block_inverse(M, a0, a1, b, c1, d), torch.linalg.inv(Z),
+                               rtol=1e-11, atol=1e-12)
 
 
 def test_lyapunov_reports_an_unstable_controller():
@@ -174,6 +194,43 @@ def test_float32_gives_the_float64_update(make_net, batch):
     for a, b in zip(expected_feedback_update(net32, x.float(), p),
                     expected_feedback_update(net64, x, p)):
         assert float((a.double() - b).norm() / b.norm()) < 1e-4
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_kept_jacobians_give_the_recomputed_update(dtype, tol):
+    """FeedbackJacobians (J per training sample, kept across the sleep passes of an epoch) gives
+    expected_feedback_update's update of the same samples, also after Q has changed; the
+    tolerance is rounding (the two paths multiply in another order)."""
+    gen = torch.Generator().manual_seed(5)
+    net = DFCNetwork([12, 9, 7, 4], ["tanh", "tanh", "linear"], dtype=dtype, generator=gen,
+                     feedback_init="xavier")
+    x = (torch.rand(50, 12, generator=gen, dtype=torch.float64) * 2 - 1).to(dtype)
+    p = SleepParams(alpha=0.6, k_p=0.15, sigma=0.0015, sigma_output=0.0015, leak="total")
+    kept = FeedbackJacobians(net, x, p, chunk=16)                   # chunks: 16 + 16 + 16 + 2
+    assert kept.J.element_size() * kept.J.numel() + kept.JSJ.element_size() * kept.JSJ.numel() \
+        == FeedbackJacobians.nbytes(net, 50)
+    idx = torch.tensor([3, 49, 17, 0, 17, 32])
+    for _ in range(2):
+        for a, b in zip(kept.update(net, idx, p), expected_feedback_update(net, x[idx], p)):
+            assert float((a - b).norm() / b.norm()) < tol
+        for q, g in zip(net.Q, kept.update(net, idx, p)):           # a feedback step
+            q -= 0.05 * g / g.norm()
+
+
+def test_training_keeps_the_jacobians_with_the_same_result(tmp_path):
+    """Training with the Jacobians kept across the sleep passes (the default) and recomputed
+    every minibatch (jacobian_cache_mib = 0) gives the same run: weights to rounding."""
+    cfg = Config(train_feedback=True, sleep="expected", sleep_epochs_init=2, sleep_epochs=2,
+                 epochs=2, train_samples=192, val_samples=32, test_samples=32, batch_size=64,
+                 diagnostics=False, dtype="float64", fb_optimizer="sgd")
+    nets = []
+    for cache in (4096, 0):
+        run_training(cfg.replace(jacobian_cache_mib=cache), tmp_path / f"run{cache}",
+                     progress=False)
+        nets.append(np.load(tmp_path / f"run{cache}" / "weights.npz"))
+    assert sorted(nets[0].files) == sorted(nets[1].files)
+    for k in nets[0].files:
+        np.testing.assert_allclose(nets[0][k], nets[1][k], rtol=1e-9, atol=1e-12)
 
 
 def test_training_with_the_expected_sleep_phase(tmp_path):

@@ -101,6 +101,45 @@ def test_interrupted_run_resumes_as_if_never_stopped(tmp_path, monkeypatch, extr
         read_metrics(tmp_path / "resumed")[-1]["test_loss"], rel=1e-9)
 
 
+def test_interrupted_expected_sleep_resumes_as_if_never_stopped(tmp_path, monkeypatch):
+    """Interrupted in the second sleep pass of epoch 1 (the Jacobians kept since its first pass
+    are lost), the resumed run recomputes them and ends with the same weights."""
+    cfg = Config(**SMALL, method="dfc-ssa", train_feedback=True, sleep="expected",
+                 sleep_epochs_init=2, sleep_epochs=2)
+    train(cfg, tmp_path / "straight", progress=False)
+    calls = {"n": 0}
+    real = train_module.apply_feedback_update
+
+    def interrupting(*args):
+        calls["n"] += 1
+        if calls["n"] == 18:                 # 2 pre-training passes and one sleep pass of 5
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(train_module, "apply_feedback_update", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "resumed", progress=False)
+    monkeypatch.undo()
+    state = torch.load(tmp_path / "resumed/checkpoint.pt", weights_only=True)
+    assert (state["pass"], state["batch"]) == (3, 2)
+    train(cfg, tmp_path / "resumed", resume=True, progress=False)
+    with np.load(tmp_path / "straight/weights.npz") as a, \
+            np.load(tmp_path / "resumed/weights.npz") as b:
+        for k in a.files:
+            np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-12)
+
+
+def test_a_step_to_infinite_weights_names_them(make_net):
+    """A feedback step that overflows Q stops the run naming Q (not W or b, which it leaves)."""
+    net = make_net(feedback_init="xavier")
+    cfg = Config(fb_optimizer="sgd", fb_clip_grad_norm=0.0, fb_weight_decay=0.0)
+    opt = train_module.make_feedback_optimizer(cfg, net, 1e308)
+    g = [torch.ones_like(q) for q in net.Q]
+    g[1][0, 0] = 1e10
+    with pytest.raises(DivergenceError, match="feedback optimizer step made the weights Q2 NaN"):
+        train_module.apply_feedback_update(cfg, net, opt, g)
+
+
 def test_diverging_dynamics_stop_without_writing_nans(tmp_path):
     # Euler with Δt/τ_v = 2.5 is unstable: the state explodes within the first minibatch
     cfg = Config(**SMALL, solver="authors-euler", step_size=0.5, t_end=50.0)

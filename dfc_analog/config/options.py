@@ -190,6 +190,14 @@ class Config:
                     "and the stationary statistics of the controller filtered through τ_A "
                     "(docs/expected-sleep.md); uses J, Q, σ, σ_L, τ_A, α_fb, k_p,fb and the leak.",
                     "", ("simulated", "expected"), group="sleep")
+    jacobian_cache_mib: int = _f(4096,
+                                 "Memory (MiB) the expected sleep phase may take to keep each "
+                                 "training sample's J and J Σ² Jᵀ while the forward weights stay "
+                                 "fixed (one epoch's X sleep passes, all pre-training passes), so "
+                                 "J is computed once per sample and epoch instead of once per "
+                                 "pass; the same updates. Needs n_train × n_L × (Σ n_i + n_L) "
+                                 "numbers (225 MB for 7,200 MNIST digits in float32); above the "
+                                 "limit, or 0, J is recomputed every minibatch.", group="sleep")
     schedule: str = _f("two-phase",
                        "How forward and feedback learning alternate. 'two-phase': wake passes "
                        "(eq. 5) and separate sleep passes (eqs. 12-13), the paper's scheme; "
@@ -199,7 +207,10 @@ class Config:
                        "(paper §7, App. C.3). Needs method 'dfc' and train_feedback; uses the "
                        "wake phase's dynamics and step_size, σ, σ_L, τ_A and fb_lr; sleep "
                        "pre-training (sleep_epochs_init) still runs first, sleep_epochs is "
-                       "unused.", "", ("two-phase", "single-phase"), group="sleep")
+                       "unused. With method 'dfc-ssa' and sleep 'expected' each wake minibatch "
+                       "also takes one step of Q on the expected feedback update at the same "
+                       "feed-forward state, sharing its J with Lemma 1.", "",
+                       ("two-phase", "single-phase"), group="sleep")
     tau_hp: float = _f(1.0, "Time constant τ_hp of the high-pass filter on u in the feedback rule "
                        "of the single-phase schedule, in units of τ_u (above τ_A, below T).",
                        "τ_hp", group="sleep")
@@ -367,10 +378,12 @@ class Config:
                 raise ConfigError(f"{name} {getattr(self, name):g} is below the resolution of "
                                   f"{self.dtype} ({eps:.2g}): no solver step can meet it; use "
                                   f"{name} >= {eps:.2g}.")
-        if self.schedule == "single-phase" and not (self.method == "dfc" and
-                                                    self.train_feedback):
-            raise ConfigError("the single-phase schedule runs DFC with both plasticities on: "
-                              "it needs method 'dfc' and train_feedback.")
+        if self.schedule == "single-phase" and not (
+                self.train_feedback and (self.method == "dfc" or (
+                    self.method == "dfc-ssa" and self.sleep == "expected"))):
+            raise ConfigError("the single-phase schedule runs DFC with both plasticities on, or "
+                              "DFC-SSA with the expected feedback update: it needs method 'dfc', "
+                              "or 'dfc-ssa' with sleep 'expected', and train_feedback.")
         if self.simulator == "spice":
             synapses = sum(n[i] * n[i + 1] for i in range(L))
             if self.method != "dfc":
@@ -411,7 +424,7 @@ class Config:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
         for name in ("sleep_epochs_init", "sleep_epochs", "train_samples", "val_samples",
-                     "test_samples"):
+                     "test_samples", "jacobian_cache_mib"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be zero or more, got {getattr(self, name)}.")
         if not (self.device == "cpu" or self.device.startswith("cuda")):

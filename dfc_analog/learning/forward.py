@@ -81,12 +81,15 @@ def steady_state_update(net: DFCNetwork, x: torch.Tensor, vs, plasticity: str):
 
 
 @torch.no_grad()
-def lemma1_control(net: DFCNetwork, v_ff, delta: torch.Tensor, alpha_eff: float):
-    """Lemma 1 (eq. 6): u_ss = (J Q + α̃ I)⁻¹ δ_L, batched; returns (u_ss, Δv = Q u_ss)."""
-    J = net.jacobian(v_ff)                                   # (B, n_L, N)
+def lemma1_control(net: DFCNetwork, v_ff, delta: torch.Tensor, alpha_eff: float,
+                   jacobian: torch.Tensor | None = None):
+    """Lemma 1 (eq. 6): u_ss = (J Q + α̃ I)⁻¹ δ_L, batched; returns (u_ss, Δv = Q u_ss).
+    J Q in forward mode (:meth:`DFCNetwork.jacobian_feedback`), J itself is never formed,
+    unless ``jacobian``, J at ``v_ff``, is given."""
+    JQ = net.jacobian_feedback(v_ff) if jacobian is None else net.times_feedback(jacobian)
     Q = net.feedback_matrix()                                # (N, n_L)
     n_L = delta.shape[1]
-    A = J @ Q + alpha_eff * torch.eye(n_L, dtype=J.dtype, device=J.device)
+    A = JQ + alpha_eff * torch.eye(n_L, dtype=JQ.dtype, device=JQ.device)
     u = torch.linalg.solve(A, delta.unsqueeze(-1)).squeeze(-1)
     return u, u @ Q.T
 
@@ -130,22 +133,24 @@ def dfa_update(net: DFCNetwork, x: torch.Tensor, delta: torch.Tensor, v_ff, r_ff
 
 
 def forward_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, settings: ForwardSettings,
-                   source: PhaseSource | None = None) -> ForwardUpdate:
+                   source: PhaseSource | None = None, jacobian: torch.Tensor | None = None,
+                   feedforward: tuple | None = None) -> ForwardUpdate:
     """One minibatch of the wake phase: target (eq. 3), then the forward rule of
     ``settings.method``. ``source`` simulates the wake phase instead of the ODE solver
-    (DFC and DFC-SS only; the other rules have no simulated phase)."""
+    (DFC and DFC-SS only; the other rules have no simulated phase). Where the caller has them:
+    ``feedforward``, ``net.feedforward(x)``, and ``jacobian``, J there (DFC-SSA)."""
     method, params = settings.method, settings.params
     if method == "bp":
         return backprop_update(net, x, y, settings.loss)
     with torch.no_grad():
-        v_ff, r_ff = net.feedforward(x)
+        v_ff, r_ff = net.feedforward(x) if feedforward is None else feedforward
         batch_loss = float(task_loss(r_ff[-1], y, settings.loss))
         r_star, delta = output_target(r_ff[-1], y, settings.loss, settings.reduction,
                                       settings.target_stepsize)
         if method == "dfa":
             return ForwardUpdate(*dfa_update(net, x, delta, v_ff, r_ff), batch_loss)
         if method == "dfc-ssa":
-            _, dv = lemma1_control(net, v_ff, delta, params.alpha_eff)
+            _, dv = lemma1_control(net, v_ff, delta, params.alpha_eff, jacobian)
             gW, gb = steady_state_update(net, x, ssa_state(net, x, dv), params.plasticity)
             return ForwardUpdate(gW, gb, batch_loss)
         if source is not None:

@@ -25,7 +25,13 @@ the leak on the whole control (τ_u du_int/dt = e - α u). Its stationary moment
 the last of which, averaged over the minibatch and divided by σ̂² = max(σ, 0.01)², is returned:
 the format and scale of :func:`.sleep.feedback_update`, whose time average it is in the limit of
 a long phase. Per sample it costs J (one Jacobian), a few n_L × n_L products and one batched
-2n_L × 2n_L Lyapunov solve (:func:`lyapunov`, batched products only).
+2n_L × 2n_L Lyapunov solve (:func:`lyapunov`, batched products and one n_L × n_L inverse).
+
+J and J Σ² Jᵀ depend on the forward weights and the input only, Q enters after them
+(:func:`sleep_jacobian`, :func:`expected_update_from_jacobian`). Within one epoch's X sleep
+passes (and all pre-training passes) the forward weights do not change, so
+:class:`FeedbackJacobians` keeps them per training sample and the passes after the first cost
+J Q, Jᵀ Y and the Lyapunov solve only.
 """
 from __future__ import annotations
 
@@ -36,25 +42,30 @@ from dfc_analog.learning.sleep import SleepParams
 from dfc_analog.model.network import DFCNetwork
 
 
-def lyapunov(A: torch.Tensor, F: torch.Tensor, max_doublings: int = 60) -> torch.Tensor:
+def lyapunov(A: torch.Tensor, F: torch.Tensor, max_doublings: int = 60,
+             shift: tuple | None = None) -> torch.Tensor:
     """P with A P + P Aᵀ = F for batches (B, n, n): the stationary covariance of
     dx = -A x dt + noise of intensity F, unique when every eigenvalue of A has a positive real
     part. Solved by the Cayley transform and Smith's doubling, batched products only: with
-    h = tr A / n, A_d = (hI + A)⁻¹ (hI - A) and F_d = 2h (hI + A)⁻¹ F (hI + A)⁻ᵀ the equation is
+    h > 0 and R = (hI + A)⁻¹, A_d = R (hI - A) = 2h R - I and F_d = 2h R F Rᵀ the equation is
     P = A_d P A_dᵀ + F_d, whose series Σ_k A_d^k F_d A_d^kᵀ doubles its terms per step
     (P ← P + A_d P A_dᵀ, A_d ← A_d²). A_d's eigenvalues (h - λ)/(h + λ) lie inside the unit
     circle exactly when A is stable, so the doubling's convergence is also the stability check
-    (Condition 3 of the sleep dynamics): :class:`DivergenceError` when A_d^(2^k) does not vanish."""
+    (Condition 3 of the sleep dynamics): :class:`DivergenceError` when A_d^(2^k) does not vanish.
+    ``shift`` = (h, R), h of shape (B, 1, 1), where the caller has R cheaper than an inverse of
+    A (:func:`commuting_block_inverse`); by default h = tr A / n and R by LU."""
     n = A.shape[-1]
     eye = torch.eye(n, dtype=A.dtype, device=A.device)
-    h = (torch.diagonal(A, dim1=-2, dim2=-1).sum(-1) / n).clamp_min(1e-12)[:, None, None]
-    lu = torch.linalg.lu_factor(h * eye + A)
-    Ad = torch.linalg.lu_solve(*lu, h * eye - A)
-    X = torch.linalg.lu_solve(*lu, F)                                # (hI + A)⁻¹ F
-    P = 2 * h * torch.linalg.lu_solve(*lu, X.transpose(1, 2)).transpose(1, 2)
+    if shift is None:
+        h = (torch.diagonal(A, dim1=-2, dim2=-1).sum(-1) / n).clamp_min(1e-12)[:, None, None]
+        R = torch.linalg.inv(h * eye + A)
+    else:
+        h, R = shift
+    Ad = 2 * h * R - eye
+    P = (2 * h) * (R @ F @ R.transpose(1, 2))
     tol = torch.finfo(A.dtype).eps
     for _ in range(max_doublings):
-        P = P + Ad @ P @ Ad.transpose(1, 2)
+        P = torch.baddbmm(P, Ad @ P, Ad.transpose(1, 2))
         Ad = Ad @ Ad
         if float(torch.linalg.matrix_norm(Ad).max()) < tol:
             return P
@@ -63,34 +74,117 @@ def lyapunov(A: torch.Tensor, F: torch.Tensor, max_doublings: int = 60) -> torch
                           "alpha_fb.")
 
 
+def commuting_block_inverse(M: torch.Tensor, a0, a1: float, b: float, c1: float,
+                            d) -> torch.Tensor:
+    """The inverse of Z = [[a0 I + a1 M, b I], [c1 M, d I]] for batches of M (B, n, n), with
+    scalars or per-sample (B, 1, 1) tensors a0, d. Z's blocks are polynomials in M, so they
+    commute, and Z⁻¹ = [[d I, -b I], [-c1 M, a0 I + a1 M]] D⁻¹ blockwise with the Schur
+    determinant D = (a0 I + a1 M) d - b c1 M: one n × n inverse instead of a 2n × 2n one. The
+    sleep controller's A (and hI + A) has this form with M = J Q."""
+    Dinv, MDinv = _schur_inverse(M, a0, a1, b, c1, d)
+    return torch.cat([torch.cat([d * Dinv, -b * Dinv], 2),
+                      torch.cat([-c1 * MDinv, a0 * Dinv + a1 * MDinv], 2)], 1)
+
+
+def _schur_inverse(M: torch.Tensor, a0, a1: float, b: float, c1: float, d) -> tuple:
+    """(D⁻¹, M D⁻¹) of :func:`commuting_block_inverse`."""
+    eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
+    Dinv = torch.linalg.inv((a0 * d) * eye + (a1 * d - b * c1) * M)
+    return Dinv, M @ Dinv
+
+
+def _sigma2(net: DFCNetwork, p: SleepParams) -> torch.Tensor:
+    """σ_i² of eq. (12) per neuron, stacked over layers (Σ n_i,): σ in the hidden layers, σ_L
+    at the output."""
+    return torch.cat([torch.full((n,), (p.sigma_output if i == net.num_layers - 1 else p.sigma)
+                                 ** 2, dtype=net.dtype, device=net.device)
+                      for i, n in enumerate(net.layer_sizes[1:])])
+
+
+@torch.no_grad()
+def sleep_jacobian(net: DFCNetwork, x: torch.Tensor, p: SleepParams, out: tuple = None,
+                   v_ff: list = None) -> tuple:
+    """What the expected update needs of the forward weights and the input: J at the
+    feed-forward state (B, n_L, Σ n_i) and J Σ² Jᵀ = σ² J_h J_hᵀ + σ_L² J_L J_Lᵀ (B, n_L, n_L;
+    J_h the hidden layers' columns). Q does not enter, so both hold for every sleep pass until
+    the forward weights change. ``out``: two tensors to write them into; ``v_ff``: the
+    feed-forward voltages of ``x`` where the caller has them."""
+    if v_ff is None:
+        v_ff, _ = net.feedforward(x)
+    J = torch.cat(net.jacobian_blocks(v_ff), 2, out=None if out is None else out[0])
+    hidden = J.shape[2] - J.shape[1]
+    JSJ = torch.matmul(J[:, :, :hidden], J[:, :, :hidden].transpose(1, 2),
+                       out=None if out is None else out[1]).mul_(p.sigma ** 2)
+    JSJ.baddbmm_(J[:, :, hidden:], J[:, :, hidden:].transpose(1, 2), alpha=p.sigma_output ** 2)
+    return J, JSJ
+
+
+@torch.no_grad()
+def expected_update_from_jacobian(net: DFCNetwork, J: torch.Tensor, JSJ: torch.Tensor,
+                                  p: SleepParams) -> list:
+    """g_Q_i = E[v_A,i uᵀ] / σ̂² averaged over a minibatch whose J and J Σ² Jᵀ
+    (:func:`sleep_jacobian`) are given: the Q-dependent part of :func:`expected_feedback_update`
+    (module docstring)."""
+    B, n_L, _ = J.shape
+    Q = net.feedback_matrix()                                        # (Σ n_i, n_L)
+    JQ = net.times_feedback(J)
+    eye = torch.eye(n_L, dtype=JQ.dtype, device=JQ.device).expand(B, n_L, n_L)
+    c = 1.0 if p.leak == "integral" else 1.0 - p.alpha * p.k_p
+    # A = [[(I + k_p JQ)/τ_A, -I/τ_A], [c JQ/τ_u, α I/τ_u]]: blocks a0 I + a1 JQ, b I, c1 JQ, d I
+    a0, a1, b, c1, d = 1 / p.tau_a, p.k_p / p.tau_a, -1 / p.tau_a, c / p.tau_u, p.alpha / p.tau_u
+    A = torch.cat([torch.cat([a0 * eye + a1 * JQ, b * eye], 2),
+                   torch.cat([c1 * JQ, d * eye], 2)], 1)
+    # Bc = [β1 I; β2 I]; K = -(1/(2τ_A)) ((I/τ_A + A)⁻¹ Bc)ᵀ, from the blocks of the inverse
+    b1, b2, s = p.k_p / p.tau_a, c / p.tau_u, 1 / p.tau_a
+    Dinv, MDinv = _schur_inverse(JQ, a0 + s, a1, b, c1, d + s)
+    K = torch.cat([((d + s) * b1 - b * b2) * Dinv,
+                   ((a0 + s) * b2) * Dinv + (a1 * b2 - c1 * b1) * MDinv], 1).transpose(1, 2) \
+        * (-0.5 / p.tau_a)                                             # (B, n_L, 2n_L)
+    GK = JSJ @ K
+    F = torch.cat([b1 * GK, b2 * GK], 1)                             # Bc J Σ² Jᵀ K
+    h = ((a0 + d) / 2 + (a1 / (2 * n_L)) * torch.diagonal(JQ, dim1=-2, dim2=-1).sum(-1)
+         ).clamp_min(1e-12)[:, None, None]                             # tr A / (2 n_L)
+    P = lyapunov(A, -(F + F.transpose(1, 2)),
+                 shift=(h, commuting_block_inverse(JQ, a0 + h, a1, b, c1, d + h)))
+    E_u = torch.cat([-p.k_p * JQ, eye], 2)                           # u = E_u x - k_p J η
+    Cwu = P[:, :n_L] @ E_u.transpose(1, 2) - p.k_p * K[:, :, :n_L].transpose(1, 2) @ JSJ
+    Y = K @ E_u.transpose(1, 2) - (p.k_p / (2 * p.tau_a)) * eye       # E[η uᵀ] = Σ² Jᵀ Y
+    YtJ = Y.flatten(0, 1).T @ J.flatten(0, 1)                         # (Σ_b J_bᵀ Y_b)ᵀ
+    g = (Q @ Cwu.sum(0) + _sigma2(net, p)[:, None] * YtJ.T) / (B * p.sigma_hat ** 2)
+    if not bool(torch.isfinite(g).all()):
+        raise DivergenceError("the expected sleep-phase update is not finite; raise alpha_fb.")
+    return list(torch.split(g, net.layer_sizes[1:], dim=0))
+
+
 @torch.no_grad()
 def expected_feedback_update(net: DFCNetwork, x: torch.Tensor, p: SleepParams) -> list:
     """The expectation over the noise of eq. (12) of :func:`.sleep.feedback_update`'s update,
     g_Q_i = E[v_A,i uᵀ] / σ̂², for the linearised stationary sleep dynamics (module docstring),
     averaged over the minibatch ``x``. Uses J, Q, σ_i, τ_A, τ_u, α, k_p and the leak of ``p``;
     τ_v, dt and t_end do not enter (assumptions ii and iii)."""
-    B = x.shape[0]
-    v_ff, _ = net.feedforward(x)
-    blocks = net.jacobian_blocks(v_ff)                               # J_i: (B, n_L, n_i)
-    sigma2 = [p.sigma ** 2] * (net.num_layers - 1) + [p.sigma_output ** 2]
-    JQ = sum(J_i @ Q_i for J_i, Q_i in zip(blocks, net.Q))           # (B, n_L, n_L)
-    JSJ = sum(s2 * (J_i @ J_i.transpose(1, 2)) for J_i, s2 in zip(blocks, sigma2))  # J Σ² Jᵀ
-    n_L = JQ.shape[1]
-    eye = torch.eye(n_L, dtype=JQ.dtype, device=JQ.device).expand(B, n_L, n_L)
-    c = 1.0 if p.leak == "integral" else 1.0 - p.alpha * p.k_p
-    A = torch.cat([torch.cat([(eye + p.k_p * JQ) / p.tau_a, -eye / p.tau_a], 2),
-                   torch.cat([(c / p.tau_u) * JQ, (p.alpha / p.tau_u) * eye], 2)], 1)
-    Bc = torch.cat([(p.k_p / p.tau_a) * eye, (c / p.tau_u) * eye], 1)  # (B, 2n_L, n_L)
-    K = torch.linalg.solve(torch.eye(2 * n_L, dtype=JQ.dtype, device=JQ.device) / p.tau_a + A,
-                           Bc).transpose(1, 2) * (-0.5 / p.tau_a)     # (B, n_L, 2n_L)
-    F = Bc @ JSJ @ K
-    P = lyapunov(A, -(F + F.transpose(1, 2)))                        # (B, 2n_L, 2n_L)
-    E_u = torch.cat([-p.k_p * JQ, eye], 2)                           # u = E_u x - k_p J η
-    Cwu = P[:, :n_L] @ E_u.transpose(1, 2) - p.k_p * K[:, :, :n_L].transpose(1, 2) @ JSJ
-    Y = K @ E_u.transpose(1, 2) - (p.k_p / (2 * p.tau_a)) * eye       # E[η uᵀ] = Σ² Jᵀ Y
-    Cwu = Cwu.sum(0)
-    g = [(Q_i @ Cwu + s2 * torch.einsum("bkn,bkm->nm", J_i, Y)) / (B * p.sigma_hat ** 2)
-         for J_i, Q_i, s2 in zip(blocks, net.Q, sigma2)]             # E[η uᵀ] = Σ² Jᵀ Y
-    if not all(bool(torch.isfinite(g_i).all()) for g_i in g):
-        raise DivergenceError("the expected sleep-phase update is not finite; raise alpha_fb.")
-    return g
+    return expected_update_from_jacobian(net, *sleep_jacobian(net, x, p), p)
+
+
+class FeedbackJacobians:
+    """:func:`sleep_jacobian` of every sample of a training set, kept while the forward weights
+    stay as they are (one epoch's X sleep passes; all pre-training passes): J is computed once
+    per sample instead of once per pass. Holds n × n_L × (Σ n_i + n_L) numbers in the network's
+    dtype and device (:meth:`nbytes`); computed in chunks of ``chunk`` samples."""
+
+    def __init__(self, net: DFCNetwork, x: torch.Tensor, p: SleepParams, chunk: int = 1024):
+        n, n_L, N = x.shape[0], net.layer_sizes[-1], sum(net.layer_sizes[1:])
+        self.J = torch.empty(n, n_L, N, dtype=net.dtype, device=net.device)
+        self.JSJ = torch.empty(n, n_L, n_L, dtype=net.dtype, device=net.device)
+        for s in range(0, n, chunk):
+            sleep_jacobian(net, x[s:s + chunk], p, out=(self.J[s:s + chunk], self.JSJ[s:s + chunk]))
+
+    @staticmethod
+    def nbytes(net: DFCNetwork, n: int) -> int:
+        """Bytes the cache of ``n`` samples takes."""
+        n_L = net.layer_sizes[-1]
+        return n * n_L * (sum(net.layer_sizes[1:]) + n_L) * net.W[0].element_size()
+
+    def update(self, net: DFCNetwork, idx: torch.Tensor, p: SleepParams) -> list:
+        """:func:`expected_feedback_update` of the training samples ``idx`` with the current Q."""
+        return expected_update_from_jacobian(net, self.J.index_select(0, idx),
+                                             self.JSJ.index_select(0, idx), p)

@@ -95,10 +95,13 @@ class DFCNetwork(nn.Module):
         return [q.to(dtype=dtype, device=device) for q in Q]
 
     # ---------------------------------------------------------------------------------------
-    def nonfinite_weights(self) -> list:
-        """Names (W1, b2, Q3, ...; layers 1..L) of the weight tensors holding NaN or ±inf."""
+    def nonfinite_weights(self, kinds: str = "WbQ") -> list:
+        """Names (W1, b2, Q3, ...; layers 1..L) of the weight tensors holding NaN or ±inf,
+        among the kinds named in ``kinds`` ('W', 'b', 'Q')."""
         bad = []
         for name, tensors in (("W", self.W), ("b", self.b), ("Q", self.Q)):
+            if name not in kinds:
+                continue
             bad += [f"{name}{i + 1}" for i, t in enumerate(tensors)
                     if not bool(torch.isfinite(t).all())]
         return bad
@@ -150,6 +153,24 @@ class DFCNetwork(nn.Module):
         for i in range(L - 2, -1, -1):
             blocks[i] = (blocks[i + 1] @ self.W[i + 1]) * self.dphi(i, vs[i]).unsqueeze(1)
         return blocks
+
+    def jacobian_feedback(self, vs) -> torch.Tensor:
+        """J Q = Σ_i J_i Q_i (B, n_L, n_L) at voltages ``vs``, the controller's loop gain of
+        Lemma 1, in forward mode: the n_L columns of each Q_i are pushed up through the layers
+        above, D_i = φ_i'(v_i) ⊙ (W_i D_{i-1} + Q_i), J Q = D_L. The same products as
+        :meth:`jacobian_blocks` (n_L directions through every layer above the first) without
+        forming J (B × n_L × Σ n_i numbers) and then multiplying it by Q."""
+        D = None                                               # D_iᵀ: (B, n_L, n_i)
+        for i, v in enumerate(vs):
+            dphi = self.dphi(i, v).unsqueeze(1)
+            D = self.Q[i].T * dphi if D is None else (D @ self.W[i].T).add_(self.Q[i].T).mul_(dphi)
+        return D.transpose(1, 2)
+
+    def times_feedback(self, J: torch.Tensor) -> torch.Tensor:
+        """J Q (B, n_L, n_L) for a given J (B, n_L, Σ n_i), formed as (Qᵀ Jᵀ)ᵀ: with n_L short
+        the BLAS is several times faster with the long side in the output."""
+        B, n_L, N = J.shape
+        return (self.feedback_matrix().T @ J.reshape(B * n_L, N).T).T.view(B, n_L, -1)
 
     def feedback_matrix(self) -> torch.Tensor:
         """Q = [Q_1; ...; Q_L] stacked over layers: shape (Σ n_i, n_L)."""

@@ -4,7 +4,8 @@ A run is a schedule of passes over the training set (:func:`schedule`): with tra
 pre-training sleep passes first, then per epoch X sleep passes (eqs. 12-13: simulated,
 :mod:`.sleep`, or their expected update in closed form, :mod:`.sleep_expected`, by ``cfg.sleep``)
 and one wake pass; with ``schedule = 'single-phase'`` each epoch is one pass whose minibatches
-update W and Q together (:mod:`dfc_analog.learning.single_phase`). Each wake minibatch runs
+update W and Q together (DFC: :mod:`dfc_analog.learning.single_phase`; DFC-SSA with the
+expected sleep: Lemma 1 and the expected feedback update on one J). Each wake minibatch runs
 the feed-forward pass (eq. 2), the output target (eq. 3), the controlled dynamics (eqs. 1, 4)
 and the forward rule of the chosen method (eq. 5 along the trajectory, at the steady state, or
 at the Lemma-1 steady state; or a DFA / BP baseline). After every epoch the run folder (see :mod:`dfc_analog.runio`) is brought up to date; Ctrl-C saves a
@@ -32,7 +33,8 @@ from dfc_analog.model.hardware_aware import HardwareChip
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.learning.sleep import SleepParams, feedback_update
-from dfc_analog.learning.sleep_expected import expected_feedback_update
+from dfc_analog.learning.sleep_expected import (FeedbackJacobians, expected_feedback_update,
+                                                expected_update_from_jacobian, sleep_jacobian)
 from dfc_analog.learning.single_phase import SinglePhaseParams, single_phase_update
 from dfc_analog.theory import DIAGNOSTICS, condition2_ratio, diagnostics
 
@@ -116,13 +118,15 @@ def apply_update(cfg: Config, net: DFCNetwork, opt: torch.optim.Optimizer, upd) 
             torch.nn.utils.clip_grad_norm_(p, cfg.clip_grad_norm)
     opt.step()
     opt.zero_grad(set_to_none=True)
-    _check_step(net, "optimizer")
+    _check_step(net, "optimizer", "Wb")
 
 
-def _check_step(net: DFCNetwork, which: str) -> None:
-    """The weights after a step must be finite: a NaN or inf there is the optimizer's doing
-    (a finite update times a huge rate), not the dynamics'."""
-    bad = net.nonfinite_weights()
+def _check_step(net: DFCNetwork, which: str, kinds: str) -> None:
+    """The weights the step changed (``kinds``: 'Wb' or 'Q') must be finite after it: a NaN or
+    inf there is the optimizer's doing (a finite update times a huge rate), not the dynamics'.
+    (A feedback step leaves W and b as they are; checking them cost 2.6 ms per minibatch on
+    MNIST, as much as a quarter of an expected sleep minibatch.)"""
+    bad = net.nonfinite_weights(kinds)
     if bad:
         raise DivergenceError(f"the {which} step made the weights {', '.join(bad)} NaN or "
                               "infinite; lower the learning rate.")
@@ -175,7 +179,7 @@ def apply_feedback_update(cfg: Config, net: DFCNetwork, opt, g_Q) -> None:
         torch.nn.utils.clip_grad_norm_(list(net.Q), cfg.fb_clip_grad_norm)
     opt.step()
     opt.zero_grad(set_to_none=True)
-    _check_step(net, "feedback optimizer")
+    _check_step(net, "feedback optimizer", "Q")
 
 
 def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = True,
@@ -239,7 +243,9 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake) -> list:
         def wake(net_, x_, y_):
             return forward_update(net_, x_, y_, wake_settings)
     sleep_params = SleepParams.from_config(cfg)
-    single = SinglePhaseParams.from_config(cfg) if cfg.schedule == "single-phase" else None
+    single = SinglePhaseParams.from_config(cfg) if cfg.schedule == "single-phase" and \
+        cfg.method == "dfc" else None
+    single_ssa = cfg.schedule == "single-phase" and cfg.method == "dfc-ssa"
     n_train = len(data.train)
 
     chip = None
@@ -253,10 +259,22 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake) -> list:
         weights, pass and batch, so resuming repeats it)."""
         return net if chip is None else chip.effective(net, index, b)
 
-    def sleep_update(x, index, b):
-        """g_Q of one sleep minibatch: simulated (its noise a function of seed, pass and batch,
-        so resuming repeats it) or expected."""
+    # The expected sleep phase's J per training sample, kept while the forward weights stay
+    # fixed (dropped at every wake pass); not on hardware, whose effective network changes
+    # with every minibatch.
+    jacobians = None
+    keep_jacobians = (cfg.sleep == "expected" and chip is None and FeedbackJacobians.nbytes(
+        net, n_train) <= cfg.jacobian_cache_mib * 2 ** 20)
+
+    def sleep_update(x, idx, index, b):
+        """g_Q of one sleep minibatch (training samples ``idx``): simulated (its noise a
+        function of seed, pass and batch, so resuming repeats it) or expected."""
+        nonlocal jacobians
         phase_net = phase_network(index, b)
+        if cfg.sleep == "expected" and keep_jacobians:
+            if jacobians is None:
+                jacobians = FeedbackJacobians(net, data.train.x, sleep_params)
+            return jacobians.update(net, idx, sleep_params)
         if cfg.sleep == "expected":
             return expected_feedback_update(phase_net, x, sleep_params)
         noise = generator("sleep_noise", cfg.seed, index, b, device=x.device)
@@ -293,6 +311,8 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake) -> list:
             f"{n_batches}")
     while index < len(passes):
         phase = passes[index]
+        if phase.kind == "wake":
+            jacobians = None                    # the forward weights change from here on
         order = epoch_order(cfg.seed, index, n_train).to(data.train.x.device)
         t0 = time.perf_counter()
         bar = tqdm(total=n_batches, initial=start_batch, desc=phase.label(cfg), unit="batch",
@@ -310,13 +330,24 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake) -> list:
                     apply_update(cfg, net, opts["forward"], upd)
                     apply_feedback_update(cfg, net, opts["sleep"], g_Q)
                     loss_sum += upd.loss * len(idx)
+                elif phase.kind == "wake" and single_ssa:
+                    # one J for Lemma 1 and the expected feedback update, at the same state
+                    phase_net = phase_network(index, b)
+                    ff = phase_net.feedforward(x)
+                    J, JSJ = sleep_jacobian(phase_net, x, sleep_params, v_ff=ff[0])
+                    upd = forward_update(phase_net, x, data.train.y[idx], wake_settings,
+                                         jacobian=J, feedforward=ff)
+                    g_Q = expected_update_from_jacobian(phase_net, J, JSJ, sleep_params)
+                    apply_update(cfg, net, opts["forward"], upd)
+                    apply_feedback_update(cfg, net, opts["sleep"], g_Q)
+                    loss_sum += upd.loss * len(idx)
                 elif phase.kind == "wake":
                     upd = wake(phase_network(index, b), x, data.train.y[idx])
                     apply_update(cfg, net, opts["forward"], upd)
                     loss_sum += upd.loss * len(idx)
                     nfe_sum += upd.wake.nfe if upd.wake is not None else 0
                 else:
-                    g_Q = sleep_update(x, index, b)
+                    g_Q = sleep_update(x, idx, index, b)
                     apply_feedback_update(cfg, net, opts[phase.kind], g_Q)
                 b += 1
                 seen += len(idx)
