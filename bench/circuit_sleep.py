@@ -33,9 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dfc_analog.circuit.learning import sleep_noise, sleep_phase  # noqa: E402
 from dfc_analog.learning import update_angle  # noqa: E402
 from dfc_analog.learning.sleep import SleepParams  # noqa: E402
-from dfc_analog.learning.sleep_expected import expected_feedback_update  # noqa: E402
-from tests.test_circuit_sleep import (STATIONARY, control_variate_estimate,  # noqa: E402
-                                      extrapolated_model, flat, model_groups, refined_model)
+from tests.test_circuit_sleep import (extrapolated_model, refined_model,  # noqa: E402
+                                      stationary_expectation)
 from tests.test_spice import toy  # noqa: E402
 
 
@@ -64,13 +63,7 @@ def main(argv=None) -> int:
         worst = (max(worst[0], gaps[-1][0]), max(worst[1], gaps[-1][1]))
         print(f"{seed:4d}  {seconds[-1]:9.2f}  " + "  ".join(f"{a:8.4f}, {r:.2e}" for a, r in gaps))
     if args.stationary:
-        runs = []
-        for seed in range(args.stationary):
-            xi = sleep_noise(STATIONARY, net.layer_sizes, seed, 0)
-            runs.append((xi, sleep_phase(net, x[0], STATIONARY, xi)))
-        model = model_groups(net, x, STATIONARY)
-        estimate, se = control_variate_estimate(net, x, STATIONARY, runs, model)
-        expected = flat(expected_feedback_update(net, x, STATIONARY))
+        estimate, se, _, model, expected = stationary_expectation(net, x, args.stationary)
         scale = float(expected.norm())
         print(f"stationary regime, {args.stationary} circuit seeds + {model.shape[0]} groups of "
               f"model paths: |E_circuit - closed form| / |closed form| = "

@@ -197,6 +197,19 @@ def control_variate_estimate(net, x, p, runs, model: torch.Tensor):
     return model.mean(0) + diff.mean(0), se
 
 
+def stationary_expectation(net, x, seeds: int) -> tuple:
+    """(circuit's estimated expected update, its standard error, the circuit runs (path, phase),
+    the model's groups, the closed form), flattened, of the stationary sleep phase over ``seeds``
+    circuit noise paths of x."""
+    runs = []
+    for seed in range(seeds):
+        xi = sleep_noise(STATIONARY, net.layer_sizes, seed, 0)
+        runs.append((xi, sleep_phase(net, x[0], STATIONARY, xi)))
+    model = model_groups(net, x, STATIONARY)
+    estimate, se = control_variate_estimate(net, x, STATIONARY, runs, model)
+    return estimate, se, runs, model, flat(expected_feedback_update(net, x, STATIONARY))
+
+
 @pytest.mark.slow
 def test_expected_update_over_noise_seeds():
     """K = 4 circuit noise seeds of the stationary sleep phase (T = 1 τ_u = 20 τ_A, α = 4,
@@ -208,13 +221,7 @@ def test_expected_update_over_noise_seeds():
     output layer's integrators 30 % off is not."""
     net, x, _ = toy()
     p = STATIONARY
-    runs = []
-    for seed in range(4):
-        xi = sleep_noise(p, net.layer_sizes, seed, 0)
-        runs.append((xi, sleep_phase(net, x[0], p, xi)))
-    model = model_groups(net, x, p)
-    estimate, se = control_variate_estimate(net, x, p, runs, model)
-    expected = flat(expected_feedback_update(net, x, p))
+    estimate, se, runs, model, expected = stationary_expectation(net, x, 4)
     scale = float(expected.norm())
     err, noise = float((estimate - expected).norm()) / scale, float(se.norm()) / scale
     assert err <= 4 * noise + 0.10, (err, noise)
