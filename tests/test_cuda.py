@@ -1,6 +1,8 @@
 """The CUDA path gives the CPU path's numbers: the feed-forward pass, the wake dynamics with every
-solver, every forward rule, Lemma 1's steady state, the sleep phase, and a training run whose
-folder reads back on a machine without a GPU.
+solver, every forward rule, Lemma 1's steady state, the sleep phase (simulated and its expected
+update in closed form), the single phase, the hardware emulation with both of its solvers,
+training on a chip and with the single-phase schedule, and a training run whose folder reads
+back on a machine without a GPU.
 
 Skipped where torch sees no CUDA device. ``DFC_TEST_DEVICE=cpu`` runs the file against the CPU
 itself, which checks the tests' own code on a machine without a GPU.
@@ -14,7 +16,12 @@ import torch
 from dfc_analog import (Config, ControllerParams, ForwardSettings, SleepParams, SolverSettings, feedback_update,
                         forward_update, lemma1_control, load_run, output_target, run_training,
                         simulate_wake)
+from dfc_analog.hardware import load_spec, realise_network
 from dfc_analog.learning import sleep as sleep_module
+from dfc_analog.learning.single_phase import SinglePhaseParams, single_phase_update
+from dfc_analog.learning.sleep_expected import FeedbackJacobians, expected_feedback_update
+from dfc_analog.model.hardware import HardwareModel
+from dfc_analog.solvers.wake import simulate_hardware_wake
 from dfc_analog.evaluate import evaluate_run
 
 from tests.conftest import angle_deg, update_vector
@@ -183,3 +190,103 @@ def test_training_run_reads_back_on_the_cpu(tmp_path, monkeypatch):
     assert net.device.type == "cpu" and stored.device == "cpu"
     result = evaluate_run(run)
     assert abs(result["loss"] - rows[-1]["test_loss"]) <= 1e-5 * rows[-1]["test_loss"]
+
+
+def same_draws(monkeypatch, seed=9):
+    """torch.randn gives every caller the draws of one CPU generator, moved to where the state
+    lives: the CPU and the device see the same noise."""
+    randn = torch.randn
+
+    def cpu_draws(*shape, generator=None, dtype=None, device=None, out=None):
+        draws = randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+        return draws.to(device) if out is None else out.copy_(draws)
+
+    monkeypatch.setattr(torch, "randn", cpu_draws)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("leak", ["integral", "total"])
+def test_expected_sleep_update(make_net, batch, dtype, leak):
+    """The closed-form expected update (Lyapunov doubling, Schur-block inverses) and its kept
+    Jacobians give the CPU's numbers."""
+    (net, x, _), (dnet, dx, _) = on_both(make_net, batch, dtype)
+    p = SleepParams(leak=leak)
+    cpu = expected_feedback_update(net, x, p)
+    dev = expected_feedback_update(dnet, dx, p)
+    idx = torch.arange(0, x.shape[0], 2)
+    kept = FeedbackJacobians(dnet, dx, p, chunk=5).update(dnet, idx.to(DEVICE), p)
+    again = expected_feedback_update(net, x[idx], p)
+    rel = 1e-9 if dtype == torch.float64 else 1e-3
+    for a, b, c, d in zip(dev, cpu, kept, again):
+        assert a.device.type == torch.device(DEVICE).type and a.dtype == dtype
+        close(a, b, rel)
+        close(c, d, rel)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_single_phase_with_the_same_noise(make_net, batch, dtype, monkeypatch):
+    """Fed the same draws, the single phase (both plasticities at once, App. C.3) gives the
+    CPU's forward and feedback updates."""
+    (net, x, y), (dnet, dx, dy) = on_both(make_net, batch, dtype)
+    p = SinglePhaseParams(t_end=1.0, dt=0.01)
+    same_draws(monkeypatch)
+    cpu_fwd, cpu_Q = single_phase_update(net, x, y, p, torch.Generator())
+    dev_fwd, dev_Q = single_phase_update(dnet, dx, dy, p, torch.Generator(device=DEVICE))
+    monkeypatch.undo()
+    rel = 1e-9 if dtype == torch.float64 else 1e-3
+    close(torch.cat([g.reshape(-1) for g in update_vector(dev_fwd)]),
+          torch.cat([g.reshape(-1) for g in update_vector(cpu_fwd)]), rel)
+    for a, b in zip(dev_Q, cpu_Q):
+        assert a.device.type == torch.device(DEVICE).type
+        close(a, b, rel)
+
+
+def hardware_models(make_net, dtype, preset):
+    net = make_net(sizes=(15, 10, 10, 5), dtype=torch.float64)
+    real = realise_network(net, load_spec(preset), seed=0, v_scale=0.5)
+    return (HardwareModel(real, PARAMS, dtype=dtype),
+            HardwareModel(real, PARAMS, dtype=dtype, device=DEVICE))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("preset", ["pcm", "pcm-wires"])
+@pytest.mark.parametrize("method", ["dopri5", "rosenbrock"])
+def test_hardware_emulation(make_net, batch, dtype, preset, method):
+    """The realised circuit's emulation (crossbars, op-amp poles, rails, wires, the op-amp
+    controller) on the device: its feed-forward state to rounding and its wake transient to
+    the solver's tolerance, with either solver."""
+    cpu, dev = hardware_models(make_net, dtype, preset)
+    x = batch(n_in=15, n_out=5, B=8)[0].to(dtype) * 0.8
+    ff = cpu.feedforward(x)
+    dff = dev.feedforward(x.to(DEVICE))
+    assert dff["state"].device.type == torch.device(DEVICE).type
+    close(dff["state"], ff["state"], EXACT[dtype])
+    r_star = ff["rate"][:, -5:] + 0.05
+    times = torch.linspace(0, 2, 5, dtype=torch.float64)
+    tol = 1e-8 if dtype == torch.float64 else 1e-5
+    a = simulate_hardware_wake(cpu, x, r_star, 2.0, times, tol, tol, method=method)
+    b = simulate_hardware_wake(dev, x.to(DEVICE), r_star.to(DEVICE), 2.0, times, tol, tol,
+                               method=method)
+    assert b.u.device.type == torch.device(DEVICE).type and b.u.dtype == dtype
+    rel = 1e-6 if dtype == torch.float64 else 1e-3
+    close(b.u - b.u[0], a.u - a.u[0], rel)
+    for p, q in zip(b.rate, a.rate):
+        close(p - p[0], q - q[0], rel)
+
+
+def test_training_on_a_chip_and_in_a_single_phase(tmp_path):
+    """Training on pcm hardware (every minibatch's weights written through the devices) and
+    with the single-phase schedule of DFC-SSA with the expected feedback update draw the same
+    numbers on the device as on the CPU, so their runs agree."""
+    small = dict(train_samples=320, val_samples=100, test_samples=100, epochs=1,
+                 diagnostics=False, dtype="float64")
+    for name, cfg in [("chip", Config(**small, method="dfc-ssa", hardware="pcm")),
+                      ("single", Config(**small, method="dfc-ssa", train_feedback=True,
+                                        sleep="expected", schedule="single-phase",
+                                        sleep_epochs_init=1)),
+                      ("expected", Config(**small, method="dfc-ssa", train_feedback=True,
+                                          sleep="expected", sleep_epochs_init=1))]:
+        cpu = run_training(cfg, tmp_path / f"{name}-cpu", progress=False)
+        dev = run_training(cfg.replace(device=DEVICE), tmp_path / f"{name}-dev", progress=False)
+        for a, b in zip(dev, cpu):
+            assert abs(a["test_loss"] - b["test_loss"]) <= 1e-8 * b["test_loss"], name
