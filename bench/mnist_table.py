@@ -42,22 +42,12 @@ sys.path.insert(0, str(ROOT))
 from dfc_analog import Config, runio  # noqa: E402
 from dfc_analog.errors import DFCError  # noqa: E402
 from dfc_analog.config.presets import preset_config  # noqa: E402
-from dfc_analog.training.loop import metric_name, reported, run_training, schedule  # noqa: E402
+from dfc_analog.training.loop import (finished_metrics, metric_name, reported,  # noqa: E402
+                                      run_training, schedule)
 
 CLASSIFIERS = ("bp", "dfa", "dfc-ssa", "dfc", "dfc-ss", "dfc-ssa-exp", "dfc-exp", "dfc-ss-exp",
                "dfc-ssa-exp-single")
 AUTOENCODERS = ("bp", "dfa", "dfc", "dfc-exp")
-
-
-def finished_rows(run: Path, cfg) -> list | None:
-    """The metrics of a finished run in ``run`` with exactly these settings, else None."""
-    if not (run / runio.CHECKPOINT).exists():
-        return None
-    state = runio.load_checkpoint(run)
-    stored = Config.from_dict(state["config"])   # fields added since take their defaults
-    if stored != cfg or state["pass"] < len(schedule(cfg)):
-        return None
-    return state["metrics"]
 
 
 def product_flops(cfg) -> tuple[int, int]:
@@ -142,7 +132,7 @@ def main(argv=None) -> int:
             if args.device:
                 cfg = cfg.replace(device=args.device)
             run = Path(args.out) / f"{task}-{method}"
-            rows = finished_rows(run, cfg) if args.reuse else None
+            rows = finished_metrics(run, cfg) if args.reuse else None
             t0 = time.perf_counter()
             if rows is None:
                 if (run / runio.CHECKPOINT).exists():

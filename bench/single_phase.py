@@ -32,7 +32,7 @@ import torch
 
 from dfc_analog.config.options import Config
 from dfc_analog.config.presets import preset_config
-from dfc_analog.training.loop import run_training
+from dfc_analog.training.loop import finished_metrics, run_training
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist-10k"
 
@@ -52,7 +52,13 @@ def config(args, schedule: str) -> Config:
         cfg = Config(train_samples=args.train_samples or 1000, step_size=0.02, sigma_fb=args.sigma,
                      sigma_fb_output=args.sigma, **common)
     if schedule == "single-phase" and args.single_sigma is not None:
-        cfg = cfg.replace(sigma_fb=args.single_sigma, sigma_fb_output=args.single_sigma)
+        # eq. (13)'s update scales as σ²/σ̂² (σ̂ = max(σ, 0.01)) while its decay β does not:
+        # β scaled by (σ'/σ)² keeps their balance, the fixed point's γ (Theorem 6)
+        decay = cfg.fb_weight_decay * (args.single_sigma / cfg.sigma_fb) ** 2
+        cfg = cfg.replace(sigma_fb=args.single_sigma, sigma_fb_output=args.single_sigma,
+                          fb_weight_decay=decay)
+    if schedule == "single-phase":
+        cfg = cfg.replace(fb_delay=args.fb_delay, fb_lr=cfg.fb_lr * args.fb_lr_factor)
     return cfg
 
 
@@ -68,6 +74,15 @@ def main(argv=None) -> None:
     parser.add_argument("--single-sigma", type=float,
                         help="σ of eq. (12) in the single phase only (default: the two-phase "
                              "run's): the noise also enters the forward rule there")
+    parser.add_argument("--fb-delay", type=float, default=0.0,
+                        help="single phase: τ_u before eq. (13)'s integrators switch on")
+    parser.add_argument("--fb-lr-factor", type=float, default=1.0,
+                        help="single phase: the feedback learning rate times this")
+    parser.add_argument("--out", type=Path,
+                        help="folder for the two runs (default: a temporary one)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --out: take a finished run with the same settings instead of "
+                             "training it again")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
@@ -76,7 +91,9 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="dfc-single-phase-") as tmp:
         for schedule in ("two-phase", "single-phase"):
             cfg = config(args, schedule)
-            rows[schedule] = run_training(cfg, Path(tmp) / schedule, progress=False)
+            run = (args.out or Path(tmp)) / schedule
+            rows[schedule] = (args.reuse and finished_metrics(run, cfg)) or \
+                run_training(cfg, run, progress=False)
     key = "test_error" if args.mnist else "test_loss"
     unit = "test error %" if args.mnist else "test loss"
     print(f"\n{'MNIST 10k' if args.mnist else 'toy task'}: {unit} per epoch, seed {args.seed}")

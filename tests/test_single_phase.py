@@ -49,6 +49,22 @@ def test_the_high_pass_removes_the_settled_control_from_the_feedback_rule(make_n
     assert share[20.0] == pytest.approx(share[10.0] / 2, rel=0.1)
 
 
+def test_the_delay_leaves_the_task_control_out_of_the_feedback_rule(make_net, batch):
+    """Without noise the feedback rule sees the task's control alone, mostly while it rises;
+    with eq. (13)'s integrators switched on after fb_delay the time average over the rest of
+    the phase keeps under 5 % of it at 8 τ_hp and keeps falling with the delay (the
+    controller's slow mode, here ~2 τ_u), so a small σ is not drowned by the task."""
+    net = make_net()
+    x, y = batch()
+    p = dataclasses.replace(PARAMS, sigma=0.0, sigma_output=0.0, t_end=12.0, dt=0.05,
+                            tau_hp=0.5)
+    norm = lambda gs: float(torch.cat([g.reshape(-1) for g in gs]).norm())  # noqa: E731
+    rate = {d: norm(single_phase_update(net, x, y, dataclasses.replace(p, fb_delay=d),
+                                        torch.Generator())[1]) for d in (0.0, 4.0, 8.0)}
+    assert rate[4.0] < 0.05 * rate[0.0]
+    assert rate[8.0] < rate[4.0] / 2
+
+
 def test_the_feedback_rule_meets_condition2_on_the_toy_task():
     """With r* = r_L^- (λ = 0) the control carries only the noise, as in the sleep phase; from
     Xavier-random Q (ratio ≈ 0.5), 100 SGD steps on the single phase's feedback update with
@@ -83,6 +99,8 @@ def test_the_schedule_has_no_sleep_passes_but_keeps_pre_training():
     ({"method": "dfc-ssa", "train_feedback": False, "sleep": "expected"}, "train_feedback"),
     ({"method": "dfc", "train_feedback": False}, "train_feedback"),
     ({"method": "dfc", "train_feedback": True, "tau_hp": -1.0}, "tau_hp"),
+    ({"method": "dfc", "train_feedback": True, "fb_delay": -1.0}, "fb_delay"),
+    ({"method": "dfc", "train_feedback": True, "fb_delay": 25.0, "t_end": 20.0}, "fb_delay"),
 ])
 def test_bad_single_phase_settings_are_one_sentence(changes, words):
     with pytest.raises(ConfigError, match=words):

@@ -214,6 +214,10 @@ class Config:
     tau_hp: float = _f(1.0, "Time constant τ_hp of the high-pass filter on u in the feedback rule "
                        "of the single-phase schedule, in units of τ_u (above τ_A, below T).",
                        "τ_hp", group="sleep")
+    fb_delay: float = _f(0.0, "Time from the start of a single phase, in units of τ_u, before eq. "
+                         "(13)'s integrators switch on: the task's control has then settled and "
+                         "its high-passed part decayed as exp(-t/τ_hp), so the feedback rule sees "
+                         "the noise's response alone (a few τ_hp; below T).", "", group="sleep")
     sleep_epochs_init: int = _f(0, "Sleep-only epochs before the first wake epoch (feedback "
                                 "pre-training).", group="sleep")
     sleep_epochs: int = _f(3, "Sleep epochs after each wake epoch (the paper's X).", "X",
@@ -384,6 +388,9 @@ class Config:
             raise ConfigError("the single-phase schedule runs DFC with both plasticities on, or "
                               "DFC-SSA with the expected feedback update: it needs method 'dfc', "
                               "or 'dfc-ssa' with sleep 'expected', and train_feedback.")
+        if self.schedule == "single-phase" and self.fb_delay >= self.t_end:
+            raise ConfigError(f"fb_delay {self.fb_delay:g} leaves the feedback rule no time in a "
+                              f"phase of t_end = {self.t_end:g}: choose fb_delay below t_end.")
         if self.simulator == "spice":
             synapses = sum(n[i] * n[i + 1] for i in range(L))
             if self.method != "dfc":
@@ -400,7 +407,7 @@ class Config:
         if self.train_feedback and self.method in ("dfa", "bp"):
             raise ConfigError(f"train_feedback applies to the DFC methods; '{self.method}' has no "
                               "feedback weights to learn.")
-        for name in ("alpha", "k_p", "target_stepsize", "adam_eps", "fb_adam_eps",
+        for name in ("alpha", "k_p", "target_stepsize", "adam_eps", "fb_adam_eps", "fb_delay",
                      "clip_grad_norm", "fb_weight_decay", "fb_clip_grad_norm", "sigma_fb",
                      "sigma_fb_output", "alpha_fb", "k_p_fb"):
             value = getattr(self, name)

@@ -64,6 +64,7 @@ class SinglePhaseParams:
     sigma_output: float = 0.01
     tau_a: float = 0.3
     tau_hp: float = 1.0
+    fb_delay: float = 0.0
 
     @classmethod
     def from_config(cls, cfg) -> "SinglePhaseParams":
@@ -71,11 +72,17 @@ class SinglePhaseParams:
                    t_end=cfg.t_end, dt=cfg.step_size, plasticity=cfg.plasticity, loss=cfg.loss,
                    reduction=cfg.loss_reduction, target_stepsize=cfg.target_stepsize,
                    sigma=cfg.sigma_fb, sigma_output=cfg.sigma_fb_output, tau_a=cfg.tau_a_fb,
-                   tau_hp=cfg.tau_hp)
+                   tau_hp=cfg.tau_hp, fb_delay=cfg.fb_delay)
 
     @property
     def steps(self) -> int:
         return max(1, int(round(self.t_end / self.dt)))
+
+    @property
+    def fb_start(self) -> int:
+        """The step from which eq. (13) integrates (``fb_delay`` / Δt, at least one step
+        before the end)."""
+        return min(self.steps - 1, int(round(self.fb_delay / self.dt)))
 
 
 @torch.no_grad()
@@ -113,14 +120,16 @@ def single_phase_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor,
     gb = [torch.zeros_like(b) for b in net.b]
     g_Q = torch.zeros_like(Q)
     apical = torch.zeros_like(noise_state)
-    for _ in range(steps):
+    fb_start = p.fb_start
+    for step in range(steps):
         # eq. (5) and eq. (13) at the state before the step (left Riemann sums)
         for i in range(L):
             delta = vs[i] - basals[i] if p.plasticity == "voltage" else \
                 rs[i] - net.phi(i, basals[i])
             gW[i].addmm_(delta.T, x if i == 0 else rs[i - 1])
             gb[i].add_(delta.sum(0))
-        g_Q.addmm_(apical.T, u - u_lp)
+        if step >= fb_start:
+            g_Q.addmm_(apical.T, u - u_lp)
         # controller (eq. 4) and its high-pass, then the layers in order (eq. 12), each seeing
         # the updated rate below: its basal input is then also the next step's v_B
         e = r_star - rs[-1]
@@ -144,6 +153,6 @@ def single_phase_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor,
                               f"{worst:.3g}); lower step_size, k_p or target_stepsize, or raise "
                               f"alpha.")
     scale = -2.0 / (B * steps)                 # (1/T) ∫ dt = (1/steps) Σ over the steps
-    fb_scale = 1.0 / (max(p.sigma, 0.01) ** 2 * steps * B)
+    fb_scale = 1.0 / (max(p.sigma, 0.01) ** 2 * (steps - fb_start) * B)
     forward = ForwardUpdate([g.mul_(scale) for g in gW], [g.mul_(scale) for g in gb], batch_loss)
     return forward, [g.mul(fb_scale) for g in g_Q.split(sizes, dim=0)]

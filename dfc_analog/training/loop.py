@@ -161,6 +161,18 @@ def schedule(cfg: Config) -> list:
     return passes
 
 
+def finished_metrics(run: Path, cfg: Config) -> list | None:
+    """The metrics of a finished run in ``run`` with exactly the settings ``cfg``, else None
+    (benches take a finished run's numbers instead of training it again)."""
+    if not (Path(run) / runio.CHECKPOINT).exists():
+        return None
+    state = runio.load_checkpoint(run)
+    stored = Config.from_dict(state["config"])   # fields added since take their defaults
+    if stored != cfg or state["pass"] < len(schedule(cfg)):
+        return None
+    return state["metrics"]
+
+
 def make_feedback_optimizer(cfg: Config, net: DFCNetwork, lr: float) -> torch.optim.Optimizer:
     """Optimizer of the Q_i; the decay β of eq. (13) enters as its weight decay."""
     if cfg.fb_optimizer == "sgd":
