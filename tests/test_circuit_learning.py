@@ -377,15 +377,15 @@ def test_spice_sleep_minibatch_and_alter(one_thread):
 
 @pytest.mark.slow
 def test_spice_sleep_resumes_exactly(tmp_path):
-    """A ``simulator = 'spice'`` run with sleep passes interrupted in the middle of its sleep
-    pass (Ctrl-C: a checkpoint at the minibatch) and resumed (fresh ngspice processes) ends
-    with the uninterrupted run's weights: the noise of each sleep minibatch is a function of
+    """A ``simulator = 'spice'`` run with sleep passes (two epochs) interrupted in the middle of
+    its second epoch's sleep pass (Ctrl-C: a checkpoint at the minibatch) and resumed (fresh
+    ngspice processes) ends with the uninterrupted run's weights: the noise of each sleep minibatch is a function of
     seed, pass and minibatch, and the altered circuit is the written one."""
     from dfc_analog.circuit.learning import circuit_phases
     from dfc_analog.config.options import Config
     from dfc_analog.training.loop import run_training
     from dfc_analog import runio
-    cfg = Config.from_dict({**SLEEP_RUN, "simulator": "spice", "threads": 2})
+    cfg = Config.from_dict({**SLEEP_RUN, "simulator": "spice", "threads": 2, "epochs": 2})
     with circuit_phases(cfg) as phases:
         run_training(cfg, tmp_path / "a", progress=False, **phases)
     calls = []
@@ -394,14 +394,14 @@ def test_spice_sleep_resumes_exactly(tmp_path):
 
         def interrupted(net, x, generator):
             calls.append(1)
-            if len(calls) == 4:          # pass 2 (the epoch's sleep pass), minibatch 2
+            if len(calls) == 6:          # pass 4 (epoch 2's sleep pass), minibatch 2
                 raise KeyboardInterrupt
             return sleep(net, x, generator)
         with pytest.raises(KeyboardInterrupt):
             run_training(cfg, tmp_path / "b", progress=False, wake=phases["wake"],
                          sleep=interrupted)
     state = runio.load_checkpoint(tmp_path / "b")
-    assert (state["pass"], state["batch"]) == (1, 1)
+    assert (state["pass"], state["batch"]) == (3, 1)
     with circuit_phases(cfg) as phases:
         run_training(cfg, tmp_path / "b", resume=True, progress=False, **phases)
     _, a = runio.load_run(tmp_path / "a")
@@ -411,13 +411,17 @@ def test_spice_sleep_resumes_exactly(tmp_path):
 
 
 def test_spice_sleep_refuses_with_one_sentence(tmp_path):
-    from dfc_analog.circuit.learning import SpiceSleep, SpiceWake
+    """Bad input to the SPICE sleep phase gets one sentence; with sleep 'expected' the run
+    takes only the circuit's wake phase (the expected sleep is the model's closed form)."""
+    from dfc_analog.circuit.learning import SpiceSleep, SpiceWake, circuit_phases
     from dfc_analog.config.options import Config
     from dfc_analog.learning.sleep import SleepParams
     from dfc_analog.training.loop import run_training
     with pytest.raises(ConfigError, match="at least one worker"):
         SpiceSleep(SleepParams(), workers=0)
     cfg = Config.from_dict({**SLEEP_RUN, "simulator": "spice"})
+    with circuit_phases(cfg.replace(sleep="expected")) as phases:
+        assert set(phases) == {"wake"}
     with SpiceWake(ForwardSettings.from_config(cfg)) as wake:
         with pytest.raises(ConfigError, match="circuit's phases"):
             run_training(cfg, tmp_path / "run", progress=False, wake=wake)

@@ -13,7 +13,9 @@ the update of :func:`dfc_analog.learning.forward_update` (its scale, −(2/B) (1
 persistent ngspice processes (:func:`dfc_analog.circuit.ngspice_worker.serve`), each of which
 loads the netlist once and then, per minibatch, alters the weights that changed and, per sample,
 the input and label sources, re-runs the transient and returns the integrators' final values.
-The samples of a minibatch are split among the processes.
+The samples of a minibatch are split among the processes (:class:`SpicePool`, shared with
+:class:`SpiceSleep`, the training loop's sleep phase in ngspice; :func:`circuit_phases` gives
+the loop both).
 
 :func:`sleep_phase` is the sleep phase of §5 in ngspice (:class:`~dfc_analog.circuit.graph.
 CircuitSleep`): the circuit holds its own target r* = r_L^-, its apical compartments low-pass

@@ -399,10 +399,10 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake, sleep) ->
             if cfg.diagnostics and cfg.method != "bp" else ""
         errors = f"  val error {r['val_error']:.2f}%  test error {r['test_error']:.2f}%" \
             if "val_error" in r else ""
-        sleep = f" + {r['sleep_seconds']:.1f} s sleep" if cfg.train_feedback else ""
+        slept = f" + {r['sleep_seconds']:.1f} s sleep" if cfg.train_feedback else ""
         say(f"epoch {phase.epoch:3d}/{cfg.epochs}  train {r['train_loss']:.5g}  val "
             f"{r['val_loss']:.5g}  test {r['test_loss']:.5g}{errors}{theory}  "
-            f"({r['seconds']:.1f} s{sleep}{cost})")
+            f"({r['seconds']:.1f} s{slept}{cost})")
     return rows
 
 
