@@ -379,8 +379,9 @@ def test_spice_sleep_minibatch_and_alter(one_thread):
 def test_spice_sleep_resumes_exactly(tmp_path):
     """A ``simulator = 'spice'`` run with sleep passes (two epochs) interrupted in the middle of
     its second epoch's sleep pass (Ctrl-C: a checkpoint at the minibatch) and resumed (fresh
-    ngspice processes) ends with the uninterrupted run's weights: the noise of each sleep minibatch is a function of
-    seed, pass and minibatch, and the altered circuit is the written one."""
+    ngspice processes) ends with the uninterrupted run's weights (1e-9): the noise of each sleep
+    minibatch is a function of seed, pass and minibatch, and the altered circuit is the written
+    one."""
     from dfc_analog.circuit.learning import circuit_phases
     from dfc_analog.config.options import Config
     from dfc_analog.training.loop import run_training
