@@ -87,13 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def wake_phase(cfg: Config):
-    """The wake phase the run's simulator needs, as a context: none (the ODE solver, inside
-    run_training) or the circuit's persistent ngspice processes (imported only then)."""
+def circuit_phases(cfg: Config):
+    """The phases the run's simulator needs, as a context giving run_training's keyword
+    arguments: none (the ODE solver and the model's sleep phase, inside run_training) or the
+    circuit's persistent ngspice processes (imported only then)."""
     if cfg.simulator != "spice":
-        return nullcontext()
-    from dfc_analog.circuit.learning import wake_simulator
-    return wake_simulator(cfg)
+        return nullcontext({})
+    from dfc_analog.circuit.learning import circuit_phases as phases
+    return phases(cfg)
 
 
 def _show(value) -> str:
@@ -193,8 +194,8 @@ def main(argv=None) -> int:
             stored = {**state["config"], "threads": 0, **changes}
             cfg = Config.from_dict(stored, source=f"{out}/{runio.CHECKPOINT}")
             cfg = cfg.replace(threads=cfg.threads or cli.available_cores())
-            with wake_phase(cfg) as wake:
-                rows = run_training(cfg, out, resume=True, progress=progress, wake=wake)
+            with circuit_phases(cfg) as phases:
+                rows = run_training(cfg, out, resume=True, progress=progress, **phases)
     else:
         cfg = config_from_args(args)
         out = Path(getattr(args, "out", f"runs/{run_name(args, cfg)}-seed{cfg.seed}"))
@@ -204,8 +205,8 @@ def main(argv=None) -> int:
                     raise ConfigError(f"'{out}' already holds a run; continue it with --resume "
                                       f"{out} or start afresh with --overwrite.")
                 runio.clear_run(out)
-            with wake_phase(cfg) as wake:
-                rows = run_training(cfg, out, progress=progress, wake=wake)
+            with circuit_phases(cfg) as phases:
+                rows = run_training(cfg, out, progress=progress, **phases)
     first, last = rows[0], rows[-1]
     value, epoch = reported(cfg, rows)
     rule = "last epoch" if cfg.report == "final-train-loss" else "best validation"

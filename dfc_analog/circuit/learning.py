@@ -13,7 +13,9 @@ the update of :func:`dfc_analog.learning.forward_update` (its scale, −(2/B) (1
 persistent ngspice processes (:func:`dfc_analog.circuit.ngspice_worker.serve`), each of which
 loads the netlist once and then, per minibatch, alters the weights that changed and, per sample,
 the input and label sources, re-runs the transient and returns the integrators' final values.
-The samples of a minibatch are split among the processes.
+The samples of a minibatch are split among the processes (:class:`SpicePool`, shared with
+:class:`SpiceSleep`, the training loop's sleep phase in ngspice; :func:`circuit_phases` gives
+the loop both).
 
 :func:`sleep_phase` is the sleep phase of §5 in ngspice (:class:`~dfc_analog.circuit.graph.
 CircuitSleep`): the circuit holds its own target r* = r_L^-, its apical compartments low-pass
@@ -40,7 +42,8 @@ from dfc_analog.circuit import ngspice_worker
 from dfc_analog.circuit.graph import (CircuitPlasticity, CircuitTarget, Scaling, build_graph,
                                       controller_name, feedback_integrator_name, input_name,
                                       integrator_name, sleep_graph)
-from dfc_analog.circuit.netlist import SpiceOptions, learning_nodes, saved_nodes, write_netlist
+from dfc_analog.circuit.netlist import (SpiceOptions, learning_nodes, noise_corners, saved_nodes,
+                                        write_netlist)
 from dfc_analog.circuit.simulate import NgspiceError, run_netlist, trajectory_from_vectors
 from dfc_analog.config.seeds import generator
 from dfc_analog.errors import ConfigError
@@ -246,37 +249,22 @@ class SpiceProcess:
                 self.proc.wait()
 
 
-class SpiceWake:
-    """The wake phase of DFC in ngspice, for the training loop: ``wake(net, x, y)`` returns the
-    :class:`~dfc_analog.learning.ForwardUpdate` of the minibatch (x, y) whose target and eq. (5)
-    update the circuit computed itself, in the scale of :func:`forward_update` (the loss is the
-    feed-forward loss of the network, as on the ODE path).
+class SpicePool:
+    """Persistent ngspice processes (:class:`SpiceProcess`) that share the samples of each
+    minibatch: each loads the pool's ``netlist`` once (set by the phase on its first call) and
+    is replaced after :data:`RUNS_PER_PROCESS` transients. :meth:`run` splits a minibatch's
+    samples among ``workers`` processes; each process first alters the elements whose values
+    changed since its last minibatch, then per sample that sample's changes, and runs the
+    transient. Use it as a context manager (the processes end on exit)."""
 
-    ``workers`` persistent ngspice processes share each minibatch's samples. The netlist is
-    written once, from the first network seen (``every_synapse``: a weight may become 0 and
-    later not); each call alters only the elements whose values changed: the weights (gain
-    w/R of each synapse's VCCS, bias currents b v_scale / R) and the target step g when the
-    minibatch size changes, and per sample the input currents x v_scale / R and label sources.
-    ``options`` default to SpiceOptions(trtol=TRAINING_TRTOL). Use it as a context manager (the
-    processes end on exit)."""
-
-    def __init__(self, settings: ForwardSettings, workers: int = 1, scaling: Scaling | None = None,
-                 options: SpiceOptions | None = None, settle: float = 1.0):
-        if settings.method != "dfc":
-            raise ConfigError(f"the circuit integrates eq. (5) along the phase (method 'dfc'), "
-                              f"not '{settings.method}'.")
+    def __init__(self, workers: int, what: str):
         if workers < 1:
-            raise ConfigError(f"the SPICE wake phase needs at least one worker, got {workers}.")
-        self.settings = settings
+            raise ConfigError(f"the SPICE {what} needs at least one worker, got {workers}.")
         self.workers = workers
-        self.scaling = scaling or Scaling()
-        self.options = dataclasses.replace(options or SpiceOptions(trtol=TRAINING_TRTOL),
-                                           every_synapse=True)
-        self.settle = settle
         self.netlist = None
         self.processes: list = []
 
-    def __enter__(self) -> "SpiceWake":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
@@ -286,6 +274,84 @@ class SpiceWake:
         for proc in self.processes:
             proc.close()
         self.processes = []
+
+    def _process(self, n: int) -> SpiceProcess:
+        while len(self.processes) <= n:
+            self.processes.append(SpiceProcess(self.netlist))
+        if self.processes[n].runs >= RUNS_PER_PROCESS:
+            self.processes[n].close()
+            self.processes[n] = SpiceProcess(self.netlist)
+        return self.processes[n]
+
+    def run(self, values: dict, per_sample: list, vectors: list) -> np.ndarray:
+        """The final values (B, len(vectors)) of the named nodes over a minibatch: ``values``
+        (``'NAME PARAM'`` → value) what the minibatch fixes, ``per_sample`` one (alter
+        commands, vector parameters) pair per sample (``ngspice_worker.serve``)."""
+        chunks = np.array_split(np.arange(len(per_sample)), min(self.workers, len(per_sample)))
+        busy = []
+        for n, chunk in enumerate(chunks):
+            proc = self._process(n)
+            common = [f"alter {key} = {float(v)!r}" for key, v in values.items()
+                      if proc.values.get(key) != v]
+            proc.send(("run", common, [per_sample[b] for b in chunk], vectors))
+            proc.values = values
+            proc.runs += len(chunk)
+            busy.append(proc)
+        try:
+            return np.concatenate([proc.receive() for proc in busy])
+        except NgspiceError:
+            self.close()        # the other processes' replies are unread: start afresh
+            raise
+
+
+def weight_values(net: DFCNetwork, scaling: Scaling) -> dict:
+    """Element → value of a network's weights in a circuit written with ``every_synapse``:
+    the gain w/R of each forward and feedback synapse's VCCS and the bias currents
+    b v_scale / R."""
+    R, vs = scaling.resistance, scaling.v_scale
+    values = {}
+    for i in range(1, net.num_layers + 1):
+        for kind, mats in (("w", net.W), ("q", net.Q)):
+            M = mats[i - 1].detach().cpu().double().numpy() / R
+            for (k, j), value in np.ndenumerate(M):
+                values[f"G{kind}{i}_{k}_{j} gain"] = value
+        if net.has_bias:
+            b = net.b[i - 1].detach().cpu().double().numpy() * vs / R
+            for k, value in enumerate(b):
+                values[f"Ib{i}_{k} dc"] = value
+    return values
+
+
+def input_commands(x: np.ndarray, scaling: Scaling) -> list:
+    """The alter commands of one input sample x (n_0,): the input currents x v_scale / R."""
+    R, vs = scaling.resistance, scaling.v_scale
+    return [f"alter I{input_name(j)} dc = {float(v) * vs / R!r}" for j, v in enumerate(x)]
+
+
+class SpiceWake(SpicePool):
+    """The wake phase of DFC in ngspice, for the training loop: ``wake(net, x, y)`` returns the
+    :class:`~dfc_analog.learning.ForwardUpdate` of the minibatch (x, y) whose target and eq. (5)
+    update the circuit computed itself, in the scale of :func:`forward_update` (the loss is the
+    feed-forward loss of the network, as on the ODE path).
+
+    ``workers`` persistent ngspice processes share each minibatch's samples (:class:`SpicePool`).
+    The netlist is written once, from the first network seen (``every_synapse``: a weight may
+    become 0 and later not); each call alters only the elements whose values changed: the
+    weights (:func:`weight_values`) and the target step g when the minibatch size changes, and
+    per sample the input currents and label sources. ``options`` default to
+    SpiceOptions(trtol=TRAINING_TRTOL)."""
+
+    def __init__(self, settings: ForwardSettings, workers: int = 1, scaling: Scaling | None = None,
+                 options: SpiceOptions | None = None, settle: float = 1.0):
+        if settings.method != "dfc":
+            raise ConfigError(f"the circuit integrates eq. (5) along the phase (method 'dfc'), "
+                              f"not '{settings.method}'.")
+        super().__init__(workers, "wake phase")
+        self.settings = settings
+        self.scaling = scaling or Scaling()
+        self.options = dataclasses.replace(options or SpiceOptions(trtol=TRAINING_TRTOL),
+                                           every_synapse=True)
+        self.settle = settle
 
     def _prepare(self, net: DFCNetwork) -> None:
         s = self.settings
@@ -299,42 +365,13 @@ class SpiceWake:
         self.sizes, self.bias = list(sizes), bool(net.has_bias)
         self.vectors = integrator_names(sizes, net.has_bias)
 
-    def _process(self, n: int) -> SpiceProcess:
-        while len(self.processes) <= n:
-            self.processes.append(SpiceProcess(self.netlist))
-        if self.processes[n].runs >= RUNS_PER_PROCESS:
-            self.processes[n].close()
-            self.processes[n] = SpiceProcess(self.netlist)
-        return self.processes[n]
-
-    def _element_values(self, net: DFCNetwork, batch: int) -> dict:
-        """Element name → value of everything the minibatch fixes: weights, biases, step g."""
-        R, vs = self.scaling.resistance, self.scaling.v_scale
-        values = {}
-        for i in range(1, net.num_layers + 1):
-            for kind, mats in (("w", net.W), ("q", net.Q)):
-                M = mats[i - 1].detach().cpu().double().numpy() / R
-                for (k, j), value in np.ndenumerate(M):
-                    values[f"G{kind}{i}_{k}_{j} gain"] = value
-            if net.has_bias:
-                b = net.b[i - 1].detach().cpu().double().numpy() * vs / R
-                for k, value in enumerate(b):
-                    values[f"Ib{i}_{k} dc"] = value
-        s = self.settings
-        values[f"V{controller_name('step')} dc"] = target_gain(
-            s.loss, s.reduction, s.target_stepsize, batch, net.layer_sizes[-1])
-        return values
-
-    def _sample_commands(self, x: np.ndarray, y: np.ndarray) -> list:
-        R, vs = self.scaling.resistance, self.scaling.v_scale
+    def _sample_changes(self, x: np.ndarray, y: np.ndarray) -> list:
+        vs = self.scaling.v_scale
         n_L = self.sizes[-1]
-        if self.settings.loss == "cross_entropy":
-            labels = np.eye(n_L)[y.astype(np.int64)]
-        else:
-            labels = y
-        return [[f"alter I{input_name(j)} dc = {float(v) * vs / R!r}" for j, v in enumerate(xb)]
-                + [f"alter V{controller_name('label', m)} dc = {float(v) * vs!r}"
-                   for m, v in enumerate(yb)] for xb, yb in zip(x, labels)]
+        labels = np.eye(n_L)[y.astype(np.int64)] if self.settings.loss == "cross_entropy" else y
+        return [(input_commands(xb, self.scaling)
+                 + [f"alter V{controller_name('label', m)} dc = {float(v) * vs!r}"
+                    for m, v in enumerate(yb)], {}) for xb, yb in zip(x, labels)]
 
     @torch.no_grad()
     def __call__(self, net: DFCNetwork, x: torch.Tensor, y: torch.Tensor) -> ForwardUpdate:
@@ -345,42 +382,93 @@ class SpiceWake:
         B = x.shape[0]
         _, r_ff = net.feedforward(x)
         loss = float(task_loss(r_ff[-1], y, self.settings.loss))
-        values = self._element_values(net, B)
-        per_sample = self._sample_commands(x.detach().cpu().double().numpy(),
-                                           y.detach().cpu().numpy())
-        chunks = np.array_split(np.arange(B), min(self.workers, B))
-        busy = []
-        for n, chunk in enumerate(chunks):
-            proc = self._process(n)
-            common = [f"alter {key} = {float(v)!r}" for key, v in values.items()
-                      if proc.values.get(key) != v]
-            proc.send(("run", common, [per_sample[b] for b in chunk], self.vectors))
-            proc.values = values
-            proc.runs += len(chunk)
-            busy.append(proc)
-        try:
-            results = [proc.receive() for proc in busy]
-        except NgspiceError:
-            self.close()        # the other processes' replies are unread: start afresh
-            raise
-        g = read_update(self.sizes, self.bias, np.concatenate(results), self.scaling.v_scale)
+        s = self.settings
+        values = weight_values(net, self.scaling)
+        values[f"V{controller_name('step')} dc"] = target_gain(
+            s.loss, s.reduction, s.target_stepsize, B, net.layer_sizes[-1])
+        finals = self.run(values, self._sample_changes(x.detach().cpu().double().numpy(),
+                                                       y.detach().cpu().numpy()), self.vectors)
+        g = read_update(self.sizes, self.bias, finals, self.scaling.v_scale)
         g = [t.to(dtype=x.dtype, device=x.device) for t in g]
         L = net.num_layers
         return ForwardUpdate(g[:L], g[L:], loss)
 
 
+class SpiceSleep(SpicePool):
+    """The sleep phase (eqs. 12-13) in ngspice, for the training loop: ``sleep(net, x,
+    generator)`` returns g_Q_1..g_Q_L of the minibatch x read from the circuit's eq. (13)
+    integrators (:func:`read_feedback_update`), in the format and scale of
+    :func:`~dfc_analog.learning.sleep.feedback_update` (``sleep_phase``'s circuit,
+    :class:`~dfc_analog.circuit.graph.CircuitSleep`).
+
+    The noise: the unit samples ξ (steps, B, Σ n_i) are drawn from ``generator`` as
+    feedback_update draws them (:func:`~dfc_analog.learning.sleep.draw_noise`), and sample b's
+    noise sources play ξ[:, b] as their Wiener path (:func:`~dfc_analog.circuit.netlist.
+    noise_corners`): for the same generator the circuit and the model run the same path.
+
+    ``workers`` persistent ngspice processes share each minibatch (:class:`SpicePool`). The
+    netlist is written once, from the first network seen (``every_synapse``), with PWL noise
+    sources; each call alters the weights W, Q and biases that changed (:func:`weight_values`),
+    and per sample the input currents and each noise source's 2 (steps + 2) corners (through a
+    rawfile: ``ngspice_worker._alter_vectors``). ``options`` default to SpiceOptions() (ngspice's
+    step is bounded by the noise corners every Δt_fb anyway)."""
+
+    def __init__(self, params: SleepParams, workers: int = 1, scaling: Scaling | None = None,
+                 options: SpiceOptions | None = None, settle: float = 1.0):
+        super().__init__(workers, "sleep phase")
+        self.params = params
+        self.scaling = scaling or Scaling()
+        self.options = dataclasses.replace(options or SpiceOptions(), every_synapse=True)
+        self.settle = settle
+
+    def _prepare(self, net: DFCNetwork) -> None:
+        p = self.params
+        sizes = net.layer_sizes
+        self.graph = sleep_graph(net, p, self.scaling, None, constant_input=False)
+        T = p.steps * p.dt
+        self.columns = sum(sizes[1:])
+        self.netlist = write_netlist(self.graph, "sleep", T, np.array([0.0, T]), self.settle,
+                                     self.options, np.zeros((p.steps, self.columns)))
+        self.sizes = list(sizes)
+        self.vectors = feedback_integrator_names(sizes)
+
+    @torch.no_grad()
+    def __call__(self, net: DFCNetwork, x: torch.Tensor, generator: torch.Generator) -> list:
+        if self.netlist is None:
+            self._prepare(net)
+        elif net.layer_sizes != self.sizes:
+            raise ConfigError("the SPICE sleep phase was written for another network.")
+        noise = draw_noise((self.params.steps, x.shape[0], self.columns), generator, x.device)
+        noise = noise.cpu().double().numpy()
+        t_on = self.settle * self.scaling.time_scale
+        per_sample = [(input_commands(xb, self.scaling),
+                       {f"@{name}[pwl]": corners for name, corners in
+                        noise_corners(self.graph, t_on, noise[:, b]).items()})
+                      for b, xb in enumerate(x.detach().cpu().double().numpy())]
+        finals = self.run(weight_values(net, self.scaling), per_sample, self.vectors)
+        g = read_feedback_update(self.sizes, finals, self.scaling.v_scale)
+        return [t.to(dtype=x.dtype, device=x.device) for t in g]
+
+
 @contextmanager
-def wake_simulator(cfg):
-    """The wake phase :func:`dfc_analog.training.loop.run_training` takes for ``cfg.simulator``:
-    ``None`` (the ODE solver) or a :class:`SpiceWake` with one ngspice process per thread
-    (``cfg.threads``; 0: the cores available), ended on exit."""
+def circuit_phases(cfg):
+    """The phases :func:`dfc_analog.training.loop.run_training` takes for ``cfg.simulator``, as
+    its keyword arguments: none for 'ode' (the ODE solver and the model's sleep phase); for
+    'spice' the wake phase in ngspice (:class:`SpiceWake`) and, with trained feedback and the
+    simulated sleep, the sleep phase in ngspice too (:class:`SpiceSleep`; the expected sleep
+    stays the model's closed form, which no circuit simulates). Each has one ngspice process
+    per thread (``cfg.threads``; 0: the cores available); they end on exit."""
     if cfg.simulator != "spice":
-        yield None
+        yield {}
         return
     ngspice_worker_check()
-    with SpiceWake(ForwardSettings.from_config(cfg),
-                   workers=cfg.threads or available_cores()) as wake:
-        yield wake
+    workers = cfg.threads or available_cores()
+    with SpiceWake(ForwardSettings.from_config(cfg), workers=workers) as wake:
+        if not (cfg.train_feedback and cfg.sleep == "simulated"):
+            yield {"wake": wake}
+            return
+        with SpiceSleep(SleepParams.from_config(cfg), workers=workers) as sleep:
+            yield {"wake": wake, "sleep": sleep}
 
 
 def ngspice_worker_check() -> None:

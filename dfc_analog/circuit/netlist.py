@@ -456,32 +456,23 @@ def sleep_lines(g: nx.DiGraph, t_on: float | None, t_end: float, noise=None) -> 
 
     ``noise`` (steps, Σ n_i): the standard-normal samples ξ_k,c of neuron column c (the state's
     order: layer 1's neurons, then layer 2's, ...). C_A runs from the apical node to the noise
-    node, a PWL voltage source playing the path v_scale (σ_i/τ_A) W(t), W(t_on + k dt) =
-    √dt Σ_{j<k} ξ_j,c, linear in between and 0 up to t_on (graph.CircuitSleep: the same
-    Euler–Maruyama increments as the model's, one corner per step). ``None``: C_A to ground and
-    ngspice's TRNOISE(I dt 0 0) current into the apical node, rms I = v_scale σ_i / (R √dt),
-    resampled every dt from t = 0 and switched in at t_on by a B-source (ngspice 39 cannot seed
-    TRNOISE, see :mod:`dfc_analog.circuit.crossbar`: a fresh path per run); it is linear between
-    its samples, so its low-frequency intensity I² dt is the same and its law differs from the
-    zero-order hold's by O(dt/τ_A). ``t_on`` (seconds) is the switch-on, ``None`` for the
-    operating point (no noise). The phase lasts the steps, ``t_end`` = steps · dt."""
+    node, a PWL voltage source playing the path of :func:`noise_corners`. ``None``: C_A to
+    ground and ngspice's TRNOISE(I dt 0 0) current into the apical node, rms I = v_scale σ_i /
+    (R √dt), resampled every dt from t = 0 and switched in at t_on by a B-source (ngspice 39
+    cannot seed TRNOISE, see :mod:`dfc_analog.circuit.crossbar`: a fresh path per run); it is
+    linear between its samples, so its low-frequency intensity I² dt is the same and its law
+    differs from the zero-order hold's by O(dt/τ_A). ``t_on`` (seconds) is the switch-on,
+    ``None`` for the operating point (no noise). The phase lasts the steps, ``t_end`` =
+    steps · dt."""
     sc = g.graph["scaling"]
-    ts, vs = sc["time_scale"], sc["v_scale"]
-    sizes = g.graph["layer_sizes"]
-    n_L = sizes[-1]
+    ts = sc["time_scale"]
+    n_L = g.graph["layer_sizes"][-1]
     p = g.graph["sleep"]["params"]
     steps, dt = max(1, int(round(p["t_end"] / p["dt"]))), p["dt"]
     if t_on is not None and abs(t_end - steps * dt) > 1e-9 * steps * dt:
         raise ConfigError(f"the sleep phase lasts its {steps} noise steps of {dt:g} tau_u, "
                           f"{steps * dt:g} tau_u, not {t_end:g}.")
-    n = sum(sizes[1:])
-    if noise is not None:
-        noise = np.asarray(noise, dtype=np.float64)
-        if noise.shape != (steps, n) or not np.all(np.isfinite(noise)):
-            raise ConfigError(f"the sleep-phase noise must be ({steps}, {n}) finite "
-                              f"standard-normal samples, got shape {noise.shape}.")
-        path = np.vstack([np.zeros((1, n)), np.cumsum(noise, axis=0) * math.sqrt(dt)])
-        times = [0.0] + [t_on + k * dt * ts for k in range(steps + 1)]
+    corners = noise_corners(g, t_on, noise) if t_on is not None and noise is not None else {}
     lines = ["", "* sleep phase: target r* = held r_L^-, noise of eq. (12), integrators of "
              "eq. (13)"]
     for m in range(n_L):
@@ -500,18 +491,42 @@ def sleep_lines(g: nx.DiGraph, t_on: float | None, t_end: float, noise=None) -> 
                       f"V{name} {name} 0 DC 0 TRNOISE(1 {_fmt(dt * ts)} 0 0)",
                       f"B{name} 0 {apical} I = {_fmt(d['I'])}*V({enable})*V({name})"]
         else:
-            values = [0.0] + (d["V"] * path[:, d["column"]]).tolist()
+            pairs = corners[f"V{name}"].reshape(-1, 2)
             lines += [capacitor.format(name)] + _wrap(
-                f"V{name} {name} 0 PWL(", [f"{_fmt(t)} {_fmt(v)}" for t, v in zip(times, values)]
-                + [")"], 6)
+                f"V{name} {name} 0 PWL(", [f"{_fmt(t)} {_fmt(v)}" for t, v in pairs] + [")"], 6)
     for name, d in g.nodes(data=True):
         if d["kind"] == "feedback_integrator":
             apical = neuron_name(d["layer"], "apical", d["index"])
-            lines += [f"B{name} 0 {name} I = {_fmt(d['G'] * d['gain'] / vs)}*V({apical})*"
-                      f"V({controller_name('u', d['pre'])})",
+            lines += [f"B{name} 0 {name} I = {_fmt(d['G'] * d['gain'] / sc['v_scale'])}*"
+                      f"V({apical})*V({controller_name('u', d['pre'])})",
                       f"C{name} {name} 0 {_fmt(d['C'])}",
                       f"R{name} {name} 0 {_fmt(d['R_leak'])}"]
     return lines
+
+
+def noise_corners(g: nx.DiGraph, t_on: float, noise) -> dict:
+    """The PWL corners of the sleep phase's noise sources (graph.CircuitSleep), source element
+    name → (t_0, v_0, t_1, v_1, ...) in seconds and volts, for the standard-normal samples
+    ``noise`` (steps, Σ n_i) (:func:`sleep_lines`): source ``V<l{i}_noise_k>`` of neuron column
+    c plays the path v_scale (σ_i/τ_A) W(t), W(t_on + k dt) = √dt Σ_{j<k} ξ_j,c, linear in
+    between and 0 up to ``t_on`` (seconds): the same Euler–Maruyama increments as the model's,
+    one corner per step."""
+    ts = g.graph["scaling"]["time_scale"]
+    n = sum(g.graph["layer_sizes"][1:])
+    p = g.graph["sleep"]["params"]
+    steps, dt = max(1, int(round(p["t_end"] / p["dt"]))), p["dt"]
+    noise = np.asarray(noise, dtype=np.float64)
+    if noise.shape != (steps, n) or not np.all(np.isfinite(noise)):
+        raise ConfigError(f"the sleep-phase noise must be ({steps}, {n}) finite "
+                          f"standard-normal samples, got shape {noise.shape}.")
+    path = np.vstack([np.zeros((1, n)), np.cumsum(noise, axis=0) * math.sqrt(dt)])
+    times = np.array([0.0] + [t_on + k * dt * ts for k in range(steps + 1)])
+    corners = {}
+    for name, d in g.nodes(data=True):
+        if d["kind"] == "noise":
+            values = np.concatenate([[0.0], d["V"] * path[:, d["column"]]])
+            corners[f"V{name}"] = np.stack([times, values], axis=1).reshape(-1)
+    return corners
 
 
 def integrator_lines(g: nx.DiGraph) -> list:

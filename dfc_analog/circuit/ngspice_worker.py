@@ -15,7 +15,10 @@ run command directly and judging ngspice's messages here; and Debian's ``libngsp
 
 ``python ngspice_worker.py --serve`` is a persistent simulator instead (:func:`serve`): it loads
 one circuit and then, per request, changes sources and conductances with ngspice ``alter``
-commands and re-runs the analysis (training with SPICE in the loop).
+commands and re-runs the analysis (training with SPICE in the loop). A vector parameter too long
+for one command (ngspice reads at most 1,024 characters of a command: the PWL corners of a
+sleep phase's noise source, 52 corners in ~1,700 characters, are silently misread) comes
+through a binary rawfile instead (:func:`_alter_vectors`).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -142,42 +146,82 @@ def _alter(ng, commands: list) -> None:
     ng.clear_output()
 
 
+def _alter_vectors(ng, arrays: dict, rawfile: str) -> None:
+    """Set vector parameters of the loaded circuit, ``arrays``: ``'@NAME[PARAM]'`` → float64
+    array (e.g. a PWL source's corners t_0 v_0 t_1 v_1 ...), through ``rawfile``: written as an
+    ngspice binary rawfile (one plot, a vector per parameter), loaded, each parameter altered to
+    its vector, and the plot destroyed: the values exact to the last bit, in a few ms (the
+    toy net's 25 noise sources and inputs: 8 ms per sample, 3 % of its sleep transient)."""
+    from PySpice.Spice.NgSpice.Shared import ffi_string_utf8
+    lib = ng._ngspice_shared
+    by_length = {}
+    for param, values in arrays.items():
+        by_length.setdefault(len(values), []).append((param, values))
+    for length, group in by_length.items():
+        data = np.column_stack([np.arange(length, dtype=np.float64)] +
+                               [np.asarray(v, dtype=np.float64) for _, v in group])
+        head = ["Title: vector parameters", "Date: -", "Plotname: vectors", "Flags: real",
+                f"No. Variables: {data.shape[1]}", f"No. Points: {length}", "Variables:",
+                "\t0\tindex\tnotype"]
+        head += [f"\t{n + 1}\tp{n}\tnotype" for n in range(len(group))] + ["Binary:", ""]
+        with open(rawfile, "wb") as f:
+            f.write("\n".join(head).encode())
+            f.write(np.ascontiguousarray(data, dtype="<f8").tobytes())
+        before = ffi_string_utf8(lib.ngSpice_CurPlot())
+        lib.ngSpice_Command(f"load {rawfile}".encode())
+        plot = ffi_string_utf8(lib.ngSpice_CurPlot())
+        if plot == before:
+            raise SimulatorFailure("ngspice could not load the vector parameters' rawfile.")
+        for n, (param, _) in enumerate(group):
+            lib.ngSpice_Command(f"alter {param} = {plot}.p{n}".encode())
+        lib.ngSpice_Command(f"destroy {plot}".encode())
+    failure = _first_failure(ng._stderr)
+    if failure:
+        raise SimulatorFailure(f"ngspice refused a change of the circuit: {failure}")
+    ng.clear_output()
+
+
 def serve(requests, replies) -> None:
     """A persistent simulator: pickled requests on ``requests``, pickled replies on ``replies``.
 
     ``("load", netlist)`` loads the circuit once; ``("run", common, per_run, vectors)`` issues
-    the alter commands ``common`` once, then per entry of ``per_run`` its alter commands and the
+    the alter commands ``common`` once, then per entry ``(commands, arrays)`` of ``per_run`` its
+    alter commands, its vector parameters (:func:`_alter_vectors`, ``{}`` for none) and the
     analysis, and replies the last value of each named vector, an array (len(per_run),
     len(vectors)); ``("quit",)`` ends. A reply is ``("ok", value)`` or ``("error", sentence)``.
     """
     import pickle
     ng = None
-    while True:
-        try:
-            request = pickle.load(requests)
-        except EOFError:
-            return
-        if request[0] == "quit":
-            return
-        try:
-            if ng is None:
-                ng = _shared()
-            if request[0] == "load":
-                _load(ng, request[1])
-                value = None
-            else:
-                _, common, per_run, vectors = request
-                _alter(ng, common)
-                value = np.empty((len(per_run), len(vectors)))
-                for n, commands in enumerate(per_run):
-                    _alter(ng, commands)
-                    data = _analyse(ng, vectors)
-                    value[n] = [data[name][-1] for name in vectors]
-            reply = ("ok", value)
-        except SimulatorFailure as exc:
-            reply = ("error", str(exc))
-        pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
-        replies.flush()
+    with tempfile.TemporaryDirectory(prefix="dfc-ngspice-") as tmp:
+        rawfile = str(Path(tmp) / "vectors.raw")
+        while True:
+            try:
+                request = pickle.load(requests)
+            except EOFError:
+                return
+            if request[0] == "quit":
+                return
+            try:
+                if ng is None:
+                    ng = _shared()
+                if request[0] == "load":
+                    _load(ng, request[1])
+                    value = None
+                else:
+                    _, common, per_run, vectors = request
+                    _alter(ng, common)
+                    value = np.empty((len(per_run), len(vectors)))
+                    for n, (commands, arrays) in enumerate(per_run):
+                        _alter(ng, commands)
+                        if arrays:
+                            _alter_vectors(ng, arrays, rawfile)
+                        data = _analyse(ng, vectors)
+                        value[n] = [data[name][-1] for name in vectors]
+                reply = ("ok", value)
+            except SimulatorFailure as exc:
+                reply = ("error", str(exc))
+            pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
+            replies.flush()
 
 
 def main(argv) -> int:

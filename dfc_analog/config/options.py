@@ -151,9 +151,13 @@ class Config:
                         "its target (eq. 3) from a track-and-hold of its output and the label, "
                         "and integrating eq. (5) on one capacitor per synapse, whose voltages give "
                         "ΔW (method 'dfc', toy-scale networks; persistent ngspice processes, one "
-                        "per thread, share each minibatch). With hardware, the circuit is that of "
-                        "the chip's effective network, rewritten through the devices before every "
-                        "minibatch.", "", SIMULATORS, group="solver")
+                        "per thread, share each minibatch). With train_feedback and sleep "
+                        "'simulated' the sleep passes run in ngspice too: the noise of eq. (12) a "
+                        "PWL Wiener path in the apical compartments (the path the ODE run draws "
+                        "for the same seed), ΔQ from one integrator of eq. (13) per feedback "
+                        "synapse; sleep 'expected' stays the model's closed form. With hardware, "
+                        "the circuit is that of the chip's effective network, rewritten through "
+                        "the devices before every minibatch.", "", SIMULATORS, group="solver")
     max_steps: int = _f(20000, "Most solver steps per wake phase before the dynamics are "
                         "declared too stiff or divergent.", group="solver")
     # --- learning (eq. 5, Adam) ---------------------------------------------------------------
@@ -188,7 +192,9 @@ class Config:
                     "in closed form per sample for the network linearised at its feed-forward "
                     "state (J), the soma following its apical compartment (τ_v,fb ≪ τ_A, τ_u), "
                     "and the stationary statistics of the controller filtered through τ_A "
-                    "(docs/expected-sleep.md); uses J, Q, σ, σ_L, τ_A, α_fb, k_p,fb and the leak.",
+                    "(docs/expected-sleep.md); uses J, Q, σ, σ_L, τ_A, α_fb, k_p,fb and the leak. "
+                    "With simulator 'spice' the simulated sleep runs in ngspice; the expected "
+                    "one stays this closed form.",
                     "", ("simulated", "expected"), group="sleep")
     jacobian_cache_mib: int = _f(4096,
                                  "Memory (MiB) the expected sleep phase may take to keep each "

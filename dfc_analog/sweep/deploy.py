@@ -127,8 +127,8 @@ def circuit_outputs(stack, params: ControllerParams, x: torch.Tensor, workers: i
     x = x.detach().cpu().double().numpy()
     vs, L, n_L = stack.v_scale, len(stack.layer_sizes) - 1, stack.layer_sizes[-1]
     vectors = [neuron_name(L, "rate", m) for m in range(n_L)]
-    per_sample = [[f"alter V{node}_{j} dc = {float(sign * v) * vs!r}"
-                   for j, v in enumerate(xb) for node, sign in (("in", 1), ("inn", -1))]
+    per_sample = [([f"alter V{node}_{j} dc = {float(sign * v) * vs!r}"
+                    for j, v in enumerate(xb) for node, sign in (("in", 1), ("inn", -1))], {})
                   for xb in x]
     out = []
     for start in range(0, len(stack), max(1, workers)):

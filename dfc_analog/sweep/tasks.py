@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from dfc_analog import runio
-from dfc_analog.circuit.learning import wake_simulator
+from dfc_analog.circuit.learning import circuit_phases
 from dfc_analog.config.options import Config
 from dfc_analog.training.loop import metric_name, reported, run_training
 
@@ -33,8 +33,8 @@ def train_cell(params: dict, config: dict, root: str, verbose: bool = False,
         if verbose:
             print(f"{run_folder_name(params)}: {'continuing' if resume else 'training into'} "
                   f"{out}", flush=True)
-        with wake_simulator(cfg) as wake:
-            rows = run_training(cfg, out, resume=resume, progress=False, wake=wake)
+        with circuit_phases(cfg) as phases:
+            rows = run_training(cfg, out, resume=resume, progress=False, **phases)
     value, epoch = reported(cfg, rows)
     return {"metric": metric_name(cfg), "value": value, "epoch": epoch,
             "final_test_loss": rows[-1]["test_loss"]}

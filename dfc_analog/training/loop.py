@@ -195,18 +195,22 @@ def apply_feedback_update(cfg: Config, net: DFCNetwork, opt, g_Q) -> None:
 
 
 def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = True,
-                 wake=None) -> list:
+                 wake=None, sleep=None) -> list:
     """Train into run folder ``out`` (continuing its checkpoint if ``resume``); returns the
     per-epoch metrics. The folder's lock (:func:`dfc_analog.runio.run_lock`) is held
     throughout; ``data_dir`` is recorded as an absolute path; ``cfg.threads`` > 0 sets torch's
     threads. ``wake``, a callable ``(net, x, y) -> ForwardUpdate``, simulates the wake
-    minibatches instead of :func:`forward_update` with the ODE solver: for ``cfg.simulator =
-    'spice'`` the circuit's (:func:`dfc_analog.circuit.learning.wake_simulator`)."""
+    minibatches instead of :func:`forward_update` with the ODE solver, and ``sleep``, a
+    callable ``(net, x, generator) -> g_Q`` drawing its noise from ``generator`` as
+    :func:`feedback_update` does, the simulated sleep minibatches instead of
+    :func:`feedback_update`: for ``cfg.simulator = 'spice'`` the circuit's
+    (:func:`dfc_analog.circuit.learning.circuit_phases`)."""
     cfg.validate()
-    if cfg.simulator == "spice" and wake is None:
-        raise ConfigError("simulator 'spice' needs the circuit's wake phase: train with "
-                          "python -m dfc_analog.train (or pass "
-                          "dfc_analog.circuit.learning.wake_simulator(cfg) as wake).")
+    if cfg.simulator == "spice" and (wake is None or (
+            sleep is None and cfg.train_feedback and cfg.sleep == "simulated")):
+        raise ConfigError("simulator 'spice' needs the circuit's phases: train with "
+                          "python -m dfc_analog.train (or pass the phases of "
+                          "dfc_analog.circuit.learning.circuit_phases(cfg)).")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device '{cfg.device}' was asked for, but torch sees no CUDA device; "
                           "use --device cpu (also with --resume).")
@@ -218,7 +222,7 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     with runio.run_lock(out):
-        return _train(cfg, Path(out), resume, progress, wake)
+        return _train(cfg, Path(out), resume, progress, wake, sleep)
 
 
 def _resume_state(cfg: Config, out: Path, net: DFCNetwork, opts: dict) -> dict:
@@ -241,7 +245,7 @@ def _resume_state(cfg: Config, out: Path, net: DFCNetwork, opts: dict) -> dict:
     return state
 
 
-def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake) -> list:
+def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake, sleep) -> list:
     from tqdm import tqdm
 
     net = DFCNetwork.from_config(cfg, generator("network", cfg.seed))
@@ -255,6 +259,9 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake) -> list:
         def wake(net_, x_, y_):
             return forward_update(net_, x_, y_, wake_settings)
     sleep_params = SleepParams.from_config(cfg)
+    if sleep is None:
+        def sleep(net_, x_, generator_):
+            return feedback_update(net_, x_, sleep_params, generator_)
     single = SinglePhaseParams.from_config(cfg) if cfg.schedule == "single-phase" and \
         cfg.method == "dfc" else None
     single_ssa = cfg.schedule == "single-phase" and cfg.method == "dfc-ssa"
@@ -279,8 +286,9 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake) -> list:
         net, n_train) <= cfg.jacobian_cache_mib * 2 ** 20)
 
     def sleep_update(x, idx, index, b):
-        """g_Q of one sleep minibatch (training samples ``idx``): simulated (its noise a
-        function of seed, pass and batch, so resuming repeats it) or expected."""
+        """g_Q of one sleep minibatch (training samples ``idx``): simulated, by the model or
+        the circuit (its noise a function of seed, pass and batch, so resuming repeats it and
+        the model and the circuit run the same path), or expected."""
         nonlocal jacobians
         phase_net = phase_network(index, b)
         if cfg.sleep == "expected" and keep_jacobians:
@@ -289,8 +297,7 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake) -> list:
             return jacobians.update(net, idx, sleep_params)
         if cfg.sleep == "expected":
             return expected_feedback_update(phase_net, x, sleep_params)
-        noise = generator("sleep_noise", cfg.seed, index, b, device=x.device)
-        return feedback_update(phase_net, x, sleep_params, noise)
+        return sleep(phase_net, x, generator("sleep_noise", cfg.seed, index, b, device=x.device))
 
     n_batches = math.ceil(n_train / cfg.batch_size)
     passes = schedule(cfg)
@@ -404,10 +411,10 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake) -> list:
             if cfg.diagnostics and cfg.method != "bp" else ""
         errors = f"  val error {r['val_error']:.2f}%  test error {r['test_error']:.2f}%" \
             if "val_error" in r else ""
-        sleep = f" + {r['sleep_seconds']:.1f} s sleep" if cfg.train_feedback else ""
+        slept = f" + {r['sleep_seconds']:.1f} s sleep" if cfg.train_feedback else ""
         say(f"epoch {phase.epoch:3d}/{cfg.epochs}  train {r['train_loss']:.5g}  val "
             f"{r['val_loss']:.5g}  test {r['test_loss']:.5g}{errors}{theory}  "
-            f"({r['seconds']:.1f} s{sleep}{cost})")
+            f"({r['seconds']:.1f} s{slept}{cost})")
     return rows
 
 
