@@ -11,7 +11,8 @@ m = 1 (the model's own step), 4, 16: the gap shrinks as 1/m, the model's Euler�
 to the circuit's continuous-time solution; the Richardson extrapolation 2 g(16) - g(8) cancels
 that first-order term and leaves ngspice's own error (tests/test_circuit_single_phase.py).
 Then, without noise, the single phase's ΔW against the two-phase circuit wake's
-(circuit.learning.learning_phase) of the same controller and T.
+(circuit.learning.learning_phase) of the same controller and T, whose run time is the baseline
+of the circuit's.
 
 Ends with ``RESULT angle_W_deg=<worst ΔW angle to the extrapolated model> rel_W=<worst relative
 error> angle_Q_deg=<the same for ΔQ> rel_Q=<...> circuit_s=<seconds per circuit single phase>``.
@@ -78,10 +79,14 @@ def main(argv=None) -> int:
     run = single_phase(net, x[0], y[0], quiet, np.zeros((p.steps, sum(net.layer_sizes[1:]))))
     settings = ForwardSettings(params=CircuitSinglePhase(quiet).controller(), t_end=T,
                                target_stepsize=p.target_stepsize)
+    t0 = time.perf_counter()
     wake = learning_phase(net, x[0], y[0], settings, np.array([0.0, T]))
+    wake_s = time.perf_counter() - t0
     angle, rel = update_angle(run.update, wake.update)
     print(f"sigma = 0: single-phase circuit dW vs two-phase circuit wake dW: angle {angle:.4g}°, "
           f"relative error {rel:.3g}")
+    print(f"one two-phase circuit wake phase of the same T: {wake_s:.3g} s; the single phase "
+          f"with noise takes {sum(seconds) / len(seconds) / wake_s:.3g} times that")
     print(f"RESULT angle_W_deg={worst['W'][0]:.4g} rel_W={worst['W'][1]:.3g} "
           f"angle_Q_deg={worst['Q'][0]:.4g} rel_Q={worst['Q'][1]:.3g} "
           f"circuit_s={sum(seconds) / len(seconds):.3g}")

@@ -7,8 +7,8 @@ Tolerances, as for the sleep phase (tests/test_circuit_sleep.py). The circuit in
 continuous time what the model's Euler–Maruyama scheme approximates at first order in Δt: on
 the same noise path (the model driven by the zero-order hold of the circuit's increments,
 ξ_k/√m on each of m sub-steps) the gap falls as 1/m (toy net, PARAMS: T = 2 τ_u in 200 steps of
-Δt = 0.01 = τ_v/20, τ_hp = 0.5; measured at m = 1, 4, 8, 16: ΔW 0.25°, 0.45 % → 0.015°,
-0.028 %; ΔQ 1.0°, 2.3 % → 0.063°, 0.14 %), and the Richardson extrapolation 2 g(Δt/16) -
+Δt = 0.01 = τ_v/20, τ_hp = 0.5; measured at m = 1, 8, 16: ΔW 0.25°, 0.45 % → 0.031°, 0.057 %
+→ 0.015°, 0.028 %; ΔQ 1.0°, 2.3 % → 0.12°, 0.28 % → 0.063°, 0.14 %), and the Richardson extrapolation 2 g(Δt/16) -
 g(Δt/8) cancels that first-order term. What is left is ngspice's own error, bounded by its
 reltol 1e-3 relative: relative error ≤ 1e-3, angle ≤ 1e-3 rad = 0.057° (measured: ΔW 1e-5,
 0.0005°; ΔQ 1.5e-4, 0.008°). Without noise the single phase's ΔW is the two-phase circuit wake's
@@ -32,6 +32,7 @@ from dfc_analog.config.seeds import generator
 from dfc_analog.errors import ConfigError
 from dfc_analog.learning import ForwardSettings, output_target, update_angle
 from dfc_analog.learning.single_phase import SinglePhaseParams, single_phase_update
+from dfc_analog.model.network import DFCNetwork
 
 from tests.test_circuit_sleep import flat
 from tests.test_spice import HAVE_NGSPICE, toy
@@ -40,7 +41,7 @@ pytestmark = pytest.mark.skipif(not HAVE_NGSPICE, reason="libngspice is not inst
 PARAMS = SinglePhaseParams(t_end=2.0, dt=0.01, tau_hp=0.5)
 RELTOL = 1e-3        # ngspice's (SpiceOptions' default): the same-path tolerance
 ANGLE = 0.057        # degrees: 1e-3 rad
-REFINE = (1, 4, 8, 16)
+REFINE = (1, 8, 16)
 
 
 def refined_model(net, x, y, p: SinglePhaseParams, xi: torch.Tensor, m: int):
@@ -71,6 +72,34 @@ def circuit_updates(g, net, p, xi) -> tuple:
             flat(read_feedback_update(sizes, values[:, len(forward):], vs)))
 
 
+def test_highpass_and_feedback_integrator_closed_form():
+    """The RC high-pass and one Q integrator of the single-phase netlist, with u a step to U at
+    t = 0 and v_A constant (sources on their nodes): u_hp(t) = U exp(-t/τ_hp), the model's
+    u - u_lp for τ_hp du_lp = (u - u_lp) dt, and V(T) = -(v_s v_A U / σ̂²) (τ_hp/T)
+    (1 - exp(-T/τ_hp)), to 1e-6 of U (the integrator's leak costs 5e-7); σ = 0.02 = σ̂."""
+    net = DFCNetwork([1, 1], ["linear"], dtype=torch.float64)
+    scaling = Scaling(time_scale=1e-6, v_scale=0.5, resistance=1e4)
+    p = SinglePhaseParams(sigma=0.02, sigma_output=0.02, dt=0.01, t_end=2.0, tau_hp=0.4)
+    v_a, U, T, tau = 0.3, -0.7, 2.0, 0.4
+    text = write_netlist(single_phase_graph(net, p, scaling, [0.0], [0.0]), "single-phase", T,
+                         np.array([0.0, T]), 1.0, SpiceOptions(reltol=1e-6), np.zeros((200, 1)))
+    keep = [line for line in text.splitlines() if re.match(r"([CR]ctl_hp_0|[BCR]l1_dq_0_0) ",
+                                                           line)]
+    assert len(keep) == 5                     # C_hp, R; multiplier, capacitor, leak
+    vs, ts = scaling.v_scale, scaling.time_scale
+    deck = "\n".join(["* high-pass and integrator", *keep,
+                      f"Va l1_apical_0 0 DC {v_a * vs!r}",
+                      f"Vu ctl_u_0 0 PWL(0 0 {1e-7 * ts!r} {U * vs!r})", ".options reltol=1e-6",
+                      f".tran {T * ts / 200!r} {T * ts!r} 0 {T * ts / 2000!r}", ".end", ""])
+    data = run_netlist(deck, ["ctl_hp_0", "l1_dq_0_0"])
+    t = data["time"] / ts
+    late = t > 1e-3
+    np.testing.assert_allclose(data["ctl_hp_0"][late], vs * U * np.exp(-t[late] / tau),
+                               atol=1e-6 * vs * abs(U))
+    want = -vs * v_a * U / p.sigma_hat ** 2 * tau / T * (1 - np.exp(-T / tau))
+    assert abs(data["l1_dq_0_0"][-1] - want) <= 1e-6 * abs(want)
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """The model's small batches spin torch's threads against each other on a shared 2-core
@@ -99,7 +128,7 @@ def test_same_noise_path(toy_single):
     """The circuit holds r_L^- and forms r* of eq. (3); driven by the same noise path, both of
     its integrator banks give the model's single-phase updates in continuous time (Richardson
     from Δt/8 and Δt/16) to ngspice's reltol, while the model's own scheme is first order: its
-    gap to the circuit falls fourfold from Δt to Δt/4 and from Δt/4 to Δt/16."""
+    gap to the circuit falls eightfold from Δt to Δt/8 and twofold from Δt/8 to Δt/16."""
     net, x, y, xi, run, models = toy_single
     with torch.no_grad():
         r_ff = net.feedforward(x)[1][-1]
@@ -111,8 +140,8 @@ def test_same_noise_path(toy_single):
         angle, rel = update_angle(want, have)
         assert angle <= ANGLE and rel <= RELTOL, (angle, rel)
     for k in range(2):
-        gap = [update_angle(models[m][k], got[k])[1] for m in (1, 4, 16)]
-        assert 3.5 < gap[0] / gap[1] < 4.5 and 3.5 < gap[1] / gap[2] < 4.5, gap
+        gap = [update_angle(models[m][k], got[k])[1] for m in REFINE]
+        assert 7.0 < gap[0] / gap[1] < 9.0 and 1.8 < gap[1] / gap[2] < 2.2, gap
     assert update_angle(models[1][1], got[1])[1] > 10 * RELTOL      # ΔQ at the model's Δt
 
 
@@ -120,7 +149,7 @@ def test_seed_stream_is_the_models_generator():
     """single_phase_update with generator('single_phase_circuit', seed, sample) draws the ξ of
     single_phase_noise(p, sizes, seed, sample): the circuit's path."""
     net, x, y = toy()
-    p = dataclasses.replace(PARAMS, t_end=0.2)
+    p = dataclasses.replace(PARAMS, t_end=0.1)
     xi = single_phase_noise(p, net.layer_sizes, 2, 5)
     a = single_phase_update(net, x, y, p, generator("single_phase_circuit", 2, 5))
     b = single_phase_update(net, x, y, p, None, noise=xi.double())

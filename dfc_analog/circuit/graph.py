@@ -159,7 +159,7 @@ class CircuitSleep:
     σ_i² dt per step, intensity σ_i², the law of σ_i dW). The circuit integrates the dynamics
     in continuous time, where the model's scheme errs by O(dt/τ_v) on the same path. The phase
     lasts T = steps · dt, as the model's. (Without a path the writer uses ngspice's TRNOISE, see
-    :func:`dfc_analog.circuit.netlist.sleep_lines`.)
+    :func:`dfc_analog.circuit.netlist.noise_lines`.)
 
     The integrator of Q_i[k, m] is a multiplier, the B-source current
     -(G / (v_scale σ̂²)) V(v_A,i,k) V(u_m), into C_int = T time_scale G (G = 1/R) with the leak
