@@ -34,11 +34,12 @@ Node names say what and where (layers 1..L as in the paper, neurons 0-based as t
                     drives the apical compartment through its capacitor C_A (τ_A = R C_A); the
                     target r*_m is then the held r_L,m^- (ctl_hold_m)
     l{i}_dq_k_m     integrator of feedback synapse Q_i[k, m]: a capacitor charged by -v_A,i,k u_m
-    ctl_hp_m        with a :class:`CircuitSinglePhase`: the high-pass u_hp,m = u_m - u_lp,m (an RC
-                    high-pass, τ_hp) that drives the Q integrators, which then integrate
-                    -v_A,i,k u_hp,m; the target is the wake phase's (:class:`CircuitTarget`) and
-    l{i}_apnoise_k  the noise of eq. (12) low-passed by τ_A (R ‖ C_A, C_A to l{i}_noise_k), added
-                    to the apical compartment: v_A = Σ_m Q_i,km u_m + n_i,k
+    l{i}_apnoise_k  with a :class:`CircuitSinglePhase` (and the wake phase's
+                    :class:`CircuitTarget` and :class:`CircuitPlasticity`): the noise n of
+                    eq. (12) low-passed by τ_A (R ‖ C_A, C_A to l{i}_noise_k), added to the apical
+                    sum, v_A,i,k = Σ_m Q_i,km u_m + n_i,k; and
+    ctl_hp_m        the RC high-pass u_hp,m = u_m - u_lp,m (τ_hp) on which the Q integrators run:
+                    l{i}_dq_k_m is then charged by -v_A,i,k u_hp,m
 
 Physical scaling (:class:`Scaling`): one model time unit (τ_u = 1) lasts ``time_scale`` seconds,
 one model unit of any signal is ``v_scale`` volts, and every weighted sum is realised at the

@@ -512,8 +512,8 @@ def single_phase_lines(g: nx.DiGraph, t_on: float | None, t_end: float, noise=No
 def noise_lines(g: nx.DiGraph, p: dict, t_on: float | None, t_end: float, noise=None) -> list:
     """The noise of eq. (12) (graph.CircuitSleep): per noise node its capacitor C_A from the node
     it drives (the apical compartment in the sleep phase, the noise filter in the single phase)
-    and its source. ``p`` holds the phase's dt and
-    t_end (its parameters as the graph keeps them).
+    and its source. ``p`` holds the phase's dt and t_end (its parameters as the graph keeps
+    them).
 
     ``noise`` (steps, Σ n_i): the standard-normal samples ξ_k,c of neuron column c (the state's
     order: layer 1's neurons, then layer 2's, ...). C_A runs from the driven node to the noise
