@@ -107,9 +107,11 @@ def single_phase_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor,
     Q = net.feedback_matrix()                                     # (Σ n_i, n_L)
     QT = Q.T.contiguous()
     dt, steps, B = p.dt, p.steps, x.shape[0]
-    if noise is not None and tuple(noise.shape) != (steps, B, sum(sizes)):
-        raise ConfigError(f"the single-phase noise must have shape {(steps, B, sum(sizes))}, "
-                          f"got {tuple(noise.shape)}.")
+    if noise is not None:
+        if tuple(noise.shape) != (steps, B, sum(sizes)):
+            raise ConfigError(f"the single-phase noise must have shape "
+                              f"{(steps, B, sum(sizes))}, got {tuple(noise.shape)}.")
+        noise = noise.to(x.device)
     sigma = torch.cat([torch.full((n,), s, dtype=x.dtype, device=x.device) for n, s in
                        zip(sizes, [p.sigma] * (L - 1) + [p.sigma_output])])
     kick = sigma * (math.sqrt(dt) / p.tau_a)
@@ -143,7 +145,7 @@ def single_phase_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor,
         u = u_int + p.k_p * e
         xi = noise[step] if noise is not None else \
             draw_noise(noise_state.shape, generator, x.device)
-        noise_state.mul_(decay_a).addcmul_(xi.to(x.device, x.dtype), kick)
+        noise_state.mul_(decay_a).addcmul_(xi.to(x.dtype), kick)
         apical = torch.addmm(noise_state, u, QT)
         parts = torch.split(apical, sizes, dim=1)
         for i in range(L):
