@@ -7,6 +7,7 @@ standalone ngspice netlist of one experiment on one input sample.
     dfc-export --graph graph.json RUN_DIR                                  # the graph only
     dfc-export --netlist learn.cir --target circuit --plasticity circuit RUN_DIR
     dfc-export --netlist sleep.cir --phase sleep --plasticity circuit --noise-seed 3 RUN_DIR
+    dfc-export --netlist one.cir --phase single-phase --plasticity circuit --noise-seed 3 RUN_DIR
 
 The wake-phase target is r* = r_L^- + δ of eq. (3), with δ from
 :func:`dfc_analog.learning.output_target` for a minibatch of this one sample under the run's
@@ -26,6 +27,14 @@ stream ``sleep_circuit`` (``--noise-seed``; the path ``feedback_update`` follows
 stream's generator) or ngspice's unseeded TRNOISE (``--trnoise``), and with ``--plasticity
 circuit`` one integrator capacitor per feedback synapse accumulates eq. (13)'s -v_A uᵀ
 (:func:`dfc_analog.circuit.learning.read_feedback_update` reads them).
+
+``--phase single-phase`` writes single-phase operation (paper §7, App. C.3; the run's wake
+dynamics, step_size, σ, σ_L, τ_A and τ_hp: :class:`dfc_analog.circuit.graph.CircuitSinglePhase`):
+the circuit forms its own target of eq. (3) from its held output and the sample's label, the
+noise of eq. (12) (``--noise-seed``: the stream ``single_phase_circuit``, the path
+``single_phase_update`` follows with that stream's generator; or ``--trnoise``) is low-passed
+by τ_A into the apical sums, and with ``--plasticity circuit`` both integrator banks run at
+once: eq. (5) per forward synapse and eq. (13) on the RC high-pass of u per feedback synapse.
 """
 from __future__ import annotations
 
@@ -51,9 +60,10 @@ from dfc_analog.circuit.crossbar import hardware_summary, write_crossbar_netlist
 from dfc_analog.hardware import load_spec, preset_names, realise_network
 from dfc_analog.model.hardware import HardwareModel
 from dfc_analog.circuit.graph import (CircuitPlasticity, CircuitTarget, add_scaling_arguments,
-                                      build_graph, save_graph, scaling_from_args, sleep_graph,
-                                      summary)
-from dfc_analog.circuit.learning import sleep_noise
+                                      build_graph, save_graph, scaling_from_args,
+                                      single_phase_graph, sleep_graph, summary)
+from dfc_analog.circuit.learning import single_phase_noise, sleep_noise
+from dfc_analog.learning.single_phase import SinglePhaseParams
 from dfc_analog.learning.sleep import SleepParams
 from dfc_analog.learning.targets import output_target, target_gain
 from dfc_analog.runio import atomic_write, load_run, refuse_overwriting_inputs
@@ -94,24 +104,31 @@ def build_parser() -> argparse.ArgumentParser:
                      help="'circuit': one integrator capacitor per forward synapse and bias "
                           "accumulates eq. (5) over the wake phase, V = v_scale (1/T) ∫ Δ r dt, "
                           "or, in the sleep phase, one per feedback synapse eq. (13)'s -v_A uᵀ, "
-                          "V = -v_scale (1/T) ∫ v_A u dt / σ̂² (default: software, which reads "
-                          "the update off the trajectory)")
+                          "V = -v_scale (1/T) ∫ v_A u dt / σ̂², and in the single phase both, "
+                          "eq. (13) on the high-passed u (default: software, which reads the "
+                          "update off the trajectory)")
     exp.add_argument("--phase", default="wake", choices=PHASES,
                      help="'op': DC operating point only (the feed-forward equilibrium, eq. 2); "
                           "'feedforward': transient with the controller off; 'wake': settle "
                           "with the controller off, then switch it on with target r* (eq. 3); "
                           "'sleep': settle, then the controller on with the held target "
                           "r* = r_L^- and the noise of eq. (12) in the apical compartments, "
-                          "with the run's sleep constants (default: wake)")
+                          "with the run's sleep constants; 'single-phase': the wake phase with "
+                          "the circuit's own target, the noise of eq. (12) low-passed by τ_A in "
+                          "the apical compartments and both plasticities on (App. C.3), with "
+                          "the run's wake constants, step_size and τ_hp (default: wake)")
     exp.add_argument("--noise-seed", type=int, metavar="S",
-                     help="sleep phase: the noise path is draw (S, sample index) of the seed "
-                          "stream 'sleep_circuit', written as PWL sources (default: 0)")
+                     help="sleep or single phase: the noise path is draw (S, sample index) of "
+                          "the seed stream 'sleep_circuit' ('single_phase_circuit'), written as "
+                          "PWL sources (default: 0)")
     exp.add_argument("--trnoise", action="store_true",
-                     help="sleep phase: ngspice's own TRNOISE sources instead of a seeded path "
+                     help="sleep or single phase: ngspice's own TRNOISE sources instead of a "
+                          "seeded path "
                           "(ngspice 39 cannot seed them: each run draws its own path)")
     exp.add_argument("--t-end", type=float, metavar="T",
                      help="simulated time after the switch-on, in τ_u (default: the run's t_end; "
-                          "the sleep phase: t_end_fb, rounded to whole steps of dt_fb)")
+                          "the sleep phase: t_end_fb, rounded to whole steps of dt_fb; the single "
+                          "phase: t_end, rounded to whole steps of step_size)")
     exp.add_argument("--step", type=float, metavar="DT",
                      help="output time step in τ_u; the simulator lands exactly on each output "
                           "time (default: t_end / 100)")
@@ -208,34 +225,42 @@ def main(argv=None) -> int:
         cfg = cfg.replace(data_dir=os.path.abspath(args.data_dir))
     net = net.double()
     in_circuit = args.target == "circuit"
-    sleep = args.phase == "sleep"
+    sleep, single = args.phase == "sleep", args.phase == "single-phase"
     if sleep and args.target is not None:
         raise DFCError("the sleep phase's target is the circuit's own held output, "
                        "r* = r_L^-: leave out --target.")
+    if single and args.target is not None:
+        raise DFCError("the single phase's target is the circuit's own, eq. (3) from its held "
+                       "output and the label: leave out --target.")
+    if single and args.sample.endswith(".npy"):
+        raise DFCError("the single phase forms its target from the sample's label: give "
+                       "--sample as an index into the run's dataset, not an .npy file.")
     if in_circuit and args.phase != "wake" or \
-            args.plasticity == "circuit" and args.phase not in ("wake", "sleep"):
+            args.plasticity == "circuit" and args.phase not in ("wake", "sleep", "single-phase"):
         raise DFCError("--target circuit and --plasticity circuit describe the wake phase "
-                       "(--plasticity circuit also the sleep phase): give --phase wake or "
-                       "--phase sleep.")
-    if sleep and args.t_end is not None and not (args.t_end > 0 and math.isfinite(args.t_end)):
+                       "(--plasticity circuit also the sleep and the single phase): give "
+                       "--phase wake, sleep or single-phase.")
+    if (sleep or single) and args.t_end is not None and \
+            not (args.t_end > 0 and math.isfinite(args.t_end)):
         raise DFCError(f"--t-end must be a positive number of tau_u, got {args.t_end}.")
-    if (args.noise_seed is not None or args.trnoise) and not sleep:
-        raise DFCError("--noise-seed and --trnoise set the sleep phase's noise: give --phase "
-                       "sleep.")
+    if (args.noise_seed is not None or args.trnoise) and not (sleep or single):
+        raise DFCError("--noise-seed and --trnoise set the noise of eq. (12): give --phase "
+                       "sleep or --phase single-phase.")
     if args.noise_seed is not None and args.trnoise:
         raise DFCError("give either --noise-seed (a seeded path) or --trnoise (ngspice's "
                        "unseeded noise), not both.")
-    if (in_circuit or args.plasticity == "circuit" or sleep) and args.hardware:
-        raise DFCError("the circuit's own target and plasticity and the sleep phase are in the "
-                       "ideal netlist only; leave out --hardware.")
+    if (in_circuit or args.plasticity == "circuit" or sleep or single) and args.hardware:
+        raise DFCError("the circuit's own target and plasticity and the sleep and single phases "
+                       "are in the ideal netlist only; leave out --hardware.")
     x, r_star = experiment(cfg, net, args.sample, args.split,
                            None if in_circuit else args.target, args.phase)
     scaling = scaling_from_args(args)
     options = spice_options(args, sum_inputs=not args.each_input_synapse)
-    sleep_params = SleepParams.from_config(cfg)
-    if sleep and args.t_end is not None:
-        sleep_params = dataclasses.replace(sleep_params, t_end=args.t_end)
-    t_end = sleep_params.steps * sleep_params.dt if sleep else \
+    noisy = SleepParams.from_config(cfg) if sleep else \
+        SinglePhaseParams.from_config(cfg) if single else None
+    if noisy is not None and args.t_end is not None:
+        noisy = dataclasses.replace(noisy, t_end=args.t_end)
+    t_end = noisy.steps * noisy.dt if noisy is not None else \
         args.t_end if args.t_end is not None else cfg.t_end
     times = output_times(t_end, args.step if args.step is not None else t_end / 100) \
         if args.phase != "op" else None
@@ -271,12 +296,15 @@ def main(argv=None) -> int:
         learning["plasticity"] = CircuitPlasticity(cfg.plasticity, t_end)
     noise = None
     if sleep:
-        g = sleep_graph(net, sleep_params, scaling, x, args.plasticity == "circuit")
-        if not args.trnoise:
-            sample = 0 if args.sample.endswith(".npy") else int(args.sample)
-            noise = sleep_noise(sleep_params, cfg.layer_sizes, args.noise_seed or 0,
-                                sample)[:, 0]
-    else:
+        g = sleep_graph(net, noisy, scaling, x, args.plasticity == "circuit")
+    elif single:
+        label = getattr(load_dataset(cfg), args.split).y[int(args.sample)]
+        g = single_phase_graph(net, noisy, scaling, x, label, 1, args.plasticity == "circuit")
+    if noisy is not None and not args.trnoise:
+        sample = 0 if args.sample.endswith(".npy") else int(args.sample)
+        draw = sleep_noise if sleep else single_phase_noise
+        noise = draw(noisy, cfg.layer_sizes, args.noise_seed or 0, sample)[:, 0]
+    if noisy is None:
         g = build_graph(net, params, scaling, x, r_star, **learning)
     if args.netlist:
         atomic_write(Path(args.netlist), write_netlist(g, args.phase, t_end, times, args.settle,

@@ -34,6 +34,12 @@ Node names say what and where (layers 1..L as in the paper, neurons 0-based as t
                     drives the apical compartment through its capacitor C_A (τ_A = R C_A); the
                     target r*_m is then the held r_L,m^- (ctl_hold_m)
     l{i}_dq_k_m     integrator of feedback synapse Q_i[k, m]: a capacitor charged by -v_A,i,k u_m
+    l{i}_apnoise_k  with a :class:`CircuitSinglePhase` (and the wake phase's
+                    :class:`CircuitTarget` and :class:`CircuitPlasticity`): the noise n of
+                    eq. (12) low-passed by τ_A (R ‖ C_A, C_A to l{i}_noise_k), added to the apical
+                    sum, v_A,i,k = Σ_m Q_i,km u_m + n_i,k; and
+    ctl_hp_m        the RC high-pass u_hp,m = u_m - u_lp,m (τ_hp) on which the Q integrators run:
+                    l{i}_dq_k_m is then charged by -v_A,i,k u_hp,m
 
 Physical scaling (:class:`Scaling`): one model time unit (τ_u = 1) lasts ``time_scale`` seconds,
 one model unit of any signal is ``v_scale`` volts, and every weighted sum is realised at the
@@ -52,7 +58,9 @@ import numpy as np
 
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.errors import ConfigError, DFCError
+from dfc_analog.learning.single_phase import SinglePhaseParams
 from dfc_analog.learning.sleep import SleepParams
+from dfc_analog.learning.targets import target_gain
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.runio import atomic_write, load_run
 
@@ -152,7 +160,7 @@ class CircuitSleep:
     σ_i² dt per step, intensity σ_i², the law of σ_i dW). The circuit integrates the dynamics
     in continuous time, where the model's scheme errs by O(dt/τ_v) on the same path. The phase
     lasts T = steps · dt, as the model's. (Without a path the writer uses ngspice's TRNOISE, see
-    :func:`dfc_analog.circuit.netlist.sleep_lines`.)
+    :func:`dfc_analog.circuit.netlist.noise_lines`.)
 
     The integrator of Q_i[k, m] is a multiplier, the B-source current
     -(G / (v_scale σ̂²)) V(v_A,i,k) V(u_m), into C_int = T time_scale G (G = 1/R) with the leak
@@ -175,6 +183,50 @@ class CircuitSleep:
         p = self.params
         return ControllerParams(tau_v=p.tau_v, tau_u=p.tau_u, alpha=p.alpha, k_p=p.k_p,
                                 leak=p.leak)
+
+
+@dataclass(frozen=True)
+class CircuitSinglePhase:
+    """Single-phase operation in the circuit (paper §7, App. C.3, as
+    :mod:`dfc_analog.learning.single_phase` simulates it): the wake phase's circuit with its own
+    target (:class:`CircuitTarget`) and, with ``plasticity``, its eq. (5) integrators
+    (:class:`CircuitPlasticity`), plus the noise of eq. (12) in the apical compartments and, with
+    ``plasticity``, one integrator of eq. (13) per feedback synapse on the high-passed control:
+    both plasticities at once, no separate sleep phase.
+
+    The noise (``params``: σ, σ_L, τ_A, the step dt): the model adds the Ornstein–Uhlenbeck
+    noise n_i, τ_A dn_i = -n_i dt + σ_i dW_i, to the apical compartment, v_A,i = Q_i u + n_i
+    (the control itself is not low-passed, unlike the sleep phase's apical filter). In the
+    circuit n_i,k is its own node l{i}_apnoise_k: R to ground and C_A = τ_A time_scale / R to
+    the noise node l{i}_noise_k, which plays the Wiener path v_scale (σ_i/τ_A) W(t) of
+    :class:`CircuitSleep` (the same PWL source from the model's draws ξ, or TRNOISE), so
+    τ_A dn = -n dt + σ_i dW; a VCCS 1/R adds it to the apical node's sum.
+
+    The high-pass: an RC high-pass per output, C_hp = τ_hp time_scale / R from u_m to ctl_hp_m
+    and R to ground. The capacitor's voltage u_lp = u - V(hp) obeys C_hp du_lp/dt = V(hp)/R,
+    i.e. τ_hp du_lp = (u - u_lp) dt, the model's first-order low-pass, and V(hp) = u - u_lp is
+    its u_hp (transfer s τ_hp / (1 + s τ_hp)); u is a VCVS output, so the RC does not load it.
+    At the operating point u = 0 and the capacitor is uncharged, as the model's u_lp = 0.
+
+    The Q integrators are :class:`CircuitSleep`'s with u_hp for u: the B-source current
+    -(G / (v_scale σ̂²)) V(v_A) V(u_hp) into C_int = T time_scale G with its leak, so
+    g_Q_i[k, m] = -(1/B) Σ_b V_b / v_scale is single_phase_update's (1/σ̂²) ⟨v_A u_hpᵀ⟩; the
+    phase lasts T = steps · dt."""
+
+    params: SinglePhaseParams = SinglePhaseParams()
+    plasticity: bool = True
+
+    @property
+    def window(self) -> float:
+        """The phase length T = steps · dt in τ_u."""
+        return self.params.steps * self.params.dt
+
+    def controller(self) -> ControllerParams:
+        """The controller of the single phase: the wake phase's (eqs. 1 and 4, and eq. 5's
+        plasticity signal)."""
+        p = self.params
+        return ControllerParams(tau_v=p.tau_v, tau_u=p.tau_u, alpha=p.alpha, k_p=p.k_p,
+                                leak=p.leak, plasticity=p.plasticity)
 
 
 def add_scaling_arguments(parser) -> None:
@@ -215,7 +267,7 @@ def integrator_name(layer: int, k: int, j: int | None = None) -> str:
 
 
 def feedback_integrator_name(layer: int, k: int, m: int) -> str:
-    """The integrator of feedback synapse Q_layer[k, m] (the sleep phase)."""
+    """The integrator of feedback synapse Q_layer[k, m] (the sleep or the single phase)."""
     return f"l{layer}_dq_{k}_{m}"
 
 
@@ -223,7 +275,8 @@ def build_graph(net: DFCNetwork, params: ControllerParams, scaling: Scaling | No
                 x=None, r_star=None, constant_input: bool = True, label=None,
                 target: CircuitTarget | None = None,
                 plasticity: CircuitPlasticity | None = None,
-                sleep: CircuitSleep | None = None) -> nx.DiGraph:
+                sleep: CircuitSleep | None = None,
+                single: CircuitSinglePhase | None = None) -> nx.DiGraph:
     """The component graph of ``net`` under the controller ``params`` (eqs. 1 and 4).
 
     ``x`` (n_0,) sets the input sources and ``r_star`` (n_L,) the targets of eq. (3); either may
@@ -233,7 +286,9 @@ def build_graph(net: DFCNetwork, params: ControllerParams, scaling: Scaling | No
     ``plasticity`` it integrates eq. (5) per synapse (:class:`CircuitPlasticity`). With ``sleep``
     it is the sleep phase's circuit (:class:`CircuitSleep`; ``params`` must be
     ``sleep.controller()``, see :func:`sleep_graph`), which takes none of the wake phase's target
-    and plasticity.
+    and plasticity. With ``single`` it is the single phase's circuit (:class:`CircuitSinglePhase`;
+    ``params`` ``single.controller()``, the circuit's own ``target``, and ``plasticity`` over
+    its window exactly when ``single.plasticity``, see :func:`single_phase_graph`).
 
     With ``constant_input`` the input is one DC sample, so each layer-1 synapse sees a constant presynaptic voltage and is
     realised as a constant current source W_1,kj x_j v_scale / R (exact): this keeps the
@@ -255,6 +310,17 @@ def build_graph(net: DFCNetwork, params: ControllerParams, scaling: Scaling | No
     if sleep is not None and params != sleep.controller():
         raise ConfigError("the sleep phase's circuit takes its controller from its own "
                           "parameters (CircuitSleep.controller()).")
+    if single is not None:
+        if sleep is not None or target is None or r_star is not None:
+            raise ConfigError("the single phase's target is the circuit's own (CircuitTarget), "
+                              "and it has no separate sleep phase.")
+        if params != single.controller():
+            raise ConfigError("the single phase's circuit takes its controller from its own "
+                              "parameters (CircuitSinglePhase.controller()).")
+        if (plasticity is not None) != single.plasticity or plasticity is not None and \
+                plasticity.window != single.window:
+            raise ConfigError("the single phase's forward plasticity integrates over its whole "
+                              "window exactly when its feedback plasticity does.")
     if target is not None and r_star is not None:
         raise ConfigError("give either the target r_star or the circuit's own target, not both.")
     r_star = _vector(r_star, n_L, "target r_star")
@@ -267,7 +333,8 @@ def build_graph(net: DFCNetwork, params: ControllerParams, scaling: Scaling | No
                    scaling=asdict(scaling),
                    target=asdict(target) if target is not None else None,
                    plasticity=asdict(plasticity) if plasticity is not None else None,
-                   sleep=asdict(sleep) if sleep is not None else None)
+                   sleep=asdict(sleep) if sleep is not None else None,
+                   single_phase=asdict(single) if single is not None else None)
     g.add_nodes_from((input_name(j), {"kind": "input", "layer": 0, "index": j,
                                       "value": float(x[j]), "R": R, "I": float(x[j]) * vs / R})
                      for j in range(sizes[0]))
@@ -337,6 +404,8 @@ def build_graph(net: DFCNetwork, params: ControllerParams, scaling: Scaling | No
         _add_integrators(g, plasticity, sizes, net.has_bias, scaling)
     if sleep is not None:
         _add_sleep(g, sleep, sizes, scaling)
+    if single is not None:
+        _add_single_phase(g, single, sizes, scaling)
     return g
 
 
@@ -346,6 +415,22 @@ def sleep_graph(net: DFCNetwork, p: SleepParams, scaling: Scaling | None = None,
     ``x`` (n_0,), with the constants ``p`` and, with ``plasticity``, the Q integrators."""
     sleep = CircuitSleep(p, plasticity)
     return build_graph(net, sleep.controller(), scaling, x, None, constant_input, sleep=sleep)
+
+
+def single_phase_graph(net: DFCNetwork, p: SinglePhaseParams, scaling: Scaling | None = None,
+                       x=None, label=None, batch: int = 1, plasticity: bool = True,
+                       constant_input: bool = True) -> nx.DiGraph:
+    """The component graph of the single phase (:class:`CircuitSinglePhase`) of ``net`` on the
+    input ``x`` (n_0,) with the label ``label``: the circuit's own target of eq. (3) (``p``'s
+    loss, reduction and λ for a minibatch of ``batch``), the noise of eq. (12) and, with
+    ``plasticity``, the integrators of eqs. (5) and (13)."""
+    single = CircuitSinglePhase(p, plasticity)
+    target = CircuitTarget(p.loss, target_gain(p.loss, p.reduction, p.target_stepsize, batch,
+                                               net.layer_sizes[-1]))
+    return build_graph(net, single.controller(), scaling, x, None, constant_input, label=label,
+                       target=target,
+                       plasticity=CircuitPlasticity(p.plasticity, single.window)
+                       if plasticity else None, single=single)
 
 
 def _add_hold(g, L: int, m: int, scaling: Scaling) -> str:
@@ -410,7 +495,6 @@ def _add_integrators(g, plasticity: CircuitPlasticity, sizes, bias: bool, scalin
 def _add_sleep(g, sleep: CircuitSleep, sizes, scaling: Scaling):
     """The sleep phase (:class:`CircuitSleep`): r* = held r_L^-, the apical filters τ_A and
     their noise currents, and one integrator per feedback synapse."""
-    R, vs = scaling.resistance, scaling.v_scale
     p = sleep.params
     L, n_L = len(sizes) - 1, sizes[-1]
     for m in range(n_L):
@@ -418,26 +502,78 @@ def _add_sleep(g, sleep: CircuitSleep, sizes, scaling: Scaling):
         g.nodes[tgt].update(value=None, V=None, source="hold")
         g.add_edge(_add_hold(g, L, m, scaling), tgt, kind="target", weight=1.0,
                    realisation="vcvs", gain=1.0)
-    c_a, c_int = scaling.capacitance(p.tau_a), scaling.capacitance(sleep.window)
+    c_a = scaling.capacitance(p.tau_a)
+    for i in range(1, L + 1):
+        for k in range(sizes[i]):
+            g.nodes[neuron_name(i, "apical", k)].update(C=c_a, tau=p.tau_a * scaling.time_scale)
+    _add_noise(g, p, sizes, scaling, lambda i, k: neuron_name(i, "apical", k))
+    if sleep.plasticity:
+        _add_feedback_integrators(g, sizes, p.sigma_hat, sleep.window, scaling,
+                                  lambda m: controller_name("u", m))
+
+
+def _add_single_phase(g, single: CircuitSinglePhase, sizes, scaling: Scaling):
+    """The single phase (:class:`CircuitSinglePhase`): the apical noise filters R ‖ C_A and their
+    noise, the high-pass of u and one integrator per feedback synapse on it."""
+    R = scaling.resistance
+    p = single.params
+    L, n_L = len(sizes) - 1, sizes[-1]
+    c_a = scaling.capacitance(p.tau_a)
+    for i in range(1, L + 1):
+        for k in range(sizes[i]):
+            filtered = neuron_name(i, "apnoise", k)
+            g.add_node(filtered, kind="noise_filter", layer=i, index=k, R=R, C=c_a,
+                       tau=p.tau_a * scaling.time_scale)
+            g.add_edge(filtered, neuron_name(i, "apical", k), kind="apical_noise", weight=1.0,
+                       realisation="vccs", G=1.0 / R)
+    _add_noise(g, p, sizes, scaling, lambda i, k: neuron_name(i, "apnoise", k))
+    if not single.plasticity:
+        return
+    for m in range(n_L):
+        hp = controller_name("hp", m)
+        g.add_node(hp, kind="highpass", layer=None, index=m, R=R,
+                   C=scaling.capacitance(p.tau_hp), tau=p.tau_hp * scaling.time_scale)
+        g.add_edge(controller_name("u", m), hp, kind="highpass", weight=1.0,
+                   realisation="capacitor", C=scaling.capacitance(p.tau_hp))
+    _add_feedback_integrators(g, sizes, p.sigma_hat, single.window, scaling,
+                              lambda m: controller_name("hp", m))
+
+
+def _add_noise(g, p, sizes, scaling: Scaling, filtered_at):
+    """The noise of eq. (12) (σ in the hidden layers, σ_L at the output, τ_A, dt of ``p``): per
+    neuron a noise node whose Wiener path drives, through C_A, the node
+    ``filtered_at(i, k)`` (a low-pass R ‖ C_A; :class:`CircuitSleep`)."""
+    R, vs = scaling.resistance, scaling.v_scale
+    L = len(sizes) - 1
+    c_a = scaling.capacitance(p.tau_a)
     column = 0
     for i in range(1, L + 1):
         sigma = p.sigma_output if i == L else p.sigma
         for k in range(sizes[i]):
-            apical, noise = neuron_name(i, "apical", k), neuron_name(i, "noise", k)
-            g.nodes[apical].update(C=c_a, tau=p.tau_a * scaling.time_scale)
+            noise = neuron_name(i, "noise", k)
             g.add_node(noise, kind="noise", layer=i, index=k, column=column, sigma=sigma,
                        dt=p.dt, V=vs * sigma / p.tau_a, I=vs * sigma / (R * p.dt ** 0.5))
-            g.add_edge(noise, apical, kind="noise", weight=sigma, realisation="capacitor",
-                       C=c_a)
+            g.add_edge(noise, filtered_at(i, k), kind="noise", weight=sigma,
+                       realisation="capacitor", C=c_a)
             column += 1
-            if not sleep.plasticity:
-                continue
-            for m in range(n_L):
+
+
+def _add_feedback_integrators(g, sizes, sigma_hat: float, window: float, scaling: Scaling,
+                              control):
+    """One integrator per feedback synapse Q_i[k, m] of eq. (13)'s -v_A,i,k c_m / σ̂² over the
+    ``window``, c_m the node ``control(m)`` (u_m, or u_hp,m in the single phase)."""
+    R = scaling.resistance
+    c_int = scaling.capacitance(window)
+    for i in range(1, len(sizes)):
+        apical = [neuron_name(i, "apical", k) for k in range(sizes[i])]
+        for k in range(sizes[i]):
+            for m in range(sizes[-1]):
                 name = feedback_integrator_name(i, k, m)
-                g.add_node(name, kind="feedback_integrator", layer=i, index=k, pre=m, C=c_int,
-                           G=1.0 / R, gain=-1.0 / p.sigma_hat ** 2, R_leak=LEAK_RATIO * R)
-                g.add_edge(apical, name, kind="plasticity", weight=1.0, realisation="bsource")
-                g.add_edge(controller_name("u", m), name, kind="plasticity", weight=1.0,
+                g.add_node(name, kind="feedback_integrator", layer=i, index=k, pre=m,
+                           control=control(m), C=c_int, G=1.0 / R, gain=-1.0 / sigma_hat ** 2,
+                           R_leak=LEAK_RATIO * R)
+                g.add_edge(apical[k], name, kind="plasticity", weight=1.0, realisation="bsource")
+                g.add_edge(control(m), name, kind="plasticity", weight=1.0,
                            realisation="bsource")
 
 

@@ -24,6 +24,14 @@ ngspice's TRNOISE), and one integrator per feedback synapse accumulates eq. (13)
 :func:`read_feedback_update` turns their final voltages into the update of
 :func:`dfc_analog.learning.sleep.feedback_update` (⟨v_A uᵀ⟩ / σ̂²). Driven by the same unit
 samples ξ, :func:`feedback_update` (``noise=``) and the circuit follow the same Wiener path.
+
+:func:`single_phase` is single-phase operation (paper §7, App. C.3) in ngspice
+(:class:`~dfc_analog.circuit.graph.CircuitSinglePhase`): the wake phase's circuit with its own
+target and eq. (5) integrators, the sleep phase's noise (the stream ``single_phase_circuit``,
+:func:`single_phase_noise`) low-passed by τ_A into the apical sums, and eq. (13)'s integrators
+on the RC high-pass of u; :func:`read_update` and :func:`read_feedback_update` give both
+updates in the scale of :func:`dfc_analog.learning.single_phase.single_phase_update`, which,
+driven by the same ξ (``noise=``), follows the same Wiener path.
 """
 from __future__ import annotations
 
@@ -41,13 +49,14 @@ from dfc_analog.parallel import available_cores
 from dfc_analog.circuit import ngspice_worker
 from dfc_analog.circuit.graph import (CircuitPlasticity, CircuitTarget, Scaling, build_graph,
                                       controller_name, feedback_integrator_name, input_name,
-                                      integrator_name, sleep_graph)
+                                      integrator_name, single_phase_graph, sleep_graph)
 from dfc_analog.circuit.netlist import (SpiceOptions, learning_nodes, noise_corners, saved_nodes,
                                         write_netlist)
 from dfc_analog.circuit.simulate import NgspiceError, run_netlist, trajectory_from_vectors
 from dfc_analog.config.seeds import generator
 from dfc_analog.errors import ConfigError
 from dfc_analog.learning.forward import ForwardSettings, ForwardUpdate
+from dfc_analog.learning.single_phase import SinglePhaseParams
 from dfc_analog.learning.sleep import SleepParams, draw_noise
 from dfc_analog.learning.targets import target_gain, task_loss
 from dfc_analog.model.network import DFCNetwork
@@ -141,17 +150,16 @@ def sleep_phase(net: DFCNetwork, x, p: SleepParams, noise=None, times=None,
     (e.g. :func:`sleep_noise`), or ``None`` for ngspice's unseeded TRNOISE; ``times`` the
     trajectory's grid in [0, T] (default 0 and T); with ``plasticity`` the feedback integrators
     give the update."""
+    if p.fb_delay > 0:
+        raise ConfigError(f"the circuit's eq. (13) integrators run over the whole single phase "
+                          f"(they have no switch): fb_delay must be 0, not {p.fb_delay:g}.")
     scaling = scaling or Scaling()
     options = options or SpiceOptions()
     sizes = net.layer_sizes
     T = p.steps * p.dt
     times = np.array([0.0, T]) if times is None else \
         np.asarray(times, dtype=np.float64).reshape(-1)
-    if noise is not None:
-        noise = np.asarray(noise.detach().cpu() if hasattr(noise, "detach") else noise,
-                           dtype=np.float64)
-        if noise.ndim == 3 and noise.shape[1] == 1:
-            noise = noise[:, 0]
+    noise = _unit_samples(noise)
     g = sleep_graph(net, p, scaling, x, plasticity)
     names = feedback_integrator_names(sizes) if plasticity else []
     data = run_netlist(write_netlist(g, "sleep", T, times, settle, options, noise),
@@ -162,6 +170,79 @@ def sleep_phase(net: DFCNetwork, x, p: SleepParams, noise=None, times=None,
     update = read_feedback_update(sizes, np.array([[data[n][-1] for n in names]]), vs) \
         if plasticity else None
     return CircuitSleepPhase(traj, held, update)
+
+
+def single_phase_noise(p: SinglePhaseParams, sizes: list, seed: int, sample: int) -> torch.Tensor:
+    """The unit samples ξ (steps, 1, Σ n_i) of the single phase of input ``sample`` under noise
+    seed ``seed``: draw (seed, sample) of the named stream ``single_phase_circuit``, drawn step
+    by step as :func:`~dfc_analog.learning.single_phase.single_phase_update` draws them, so that
+    ``single_phase_update(net, x[None], y[None], p, generator('single_phase_circuit', seed,
+    sample))`` follows the same path."""
+    gen = generator("single_phase_circuit", seed, sample)
+    return torch.stack([draw_noise((1, sum(sizes[1:])), gen) for _ in range(p.steps)])
+
+
+@dataclass
+class CircuitSinglePhaseRun:
+    """One single phase simulated by the circuit: the trajectory, the held output r_L^- and the
+    target r* the circuit formed (n_L,), and, with the integrators, the updates they
+    accumulated as a minibatch of one (``update``: gW_1..gW_L, gb_1..gb_L; ``feedback_update``:
+    g_Q_1..g_Q_L; ``None`` without them)."""
+
+    trajectory: Trajectory
+    held: np.ndarray
+    target: np.ndarray
+    update: list | None
+    feedback_update: list | None
+
+
+def single_phase(net: DFCNetwork, x, y, p: SinglePhaseParams, noise=None, times=None,
+                 scaling: Scaling | None = None, options: SpiceOptions | None = None,
+                 settle: float = 1.0, batch: int = 1,
+                 plasticity: bool = True) -> CircuitSinglePhaseRun:
+    """The single phase (App. C.3) of one sample ``x`` (n_0,) with label ``y`` in ngspice over
+    T = p.steps · p.dt, the circuit forming r* (eq. 3 with ``p``'s loss, reduction and λ for a
+    minibatch of ``batch``): ``noise`` the unit samples ξ (steps, Σ n_i) or (steps, 1, Σ n_i)
+    its noise sources play (e.g. :func:`single_phase_noise`), or ``None`` for ngspice's unseeded
+    TRNOISE; ``times`` the trajectory's grid in [0, T] (default 0 and T); with ``plasticity``
+    the integrators of eqs. (5) and (13) give both updates."""
+    if p.fb_delay > 0:
+        raise ConfigError(f"the circuit's eq. (13) integrators run over the whole single phase "
+                          f"(they have no switch): fb_delay must be 0, not {p.fb_delay:g}.")
+    scaling = scaling or Scaling()
+    options = options or SpiceOptions()
+    sizes = net.layer_sizes
+    T = p.steps * p.dt
+    times = np.array([0.0, T]) if times is None else \
+        np.asarray(times, dtype=np.float64).reshape(-1)
+    g = single_phase_graph(net, p, scaling, x, y, batch, plasticity)
+    data = run_netlist(write_netlist(g, "single-phase", T, times, settle, options,
+                                     _unit_samples(noise)),
+                       saved_nodes(g) + learning_nodes(g), options.isolate)
+    traj = trajectory_from_vectors(sizes, data, scaling, times, settle * scaling.time_scale)
+    n_L, vs = sizes[-1], scaling.v_scale
+    held = np.array([data[controller_name("hold", m)][-1] for m in range(n_L)]) / vs
+    r_star = np.array([data[controller_name("target", m)][-1] for m in range(n_L)]) / vs
+    if not plasticity:
+        return CircuitSinglePhaseRun(traj, held, r_star, None, None)
+
+    def final(names):
+        return np.array([[data[n][-1] for n in names]])
+
+    return CircuitSinglePhaseRun(
+        traj, held, r_star,
+        read_update(sizes, net.has_bias, final(integrator_names(sizes, net.has_bias)), vs),
+        read_feedback_update(sizes, final(feedback_integrator_names(sizes)), vs))
+
+
+def _unit_samples(noise):
+    """ξ as a float64 array (steps, Σ n_i) from a tensor or array (steps, Σ n_i) or
+    (steps, 1, Σ n_i); ``None`` stays ``None``."""
+    if noise is None:
+        return None
+    noise = np.asarray(noise.detach().cpu() if hasattr(noise, "detach") else noise,
+                       dtype=np.float64)
+    return noise[:, 0] if noise.ndim == 3 and noise.shape[1] == 1 else noise
 
 
 @dataclass
@@ -443,7 +524,8 @@ class SpiceSleep(SpicePool):
         t_on = self.settle * self.scaling.time_scale
         per_sample = [(input_commands(xb, self.scaling),
                        {f"@{name}[pwl]": corners for name, corners in
-                        noise_corners(self.graph, t_on, noise[:, b]).items()})
+                        noise_corners(self.graph, self.graph.graph["sleep"]["params"], t_on,
+                                      noise[:, b]).items()})
                       for b, xb in enumerate(x.detach().cpu().double().numpy())]
         finals = self.run(weight_values(net, self.scaling), per_sample, self.vectors)
         g = read_feedback_update(self.sizes, finals, self.scaling.v_scale)

@@ -26,7 +26,10 @@ eq. (3). The PWL corners also sit at every output time, so the simulator lands o
 instead of interpolating. The sleep phase (a graph of
 :func:`~dfc_analog.circuit.graph.sleep_graph`) switches on in the same way, with the target
 r* = r_L^- held by the circuit and the noise currents of eq. (12) starting at t_on
-(:func:`sleep_lines`). Synapses that carry no current (weight or constant input exactly 0)
+(:func:`sleep_lines`); the single phase (a graph of
+:func:`~dfc_analog.circuit.graph.single_phase_graph`) is the wake phase with the circuit's own
+target and, from t_on, the same noise and the integrators of eqs. (5) and (13)
+(:func:`single_phase_lines`). Synapses that carry no current (weight or constant input exactly 0)
 are not written.
 """
 from __future__ import annotations
@@ -42,7 +45,9 @@ from dfc_analog.errors import ConfigError
 from dfc_analog.circuit.graph import controller_name, input_name, neuron_name
 from dfc_analog.version import __version__
 
-PHASES = ("op", "feedforward", "wake", "sleep")
+PHASES = ("op", "feedforward", "wake", "sleep", "single-phase")
+# the phases whose controller switches on at t_on, after the settling period
+SWITCHED = ("wake", "sleep", "single-phase")
 # The controller switch rises over this fraction of a τ_u, ending exactly at t_on.
 SWITCH_RISE = 1e-9
 MAX_TIME_POINTS = 1_000_000     # output times of a transient
@@ -259,7 +264,11 @@ def _header(g: nx.DiGraph, phase: str, settle: float, t_end: float, sum_inputs: 
                     f"{t_end:g} tau_u with the controller on (target r* of eq. (3))",
             "sleep": f"sleep phase: {settle:g} tau_u settling with the controller off, then "
                      f"{t_end:g} tau_u with the controller on (target r* = r_L^-) and the "
-                     f"noise of eq. (12) in the apical compartments"}[phase]
+                     f"noise of eq. (12) in the apical compartments",
+            "single-phase": f"single phase: {settle:g} tau_u settling with the controller off, "
+                            f"then {t_end:g} tau_u with the controller on (the circuit's target "
+                            f"r* of eq. (3)), the noise of eq. (12) in the apical compartments "
+                            f"and both plasticities"}[phase]
     return [
         f"* DFC network {'-'.join(map(str, sizes))} (Meulemans et al., NeurIPS 2021) -- "
         "written by dfc_analog.circuit.netlist",
@@ -299,7 +308,14 @@ def _header(g: nx.DiGraph, phase: str, settle: float, t_end: float, sum_inputs: 
     ] + ([
         "*   l<i>_dq_k_m  integrator of Q_i[k,m]: V = -v_scale (1/T) int_0^T v_A,i,k u_m dt / "
         "sigma_hat^2 at the end; g_Q_i[k,m] = -(1/B) sum_b V / v_scale",
-    ] if g.graph["sleep"]["plasticity"] else []) if g.graph.get("sleep") else []) + [""]
+    ] if g.graph["sleep"]["plasticity"] else []) if g.graph.get("sleep") else []) + ([
+        "* single phase (App. C.3): l<i>_apnoise_k  the noise of eq. (12) low-passed by tau_A "
+        "(R || C_A to l<i>_noise_k), added to the apical sum,",
+    ] + ([
+        "*   ctl_hp_m  RC high-pass u_hp = u - u_lp (tau_hp); l<i>_dq_k_m  integrator of Q_i[k,m]: "
+        "V = -v_scale (1/T) int_0^T v_A,i,k u_hp,m dt / sigma_hat^2",
+    ] if g.graph["single_phase"]["plasticity"] else []) if g.graph.get("single_phase") else []) \
+        + [""]
 
 
 def write_netlist(g: nx.DiGraph, phase: str = "wake", t_end: float = 5.0, times=None,
@@ -308,16 +324,21 @@ def write_netlist(g: nx.DiGraph, phase: str = "wake", t_end: float = 5.0, times=
 
     ``phase``: ``'op'`` (``.op`` only), ``'feedforward'`` (transient, controller off),
     ``'wake'`` (settle, then the controller on) or, for a graph of the sleep phase, ``'sleep'``
-    (settle, then the controller on with the noise; ``noise``: see :func:`sleep_lines`).
+    (settle, then the controller on with the noise; ``noise``: see :func:`noise_lines`), and
+    for a graph of the single phase ``'single-phase'`` (the same, with the circuit's target).
     ``t_end`` and ``times`` (output times, τ_u after the switch-on; default 100 steps) describe
     the transient after the ``settle`` period.
     """
     if phase not in PHASES:
         raise ConfigError(f"unknown phase '{phase}': choose one of {', '.join(PHASES)}.")
-    sleep = g.graph.get("sleep")
+    sleep, single = g.graph.get("sleep"), g.graph.get("single_phase")
     if (phase == "sleep") != bool(sleep) and phase != "op":
         raise ConfigError("the sleep phase needs the sleep phase's circuit (graph.sleep_graph), "
                           "and that circuit runs the sleep phase (or 'op') only.")
+    if (phase == "single-phase") != bool(single) and phase != "op":
+        raise ConfigError("the single phase needs the single phase's circuit "
+                          "(graph.single_phase_graph), and that circuit runs the single phase "
+                          "(or 'op') only.")
     options = options or SpiceOptions()
     sc = g.graph["scaling"]
     ts, vs = sc["time_scale"], sc["v_scale"]
@@ -325,7 +346,7 @@ def write_netlist(g: nx.DiGraph, phase: str = "wake", t_end: float = 5.0, times=
     L = len(sizes) - 1
     if phase != "op":
         if not (math.isfinite(t_end) and math.isfinite(settle) and t_end > 0 and
-                (settle > 0 if phase in ("wake", "sleep") else settle >= 0)):
+                (settle > 0 if phase in SWITCHED else settle >= 0)):
             raise ConfigError(f"simulation time and settling time must be positive, got "
                               f"{t_end} and {settle} tau_u.")
         times = output_times(t_end, t_end / 100) if times is None else \
@@ -366,6 +387,9 @@ def write_netlist(g: nx.DiGraph, phase: str = "wake", t_end: float = 5.0, times=
         lines += integrator_lines(g)
     if sleep:
         lines += sleep_lines(g, settle * ts if phase == "sleep" else None, t_end, noise)
+    if single:
+        lines += single_phase_lines(g, settle * ts if phase == "single-phase" else None, t_end,
+                                    noise)
     lines += ["", options_line(options)]
     lines += _wrap(".save", saved_nodes(g) + learning_nodes(g), 8)
     lines.append(analysis_line(phase, times, t_end, settle, ts,
@@ -390,9 +414,9 @@ def controller_lines(phase: str, settle: float, times, ts: float, targets: list,
         lines.append(f"V{controller_name('enable')} {controller_name('enable')} 0 DC 0")
     else:
         corners = [(0.0, 0.0)]
-        if phase in ("wake", "sleep"):
+        if phase in SWITCHED:
             corners += [(t_on - rise * ts, 0.0), (t_on, 1.0)]
-        level = 1.0 if phase in ("wake", "sleep") else 0.0
+        level = 1.0 if phase in SWITCHED else 0.0
         corners += [(t_on + t * ts, level) for t in times if t > 0]
         if phase == "feedforward" and settle > 0:
             corners.insert(1, (t_on, 0.0))
@@ -452,72 +476,94 @@ def hold_lines(g: nx.DiGraph, m: int) -> list:
 def sleep_lines(g: nx.DiGraph, t_on: float | None, t_end: float, noise=None) -> list:
     """The sleep phase's own elements (graph.CircuitSleep): per output the track-and-hold and
     the target r*_m = V(hold) (an E element); per neuron the apical capacitor C_A and the noise
-    of eq. (12); per feedback synapse the integrator of -v_A u (a multiplier into a capacitor).
-
-    ``noise`` (steps, Σ n_i): the standard-normal samples ξ_k,c of neuron column c (the state's
-    order: layer 1's neurons, then layer 2's, ...). C_A runs from the apical node to the noise
-    node, a PWL voltage source playing the path of :func:`noise_corners`. ``None``: C_A to
-    ground and ngspice's TRNOISE(I dt 0 0) current into the apical node, rms I = v_scale σ_i /
-    (R √dt), resampled every dt from t = 0 and switched in at t_on by a B-source (ngspice 39
-    cannot seed TRNOISE, see :mod:`dfc_analog.circuit.crossbar`: a fresh path per run); it is
-    linear between its samples, so its low-frequency intensity I² dt is the same and its law
-    differs from the zero-order hold's by O(dt/τ_A). ``t_on`` (seconds) is the switch-on,
-    ``None`` for the operating point (no noise). The phase lasts the steps, ``t_end`` =
-    steps · dt."""
-    sc = g.graph["scaling"]
-    ts = sc["time_scale"]
-    n_L = g.graph["layer_sizes"][-1]
-    p = g.graph["sleep"]["params"]
-    steps, dt = max(1, int(round(p["t_end"] / p["dt"]))), p["dt"]
-    if t_on is not None and abs(t_end - steps * dt) > 1e-9 * steps * dt:
-        raise ConfigError(f"the sleep phase lasts its {steps} noise steps of {dt:g} tau_u, "
-                          f"{steps * dt:g} tau_u, not {t_end:g}.")
-    corners = noise_corners(g, t_on, noise) if t_on is not None and noise is not None else {}
+    of eq. (12) (:func:`noise_lines`); per feedback synapse the integrator of -v_A u
+    (:func:`feedback_integrator_lines`). ``t_on`` (seconds) is the switch-on, ``None`` for the
+    operating point (no noise)."""
     lines = ["", "* sleep phase: target r* = held r_L^-, noise of eq. (12), integrators of "
              "eq. (13)"]
-    for m in range(n_L):
+    for m in range(g.graph["layer_sizes"][-1]):
         tgt, hold = controller_name("target", m), controller_name("hold", m)
         lines += hold_lines(g, m) + [f"E{tgt} {tgt} 0 {hold} 0 1"]
+    return lines + noise_lines(g, g.graph["sleep"]["params"], t_on, t_end, noise) + \
+        feedback_integrator_lines(g)
+
+
+def single_phase_lines(g: nx.DiGraph, t_on: float | None, t_end: float, noise=None) -> list:
+    """The single phase's own elements (graph.CircuitSinglePhase), beside the wake phase's
+    target (:func:`circuit_target_lines`) and eq. (5) integrators (:func:`integrator_lines`):
+    per neuron the noise filter l<i>_apnoise_k (R to ground, C_A to its noise source,
+    :func:`noise_lines`) and a VCCS 1/R of it into the apical sum; per output the RC high-pass
+    of u (C_hp from u, R to ground); per feedback synapse the integrator of -v_A u_hp
+    (:func:`feedback_integrator_lines`). ``t_on`` as :func:`sleep_lines`'."""
+    lines = ["", "* single phase: noise of eq. (12) low-passed by tau_A into the apical sums, "
+             "high-pass of u, integrators of eq. (13) on it"]
+    for name, d in g.nodes(data=True):
+        if d["kind"] == "noise_filter":
+            apical = neuron_name(d["layer"], "apical", d["index"])
+            lines += [f"R{name} {name} 0 {_fmt(d['R'])}",
+                      f"G{name} 0 {apical} {name} 0 {_fmt(1.0 / d['R'])}"]
+        elif d["kind"] == "highpass":
+            u = controller_name("u", d["index"])
+            lines += [f"C{name} {u} {name} {_fmt(d['C'])}", f"R{name} {name} 0 {_fmt(d['R'])}"]
+    return lines + noise_lines(g, g.graph["single_phase"]["params"], t_on, t_end, noise) + \
+        feedback_integrator_lines(g)
+
+
+def noise_lines(g: nx.DiGraph, p: dict, t_on: float | None, t_end: float, noise=None) -> list:
+    """The noise of eq. (12) (graph.CircuitSleep): per noise node its capacitor C_A from the node
+    it drives (the apical compartment in the sleep phase, the noise filter in the single phase)
+    and its source. ``p`` holds the phase's dt and t_end (its parameters as the graph keeps
+    them).
+
+    ``noise`` (steps, Σ n_i): the standard-normal samples ξ_k,c of neuron column c (the state's
+    order: layer 1's neurons, then layer 2's, ...). C_A runs from the driven node to the noise
+    node, a PWL voltage source playing the path of :func:`noise_corners`. ``None``: C_A to ground and
+    ngspice's TRNOISE(I dt 0 0) current into the driven node, rms I = v_scale σ_i / (R √dt),
+    resampled every dt from t = 0 and switched in at t_on by a B-source (ngspice 39 cannot seed
+    TRNOISE, see :mod:`dfc_analog.circuit.crossbar`: a fresh path per run); it is linear between
+    its samples, so its low-frequency intensity I² dt is the same and its law differs from the
+    zero-order hold's by O(dt/τ_A). ``t_on`` (seconds) is the switch-on, ``None`` for the
+    operating point (no noise). The phase lasts the steps, ``t_end`` = steps · dt."""
+    ts = g.graph["scaling"]["time_scale"]
+    sizes = g.graph["layer_sizes"]
+    steps, dt = max(1, int(round(p["t_end"] / p["dt"]))), p["dt"]
+    if t_on is not None and abs(t_end - steps * dt) > 1e-9 * steps * dt:
+        raise ConfigError(f"the phase lasts its {steps} noise steps of {dt:g} tau_u, "
+                          f"{steps * dt:g} tau_u, not {t_end:g}.")
+    corners = noise_corners(g, p, t_on, noise) if t_on is not None and noise is not None else {}
     enable = controller_name("enable")
+    lines = []
     for name, d in g.nodes(data=True):
         if d["kind"] != "noise":
             continue
-        apical = neuron_name(d["layer"], "apical", d["index"])
-        capacitor = f"C{apical} {apical} {{}} {_fmt(g.nodes[apical]['C'])}"
+        (driven,) = g.successors(name)
+        capacitor = f"C{driven} {driven} {{}} {_fmt(g.edges[name, driven]['C'])}"
         if t_on is None:
             lines.append(capacitor.format(0))
         elif noise is None:
             lines += [capacitor.format(0),
                       f"V{name} {name} 0 DC 0 TRNOISE(1 {_fmt(dt * ts)} 0 0)",
-                      f"B{name} 0 {apical} I = {_fmt(d['I'])}*V({enable})*V({name})"]
+                      f"B{name} 0 {driven} I = {_fmt(d['I'])}*V({enable})*V({name})"]
         else:
             pairs = corners[f"V{name}"].reshape(-1, 2)
             lines += [capacitor.format(name)] + _wrap(
                 f"V{name} {name} 0 PWL(", [f"{_fmt(t)} {_fmt(v)}" for t, v in pairs] + [")"], 6)
-    for name, d in g.nodes(data=True):
-        if d["kind"] == "feedback_integrator":
-            apical = neuron_name(d["layer"], "apical", d["index"])
-            lines += [f"B{name} 0 {name} I = {_fmt(d['G'] * d['gain'] / sc['v_scale'])}*"
-                      f"V({apical})*V({controller_name('u', d['pre'])})",
-                      f"C{name} {name} 0 {_fmt(d['C'])}",
-                      f"R{name} {name} 0 {_fmt(d['R_leak'])}"]
     return lines
 
 
-def noise_corners(g: nx.DiGraph, t_on: float, noise) -> dict:
-    """The PWL corners of the sleep phase's noise sources (graph.CircuitSleep), source element
-    name → (t_0, v_0, t_1, v_1, ...) in seconds and volts, for the standard-normal samples
-    ``noise`` (steps, Σ n_i) (:func:`sleep_lines`): source ``V<l{i}_noise_k>`` of neuron column
-    c plays the path v_scale (σ_i/τ_A) W(t), W(t_on + k dt) = √dt Σ_{j<k} ξ_j,c, linear in
-    between and 0 up to ``t_on`` (seconds): the same Euler–Maruyama increments as the model's,
-    one corner per step."""
+def noise_corners(g: nx.DiGraph, p: dict, t_on: float, noise) -> dict:
+    """The PWL corners of the noise sources of eq. (12) (:func:`noise_lines`; ``p`` the phase's
+    parameters), source element name → (t_0, v_0, t_1, v_1, ...) in seconds and volts, for the
+    standard-normal samples ``noise`` (steps, Σ n_i): source ``V<l{i}_noise_k>`` of neuron
+    column c plays the path v_scale (σ_i/τ_A) W(t), W(t_on + k dt) = √dt Σ_{j<k} ξ_j,c, linear
+    in between and 0 up to ``t_on`` (seconds): the same Euler–Maruyama increments as the
+    model's, one corner per step."""
     ts = g.graph["scaling"]["time_scale"]
     n = sum(g.graph["layer_sizes"][1:])
-    p = g.graph["sleep"]["params"]
     steps, dt = max(1, int(round(p["t_end"] / p["dt"]))), p["dt"]
     noise = np.asarray(noise, dtype=np.float64)
     if noise.shape != (steps, n) or not np.all(np.isfinite(noise)):
-        raise ConfigError(f"the sleep-phase noise must be ({steps}, {n}) finite "
+        raise ConfigError(f"the noise of eq. (12) must be ({steps}, {n}) finite "
                           f"standard-normal samples, got shape {noise.shape}.")
     path = np.vstack([np.zeros((1, n)), np.cumsum(noise, axis=0) * math.sqrt(dt)])
     times = np.array([0.0] + [t_on + k * dt * ts for k in range(steps + 1)])
@@ -527,6 +573,22 @@ def noise_corners(g: nx.DiGraph, t_on: float, noise) -> dict:
             values = np.concatenate([[0.0], d["V"] * path[:, d["column"]]])
             corners[f"V{name}"] = np.stack([times, values], axis=1).reshape(-1)
     return corners
+
+
+def feedback_integrator_lines(g: nx.DiGraph) -> list:
+    """Per feedback synapse Q_i[k, m] the integrator of eq. (13) (graph.CircuitSleep): the
+    multiplier G gain V(v_A,i,k) V(c_m) / v_scale (c_m its control node: u_m, or u_hp,m in the
+    single phase) into C_int with its leak."""
+    vs = g.graph["scaling"]["v_scale"]
+    lines = []
+    for name, d in g.nodes(data=True):
+        if d["kind"] == "feedback_integrator":
+            apical = neuron_name(d["layer"], "apical", d["index"])
+            lines += [f"B{name} 0 {name} I = {_fmt(d['G'] * d['gain'] / vs)}*V({apical})*"
+                      f"V({d['control']})",
+                      f"C{name} {name} 0 {_fmt(d['C'])}",
+                      f"R{name} {name} 0 {_fmt(d['R_leak'])}"]
+    return lines
 
 
 def integrator_lines(g: nx.DiGraph) -> list:

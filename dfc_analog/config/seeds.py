@@ -26,6 +26,7 @@ STREAMS = {
     "circuit_read_noise": None,                                     # the circuit's, in validation
     "hardware_write": None,                                         # devices of a weight write
     "sleep_circuit": None,                                          # eq. (12) noise of a circuit
+    "single_phase_circuit": None,                                   # the same, in the single phase
 }
 
 

@@ -38,6 +38,7 @@ import torch
 
 from dfc_analog.errors import ConfigError, DivergenceError
 from dfc_analog.learning.forward import ForwardUpdate
+from dfc_analog.learning.sleep import draw_noise
 from dfc_analog.learning.targets import output_target, task_loss
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.solvers.wake import STATE_LIMIT
@@ -76,6 +77,7 @@ class SinglePhaseParams:
 
     @property
     def steps(self) -> int:
+        """The Euler–Maruyama steps of the phase: its length is steps · dt."""
         return max(1, int(round(self.t_end / self.dt)))
 
     @property
@@ -84,15 +86,23 @@ class SinglePhaseParams:
         before the end)."""
         return min(self.steps - 1, int(round(self.fb_delay / self.dt)))
 
+    @property
+    def sigma_hat(self) -> float:
+        """σ̂ = max(σ, 0.01), by whose square g_Q is divided (as in the sleep phase)."""
+        return max(self.sigma, 0.01)
+
 
 @torch.no_grad()
 def single_phase_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor,
-                        p: SinglePhaseParams, generator: torch.Generator):
+                        p: SinglePhaseParams, generator: torch.Generator | None,
+                        noise: torch.Tensor | None = None):
     """One single phase over a minibatch (module docstring): returns (the forward update as a
     :class:`~dfc_analog.learning.forward.ForwardUpdate`, the feedback updates g_Q_i).
 
-    The noise is drawn from ``generator`` step by step in float32 (the sleep phase's
-    convention), so memory stays flat in the phase length."""
+    The standard-normal draws ξ are drawn from ``generator`` step by step, each a (B, Σ n_i)
+    float32 draw (:func:`~dfc_analog.learning.sleep.draw_noise`, the sleep phase's convention),
+    so memory stays flat in the phase length; or they are ``noise`` (p.steps, B, Σ n_i), a
+    given path."""
     if p.dt > p.tau_v / 2:
         raise ConfigError(f"the single phase's Euler step {p.dt:g} must be at most τ_v / 2 = "
                           f"{p.tau_v / 2:g}; lower step_size.")
@@ -104,6 +114,11 @@ def single_phase_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor,
     Q = net.feedback_matrix()                                     # (Σ n_i, n_L)
     QT = Q.T.contiguous()
     dt, steps, B = p.dt, p.steps, x.shape[0]
+    if noise is not None:
+        if tuple(noise.shape) != (steps, B, sum(sizes)):
+            raise ConfigError(f"the single-phase noise must have shape "
+                              f"{(steps, B, sum(sizes))}, got {tuple(noise.shape)}.")
+        noise = noise.to(x.device)
     sigma = torch.cat([torch.full((n,), s, dtype=x.dtype, device=x.device) for n, s in
                        zip(sizes, [p.sigma] * (L - 1) + [p.sigma_output])])
     kick = sigma * (math.sqrt(dt) / p.tau_a)
@@ -137,9 +152,9 @@ def single_phase_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor,
         u_int = u_int + dt / p.tau_u * (e - p.alpha * leak)
         u_lp = u_lp + a_hp * (u - u_lp)
         u = u_int + p.k_p * e
-        noise = torch.randn(noise_state.shape, generator=generator, dtype=torch.float32,
-                            device=x.device)
-        noise_state.mul_(decay_a).addcmul_(noise.to(x.dtype), kick)
+        xi = noise[step] if noise is not None else \
+            draw_noise(noise_state.shape, generator, x.device)
+        noise_state.mul_(decay_a).addcmul_(xi.to(x.dtype), kick)
         apical = torch.addmm(noise_state, u, QT)
         parts = torch.split(apical, sizes, dim=1)
         for i in range(L):
@@ -153,6 +168,6 @@ def single_phase_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor,
                               f"{worst:.3g}); lower step_size, k_p or target_stepsize, or raise "
                               f"alpha.")
     scale = -2.0 / (B * steps)                 # (1/T) ∫ dt = (1/steps) Σ over the steps
-    fb_scale = 1.0 / (max(p.sigma, 0.01) ** 2 * (steps - fb_start) * B)
+    fb_scale = 1.0 / (p.sigma_hat ** 2 * (steps - fb_start) * B)
     forward = ForwardUpdate([g.mul_(scale) for g in gW], [g.mul_(scale) for g in gb], batch_loss)
     return forward, [g.mul(fb_scale) for g in g_Q.split(sizes, dim=0)]
