@@ -150,9 +150,6 @@ def sleep_phase(net: DFCNetwork, x, p: SleepParams, noise=None, times=None,
     (e.g. :func:`sleep_noise`), or ``None`` for ngspice's unseeded TRNOISE; ``times`` the
     trajectory's grid in [0, T] (default 0 and T); with ``plasticity`` the feedback integrators
     give the update."""
-    if p.fb_delay > 0:
-        raise ConfigError(f"the circuit's eq. (13) integrators run over the whole single phase "
-                          f"(they have no switch): fb_delay must be 0, not {p.fb_delay:g}.")
     scaling = scaling or Scaling()
     options = options or SpiceOptions()
     sizes = net.layer_sizes
