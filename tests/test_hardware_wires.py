@@ -7,13 +7,16 @@ transposed, the 2-D IR drop against the first-order estimate, the mesh netlist's
 I = T V + S V₋, emulation against circuit (and a changed row-wire segment caught), energy.
 Zero wire resistance changes nothing."""
 import dataclasses
+import re
 
 import numpy as np
 import pytest
 import torch
 
+from dfc_analog.circuit import crossbar
 from dfc_analog.circuit.crossbar import write_crossbar_netlist
 from dfc_analog.circuit.energy import circuit_energy, model_energy
+from dfc_analog.circuit.graph import Scaling
 from dfc_analog.circuit.netlist import SpiceOptions
 from dfc_analog.circuit.simulate import run_netlist, simulate_hardware_circuit
 from dfc_analog.errors import ConfigError
@@ -25,9 +28,10 @@ from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.hardware import HardwareModel
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.solvers.wake import simulate_hardware_wake
+from dfc_analog.validation.compare import ValidationSettings, load_samples, validate_samples
 
 from tests.test_hardware_circuit import SPEC, TIGHT, one_column
-from tests.test_validate import needs_ngspice
+from tests.test_validate import needs_ngspice, run_dir  # noqa: F401 (fixture)
 
 
 def wired(R_w: float, R_row: float = 0.0, tile: int = 256) -> HardwareSpec:
@@ -274,14 +278,15 @@ def test_emulation_and_circuit_agree_with_large_wire_resistance(make_net):
 
 
 @needs_ngspice
-def test_energy_with_wires_model_against_circuit(make_net):
-    """An inference on pcm with 20 Ω per cell: the model's energy, the wire segments' power
-    included, matches the circuit's; the wires' share is counted (the crossbar term differs from
-    the same devices without wires)."""
+@pytest.mark.parametrize("row_wire_resistance", [0.0, pytest.param(20.0, marks=pytest.mark.slow)])
+def test_energy_with_wires_model_against_circuit(make_net, row_wire_resistance):
+    """An inference on pcm with 20 Ω per cell (and per row segment: each tile a mesh): the
+    model's energy, the wire segments' power included, matches the circuit's; the wires' share
+    is counted (the crossbar term differs from the same devices without wires)."""
     net = make_net()
     base = load_spec("pcm")
-    spec = dataclasses.replace(base, synapse=dataclasses.replace(base.synapse,
-                                                                 wire_resistance=20.0))
+    spec = dataclasses.replace(base, synapse=dataclasses.replace(
+        base.synapse, wire_resistance=20.0, row_wire_resistance=row_wire_resistance))
     real = realise_network(net, spec, seed=0, v_scale=0.5)
     x, times = np.linspace(-0.8, 0.9, 15), np.linspace(0, 3, 301)
     circ, _ = circuit_energy(real, ControllerParams(), x, None, 3.0, times)
@@ -291,3 +296,67 @@ def test_energy_with_wires_model_against_circuit(make_net):
     free = model_energy(realise_network(net, base, seed=0, v_scale=0.5), ControllerParams(), x,
                         None, 3.0, times)
     assert abs(model.crossbar / free.crossbar - 1) > 1e-3
+
+
+@needs_ngspice
+@pytest.mark.slow
+def test_emulation_and_circuit_agree_on_a_mesh(make_net):
+    """200 Ω per column and per row segment on 8 × 8 tiles (the 15-10-10-5 net's layers span
+    two column tiles and two or three row tiles): the row wires move the wake phase by
+    1.1–7.7 % of each signal's range beyond the column wires alone, while emulation and ngspice
+    (every row wire written) agree to 1e-4 of it."""
+    net = make_net()
+    params = ControllerParams()
+    real = realise_network(net, wired(200.0, 200.0, tile=8), seed=2, v_scale=0.5)
+    model = HardwareModel(real, params)
+    columns = HardwareModel(realise_network(net, wired(200.0, tile=8), seed=2, v_scale=0.5),
+                            params)
+    x = torch.rand(1, 15, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        r_star = model.feedforward(x)["rate"][:, -5:] + 0.05
+    times = torch.linspace(0, 3, 61, dtype=torch.float64)
+    emu = simulate_hardware_wake(model, x, r_star, 3.0, times, 1e-10, 1e-10)
+    ref = simulate_hardware_wake(columns, x, r_star, 3.0, times, 1e-10, 1e-10)
+    circ = simulate_hardware_circuit(real, params, x[0], r_star[0], 3.0, times,
+                                     options=SpiceOptions(reltol=1e-6, sum_inputs=False))
+    moved = []
+    for name in ("soma", "basal", "apical", "rate"):
+        for a, b, c in zip(getattr(emu, name), getattr(circ, name), getattr(ref, name)):
+            span = float(a.max() - a.min())
+            assert float((a - b).abs().max()) <= 1e-4 * span, name
+            moved.append(float((a - c).abs().max()) / span)
+    assert min(moved) >= 0.01 and max(moved) >= 0.05
+    assert float((emu.u - circ.u).abs().max()) <= 1e-4 * float(emu.u.max() - emu.u.min())
+
+
+@needs_ngspice
+@pytest.mark.slow
+def test_toy_run_on_a_pcm_mesh_validates_and_a_changed_row_segment_fails(
+        run_dir, tmp_path, monkeypatch):  # noqa: F811
+    """dfc-validate on pcm with 50 Ω column and row segments on 8 × 8 tiles: circuit and
+    emulation agree within 1e-3; the netlist with one row-wire segment of W_2 (the first, from
+    the driver of row −r_0 of layer 1) made 1000 × larger fails, naming the signal (basal_2
+    of a neuron of the segment's column tile)."""
+    spec = tmp_path / "pcm-mesh-50.toml"
+    spec.write_text('extends = "pcm"\ncrossbar_size = 8\n[synapse]\nwire_resistance = 50.0\n'
+                    'row_wire_resistance = 50.0\n')
+    settings = ValidationSettings(points=201, hardware=str(spec), scaling=Scaling(v_scale=0.5))
+    samples = load_samples(run_dir, 1, settings)
+    good = validate_samples(samples, settings, workers=1, progress=False)
+    r = good.results[0]
+    assert good.passed, r.failures
+    assert r.max_error <= 1e-3
+    write = crossbar.write_crossbar_netlist
+
+    def broken(*args, **kwargs):
+        text = write(*args, **kwargs)
+        out, n = re.subn(r"^(RWr_l2_t0_wr0_0 \S+ \S+) (\S+)$",
+                         lambda m: f"{m.group(1)} {float(m.group(2)) * 1e3!r}", text, flags=re.M)
+        assert n == 1
+        return out
+
+    monkeypatch.setattr(crossbar, "write_crossbar_netlist", broken)
+    bad = validate_samples(samples, settings, workers=1, progress=False)
+    r = bad.results[0]
+    assert not bad.passed
+    assert r.diverged[0] == "basal2" and r.diverged[1].neuron < 8      # its column tile
