@@ -208,7 +208,8 @@ def test_mesh_netlist_op_against_the_port_equations():
     """A 4-3 layer in tiles of 2 rows × 2 columns (W: 3 row tiles, Q: 2; each 1 or 2 columns)
     with 300 Ω column and 500 Ω row segments, every row written literally: at the operating
     point each sense source's current equals its tile's T V + S V₋ with the row voltages and
-    virtual grounds ngspice computed (KCL through the mesh)."""
+    virtual grounds ngspice computed (KCL through the mesh); the layer's Norton equivalent
+    (``sum_inputs``: the coupling resistors 1/S_kk') gives the same operating point."""
     net = DFCNetwork([4, 3], ["linear"], dtype=torch.float64,
                      generator=torch.Generator().manual_seed(2), feedback_init="weight_product")
     real = realise_network(net, wired(300.0, 500.0, tile=2), seed=3, v_scale=0.5)
@@ -231,6 +232,12 @@ def test_mesh_netlist_op_against_the_port_equations():
                 want = T.numpy() @ V[kind][rows] + S.numpy() @ vg[cols]
                 got = [data[f"vs{kind}1_{k}_t{a}#branch"] for k in range(cols.start, cols.stop)]
                 assert np.abs(np.array(got) - want).max() <= 1e-9 * np.abs(want).max()
+    norton = write_crossbar_netlist(real, ControllerParams(), x, phase="op",
+                                    options=SpiceOptions(reltol=1e-9))
+    assert "RWr_" not in norton and "RWm1_0_1_t0 " in norton and "RQr_" in norton
+    summed = {k: float(v[0]) for k, v in run_netlist(norton, names + senses).items()}
+    for name in names + senses:
+        assert summed[name] == pytest.approx(data[name], rel=1e-8, abs=1e-15), name
 
 
 @needs_ngspice

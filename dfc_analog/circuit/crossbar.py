@@ -376,7 +376,7 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
     senses = sense_names(real)
     R_w, R_row = spec.synapse.wire_resistance, spec.synapse.row_wire_resistance
     wires = R_w > 0 or R_row > 0
-    wired = wired_layers(real)[0] if wires and options.sum_inputs else None
+    wired = wired_layers(real, 1)[0] if wires and options.sum_inputs else None
     for i, lr in enumerate(real.layers, start=1):
         G_pos, G_neg = lr.G_pos.numpy(), lr.G_neg.numpy()
         GQ_pos, GQ_neg = lr.GQ_pos.numpy(), lr.GQ_neg.numpy()

@@ -174,7 +174,8 @@ def mesh_ports(g: torch.Tensor, R_w: float, R_r: float, drivers: bool = False,
     def segment(c):
         """Through the column segments below the first c rows: the series law."""
         nonlocal A
-        out = torch.linalg.inv(eye + R_w * A) @ torch.cat([A, J[:, :c]], dim=1)
+        M = torch.cholesky_inverse(torch.linalg.cholesky(eye + R_w * A))     # SPD
+        out = M @ torch.cat([A, J[:, :c]], dim=1)
         if drivers:
             Y[:c, :c] -= R_w * (J[:, :c].T @ out[:, n_k:])
         J[:, :c] = out[:, n_k:]
@@ -228,16 +229,17 @@ def crossbar_mesh(cells: torch.Tensor, R_w: float, R_r: float, tile: int) -> tup
     return T, S, parts
 
 
-def wired_layers(real) -> list:
-    """Per layer, the :class:`WiredLayer` of its crossbars with the spec's wire resistances:
-    what they deliver into the virtual grounds (module docstring). Without wire resistance,
-    the realisation's own layers."""
+def wired_layers(real, count: int | None = None) -> list:
+    """Per layer (the first ``count``; default all), the :class:`WiredLayer` of its crossbars
+    with the spec's wire resistances: what they deliver into the virtual grounds (module
+    docstring). Without wire resistance, the realisation's own layers."""
     R_w, R_r = real.spec.synapse.wire_resistance, real.spec.synapse.row_wire_resistance
+    layers = real.layers[:count]
     if R_w == 0 and R_r == 0:
-        return [WiredLayer(lr) for lr in real.layers]
+        return [WiredLayer(lr) for lr in layers]
     tile = real.spec.crossbar_size
     out = []
-    for lr in real.layers:
+    for lr in layers:
         W, Q = column_cells(lr)
         n_in, n_L = lr.G_pos.shape[1], lr.GQ_pos.shape[1]
         if R_r == 0:
