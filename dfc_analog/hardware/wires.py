@@ -21,8 +21,8 @@ carry no current. T replaces G in every equation of the ideal-wire crossbar: the
 of :func:`wired_layers`, whose conductances are T (R_f T for the weights, R_f Σ T for the
 compartments' s and the noise gain 1 + R_f Σ T). With R_w = 0, T = g exactly.
 
-The mesh (``row_wire_resistance`` R_r > 0). Each row wire of a tile is a ladder too: its driver
-at one end (before the tile's first column), one segment R_r to the first cell, one between the
+The mesh (``row_wire_resistance`` R_row > 0). Each row wire of a tile is a ladder too: its driver
+at one end (before the tile's first column), one segment R_row to the first cell, one between the
 cells of consecutive columns; cell (c, k) joins row node a_ck to column node u_ck. With the
 drivers at V (n_c) and the sense ends at V₋ (n_k) the tile's sense currents are
 
@@ -31,8 +31,8 @@ drivers at V (n_c) and the sense ends at V₋ (n_k) the tile's sense currents ar
 S now couples the columns of a tile (current from one column's virtual ground reaches the
 others through the row wires). :func:`mesh_ports` computes T, S (and the drivers' own
 admittance) by eliminating the mesh exactly, cell row by cell row from the farthest: each row
-wire with its cells, column nodes at 0 V, is a multi-port of admittance W_c = G − G K_r⁻¹ G
-and short-circuit currents f_c V_c (K_r its tridiagonal ladder matrix, G = diag g_c: one
+wire with its cells, column nodes at 0 V, is a multi-port of admittance W_c = G − G K_row⁻¹ G
+and short-circuit currents f_c V_c (K_row its tridiagonal ladder matrix, G = diag g_c: one
 tridiagonal solve per row, vectorised over the rows); the part of the tile above a column
 segment is a multi-port A (n_k × n_k) with Norton currents J V; through the segment it becomes
 (I + R_w A)⁻¹ A and (I + R_w A)⁻¹ J (the series law of a multi-port); adding the next row adds
@@ -43,8 +43,8 @@ sides) took 24 s, its 2-D fill-in being the problem. The emulation uses T for th
 S wherever V₋ enters (the compartments' s and the noise gain become matrices,
 :mod:`dfc_analog.model.hardware`).
 
-For small R_w, R_r and an n_c × n_k tile of equal cells g at one voltage the tile loses the
-fraction g R_w (n_c + 1)(2 n_c + 1) / 6 + g R_r (n_k + 1)(2 n_k + 1) / 6 of its current to first
+For small R_w, R_row and an n_c × n_k tile of equal cells g at one voltage the tile loses the
+fraction g R_w (n_c + 1)(2 n_c + 1) / 6 + g R_row (n_k + 1)(2 n_k + 1) / 6 of its current to first
 order (the textbook IR-drop estimate per wire, ≈ g R n² / 3: the average cell sees the wire's
 voltage drop at a third of its length times the total current; to first order the two wires'
 drops add).
@@ -130,38 +130,38 @@ def column_tiles(n_columns: int, tile: int) -> list:
     return [slice(a, min(a + tile, n_columns)) for a in range(0, n_columns, tile)]
 
 
-def row_ladders(g: torch.Tensor, R_r: float) -> tuple:
+def row_ladders(g: torch.Tensor, R_row: float) -> tuple:
     """Each row wire of cells ``g`` (n_c, n_k) (module docstring: its driver before column 0,
     the column nodes at 0 V) as a multi-port: (W (n_c, n_k, n_k), the admittance between its
     cells' column ends; f (n_c, n_k), the currents into them per volt on the driver; y (n_c,),
-    the driver's own admittance). K_r⁻¹ by the Thomas algorithm on the identity, one Python
+    the driver's own admittance). K_row⁻¹ by the Thomas algorithm on the identity, one Python
     step per column, vectorised over the rows and right-hand sides."""
-    G_r = 1.0 / R_r
+    G_row = 1.0 / R_row
     n_c, n = g.shape
     segments = torch.full((n,), 2.0, dtype=g.dtype, device=g.device)
     segments[-1] = 1.0          # the far end (alone: its segment towards the driver)
-    diag = (g + G_r * segments).T                                  # (n, n_c)
+    diag = (g + G_row * segments).T                                  # (n, n_c)
     eye = torch.eye(n, dtype=g.dtype, device=g.device)
     c_prime = torch.empty(n, n_c, dtype=g.dtype, device=g.device)
     d_prime = torch.empty(n, n_c, n, dtype=g.dtype, device=g.device)
-    c_prime[0] = -G_r / diag[0]
+    c_prime[0] = -G_row / diag[0]
     d_prime[0] = eye[0] / diag[0][:, None]
     for k in range(1, n):
-        denom = diag[k] + G_r * c_prime[k - 1]
-        c_prime[k] = -G_r / denom
-        d_prime[k] = (eye[k] + G_r * d_prime[k - 1]) / denom[:, None]
+        denom = diag[k] + G_row * c_prime[k - 1]
+        c_prime[k] = -G_row / denom
+        d_prime[k] = (eye[k] + G_row * d_prime[k - 1]) / denom[:, None]
     for k in range(n - 2, -1, -1):                    # back substitution, in place
         d_prime[k] -= c_prime[k][:, None] * d_prime[k + 1]
     K_inv = d_prime.permute(1, 0, 2)                               # (n_c, n, n)
     W = torch.diag_embed(g) - g[:, :, None] * K_inv * g[:, None, :]
-    return W, G_r * g * K_inv[:, :, 0], G_r - G_r * G_r * K_inv[:, 0, 0]
+    return W, G_row * g * K_inv[:, :, 0], G_row - G_row * G_row * K_inv[:, 0, 0]
 
 
-def mesh_ports(g: torch.Tensor, R_w: float, R_r: float, drivers: bool = False,
+def mesh_ports(g: torch.Tensor, R_w: float, R_row: float, drivers: bool = False,
                chunk: int = 64) -> tuple:
     """(T (n_k, n_c), S (n_k, n_k), Y) of one tile of cells ``g`` (n_c, n_k), rows in wire
     order (the first the farthest from the sense ends), columns from the drivers' end, with row
-    wires R_r > 0 and column wires R_w ≥ 0 (module docstring): the sense currents
+    wires R_row > 0 and column wires R_w ≥ 0 (module docstring): the sense currents
     I = T V + S V₋; with ``drivers`` Y (n_c, n_c) is the drivers' admittance with the sense
     ends at 0 V (the currents the drivers deliver are Y V − Tᵀ V₋), else None. The row wires
     are solved ``chunk`` rows at a time."""
@@ -182,7 +182,7 @@ def mesh_ports(g: torch.Tensor, R_w: float, R_r: float, drivers: bool = False,
         A = 0.5 * (out[:, :n_k] + out[:, :n_k].T)
 
     for start in range(0, n_c, chunk):
-        W, f, y = row_ladders(g[start:start + chunk], R_r)
+        W, f, y = row_ladders(g[start:start + chunk], R_row)
         for r in range(W.shape[0]):
             c = start + r
             if c > 0 and R_w > 0:
@@ -211,7 +211,7 @@ class WiredLayer:
     tiles_W: list = dataclasses.field(default_factory=list)
 
 
-def crossbar_mesh(cells: torch.Tensor, R_w: float, R_r: float, tile: int) -> tuple:
+def crossbar_mesh(cells: torch.Tensor, R_w: float, R_row: float, tile: int) -> tuple:
     """(T (n_i, n_cells), S (n_i, n_i), [(row tile a, column slice, S of the tile)]) of one
     crossbar of cells ``cells`` (n_i, n_cells), each neuron's cells in wire order, tiled
     ``tile`` rows (2 ``tile`` cells) by ``tile`` columns, every tile a mesh
@@ -222,7 +222,7 @@ def crossbar_mesh(cells: torch.Tensor, R_w: float, R_r: float, tile: int) -> tup
     parts = []
     for a, rows in enumerate(tiles(cells.shape[1], tile)):
         for cols in column_tiles(n_i, tile):
-            T_tile, S_tile, _ = mesh_ports(cells[cols, rows].T, R_w, R_r)
+            T_tile, S_tile, _ = mesh_ports(cells[cols, rows].T, R_w, R_row)
             T[cols, rows] = T_tile
             S[cols, cols] += S_tile
             parts.append((a, cols, S_tile))
@@ -233,21 +233,21 @@ def wired_layers(real, count: int | None = None) -> list:
     """Per layer (the first ``count``; default all), the :class:`WiredLayer` of its crossbars
     with the spec's wire resistances: what they deliver into the virtual grounds (module
     docstring). Without wire resistance, the realisation's own layers."""
-    R_w, R_r = real.spec.synapse.wire_resistance, real.spec.synapse.row_wire_resistance
+    R_w, R_row = real.spec.synapse.wire_resistance, real.spec.synapse.row_wire_resistance
     layers = real.layers[:count]
-    if R_w == 0 and R_r == 0:
+    if R_w == 0 and R_row == 0:
         return [WiredLayer(lr) for lr in layers]
     tile = real.spec.crossbar_size
     out = []
     for lr in layers:
         W, Q = column_cells(lr)
         n_in, n_L = lr.G_pos.shape[1], lr.GQ_pos.shape[1]
-        if R_r == 0:
+        if R_row == 0:
             T_W, T_Q = column_transfer(W, R_w, tile), column_transfer(Q, R_w, tile)
             S_W = S_Q = None
             parts = []
         else:
-            (T_W, S_W, parts), (T_Q, S_Q, _) = (crossbar_mesh(C, R_w, R_r, tile)
+            (T_W, S_W, parts), (T_Q, S_Q, _) = (crossbar_mesh(C, R_w, R_row, tile)
                                                 for C in (W, Q))
         T_W, T_Q = T_W.reshape(-1, n_in + 1, 2), T_Q.reshape(-1, n_L, 2)
         out.append(WiredLayer(dataclasses.replace(
