@@ -169,7 +169,7 @@ class HardwareModel:
             return self.s_Wc * p, self.s_Qc * p
         return self._per_layer(self.s_W, p), self._per_layer(self.s_Q, p)
 
-    def noise(self, p: torch.Tensor) -> torch.Tensor:
+    def noise_gain_on(self, p: torch.Tensor) -> torch.Tensor:
         """n_g p (…, N): the soma stages' noise gain on p; N_g p per layer on a mesh."""
         if not self.mesh:
             return self.noise_gain * p
@@ -363,7 +363,7 @@ class HardwareDynamics:
         o, p, J = s["soma"], s["p"], s["J"]
         if self.noise is not None:          # the read-noise process, one term per column
             J = J + m.read_sigma_columns(self.x, s["rate"], s["r_neg"], s["u"]) * self.noise(t)
-        dv_c = (m.noise(p) - J - o) / p_.tau_v
+        dv_c = (m.noise_gain_on(p) - J - o) / p_.tau_v
         dn_s = (m.gain * (m.soma_offset - p) - s["n_s"]) / m.tau_p
         dp = torch.where(s["n_s"].abs() <= m.rail, dn_s, torch.zeros_like(dn_s)) - dv_c
         a = m.activation(o)
@@ -449,7 +449,7 @@ class HardwareJacobian:
         d_ctl, du = self._controller(w_c, r_pos[..., m.offsets[-2]:])
         J = J - du @ m.A_Qc.T
         dn_s = -(m.gain * w_p + w_s) / m.tau_p
-        dp = self.m_s * dn_s - (m.noise(w_p) - J - self.m_s * w_s) / m.p.tau_v
+        dp = self.m_s * dn_s - (m.noise_gain_on(w_p) - J - self.m_s * w_s) / m.p.tau_v
         dn_pos = (m.gain * (self.slope * w_s - r_pos) - w_pos) / m.tau_p
         dn_neg = (-m.gain * (self.slope * w_s + r_neg) - w_neg) / m.tau_p
         return torch.cat([dn_s, dp, dn_pos, dn_neg], dim=-1), d_ctl
