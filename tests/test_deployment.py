@@ -53,10 +53,10 @@ def test_stack_holds_the_static_devices_with_or_without_a_read_process(net, pres
             assert torch.equal(getattr(la, name), getattr(lh, name)), name
 
 
-@pytest.mark.parametrize("preset", ["pcm", "pcm-wires"])
+@pytest.mark.parametrize("preset", ["pcm", "pcm-wires", "pcm-mesh"])
 def test_batched_feedforward_equals_the_emulation_chip_by_chip(net, batch, preset):
-    """Every effect of the emulation's feed-forward state, the column wires' IR drop and the
-    op-amp controller's rest output included."""
+    """Every effect of the emulation's feed-forward state, the wires' IR drop (the mesh's
+    column coupling included) and the op-amp controller's rest output included."""
     spec = load_spec(preset)
     x, _ = batch(B=40)
     x = 0.3 * x

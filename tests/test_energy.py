@@ -33,20 +33,24 @@ def test_rc_stage_energy_is_c_v_squared():
 
 
 @needs_ngspice
-@pytest.mark.parametrize("wire_resistance", [0.0, 2e3])
-def test_crossbar_dissipation_equals_the_resistors_power(wire_resistance):
+@pytest.mark.parametrize("wire_resistance, row_wire_resistance",
+                         [(0.0, 0.0), (2e3, 0.0), (2e3, 1e3)])
+def test_crossbar_dissipation_equals_the_resistors_power(wire_resistance, row_wire_resistance):
     """The crossbar term read off the node voltages equals ngspice's Σ ∫ @R[p] over every
     device resistor (the inputs written as one resistor per device), and with wire resistance
-    over the devices and every wire segment of the column ladders."""
+    over the devices and every wire segment of the column ladders (and of the row wires on a
+    mesh, read off its port admittances)."""
     net = one_column()
-    spec = {**SPEC, "synapse": {**SPEC["synapse"], "wire_resistance": wire_resistance}}
+    spec = {**SPEC, "synapse": {**SPEC["synapse"], "wire_resistance": wire_resistance,
+                                "row_wire_resistance": row_wire_resistance}}
     real = realise_network(net, HardwareSpec.from_dict(spec), seed=4, v_scale=0.5)
     x, times = np.array([0.7, -0.4]), np.linspace(0, 2, 201)
     options = SpiceOptions(reltol=1e-6, sum_inputs=False)
     text = write_crossbar_netlist(real, ControllerParams(), x, None, "inference", 2.0, times,
                                   1.0, options)
     devices = re.findall(r"^(R[WQ]\S+) ", text, re.M)
-    assert len(devices) >= (4 if wire_resistance == 0 else 4 + 6 + 2)
+    assert len(devices) >= (4 if wire_resistance == 0 else 4 + 6 + 2) + \
+        (6 + 2 if row_wire_resistance > 0 else 0)
     powers = [f"@{d.lower()}[p]" for d in devices]
     text = text.replace("\n.tran", "\n.save " + " ".join(powers) + "\n.tran")
     data = run_netlist(text, saved_vectors(real) + powers)

@@ -1,6 +1,8 @@
 """The hardware emulation under the Rosenbrock-W solver: the realised circuit's Jacobian
 (dfc_analog.model.hardware.HardwareJacobian) against finite differences, its (I − cA) solve,
 and the trajectory against a tight Dormand–Prince solve, in float64 and float32."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -18,12 +20,20 @@ from dfc_analog.validation.compare import ValidationSettings, emulation_trajecto
 SIGNALS = ("soma", "basal", "apical", "rate", "u", "u_int", "error")
 
 
+def mesh_spec():
+    """pcm on a mesh whose row wires matter: 200 Ω column and 300 Ω row segments, 4 × 4 tiles."""
+    pcm = load_spec("pcm")
+    return dataclasses.replace(pcm, crossbar_size=4, synapse=dataclasses.replace(
+        pcm.synapse, wire_resistance=200.0, row_wire_resistance=300.0))
+
+
 def small_problem(sizes=(6, 4, 3), preset="pcm", params=ControllerParams(), B=2,
                   dtype=torch.float64):
     net = DFCNetwork(list(sizes), ["tanh"] * (len(sizes) - 2) + ["linear"],
                      dtype=torch.float64, generator=torch.Generator().manual_seed(0),
                      feedback_init="weight_product")
-    real = realise_network(net, load_spec(preset), seed=0, v_scale=0.5)
+    spec = mesh_spec() if preset == "mesh" else load_spec(preset)
+    real = realise_network(net, spec, seed=0, v_scale=0.5)
     model = HardwareModel(real, params, dtype=dtype)
     x = torch.linspace(-0.8, 0.8, B * sizes[0], dtype=torch.float64).reshape(B, sizes[0])
     r_star = model.feedforward(x)["rate"][:, -sizes[-1]:] + 0.05
@@ -44,7 +54,7 @@ def off_equilibrium(model, x, clip: bool):
     return y
 
 
-@pytest.mark.parametrize("preset", ["pcm", "pcm-wires"])
+@pytest.mark.parametrize("preset", ["pcm", "pcm-wires", "mesh"])
 @pytest.mark.parametrize("wake", [True, False])
 @pytest.mark.parametrize("params", [ControllerParams(), ControllerParams(k_p=0.0),
                                     ControllerParams(leak="total")])
@@ -80,11 +90,13 @@ def test_jacobian_in_float32_against_float64():
 
 @pytest.mark.parametrize("dtype, bound", [(torch.float64, 1e-11), (torch.float32, 1e-4)])
 @pytest.mark.parametrize("wake", [True, False])
-@pytest.mark.parametrize("c", [1e-3, 0.3, 30.0])
-def test_stiff_solve_inverts_I_minus_cA(dtype, bound, wake, c):
+@pytest.mark.parametrize("c, preset", [(1e-3, "pcm"), (0.3, "pcm"), (30.0, "pcm"),
+                                       (1e-3, "mesh"), (30.0, "mesh")])
+def test_stiff_solve_inverts_I_minus_cA(dtype, bound, wake, c, preset):
     """solve(b, s) = w with w − cAw = s·b, from steps far below the op-amp poles to far
-    beyond them (the Schur complement of the controller and the forward substitution)."""
-    model, x, r_star = small_problem(sizes=(5, 4, 4, 3), dtype=dtype)
+    beyond them (the Schur complement of the controller and the forward substitution; on a
+    mesh the soma stages' coupled p solved per layer)."""
+    model, x, r_star = small_problem(sizes=(5, 4, 4, 3), preset=preset, dtype=dtype)
     dyn = model.dynamics(x, r_star if wake else None)
     y = off_equilibrium(model, x.to(dtype), clip=True).to(dtype)
     jac = HardwareJacobian(dyn, y)

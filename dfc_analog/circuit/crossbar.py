@@ -16,8 +16,12 @@ emulation (:mod:`dfc_analog.model.hardware`) integrates exactly these equations:
                        device (G⁺ on the inverted row, G⁻ on the row) and a 0 V sense source
                        (VsW / VsQ: its current is the column current) into the soma's virtual
                        ground; with ``[synapse] wire_resistance`` the wire is a ladder, one
-                       segment per cell (:mod:`dfc_analog.hardware.wires`; the row wires stay
-                       ideal)
+                       segment per cell (:mod:`dfc_analog.hardware.wires`), and with
+                       ``row_wire_resistance`` each row of a tile is one too: the row's driver,
+                       a segment to the cell of the tile's first column, one between the cells
+                       of consecutive columns (node l<i>_t<a>_wr<c>_k of cell row c at column
+                       k; tiles of at most crossbar_size columns), each cell between its row
+                       node and its column node: the tile is the 2-D mesh
     soma               op-amp with R_f ‖ C_f from virtual ground l<i>_vg_k to output
                        l<i>_soma_k: τ_v = R_f C_f (an inverting leaky integrator)
     rate               differential pair I_b φ(g_k (v − δ_k) / v_scale) (behavioural current
@@ -37,7 +41,9 @@ Layer-1 rows carry the constant input: by default (``sum_inputs``) each tile col
 written as its exact Norton equivalent, a current Σ_j G_j V_j into the column and the
 conductance Σ_j G_j to ground (the n_0 n_1 resistors would dominate the circuit matrix); with
 wire resistance the whole tile column, bias rows included, is written as the Norton equivalent of
-its ladder, Σ_c T_c V_c and Σ_c T_c.
+its ladder, Σ_c T_c V_c and Σ_c T_c; on a mesh the tile's columns are coupled (I = T V + S V₋):
+its Norton equivalent adds a resistor 1/S_kk' between the sense ends of every two columns k, k'
+of the tile (S's off-diagonal; Σ_c T_kc to ground is then exactly its diagonal).
 
 Read noise as a process (the realisation's ``read_sigma``, :mod:`dfc_analog.hardware.devices`):
 the devices of a column fluctuate independently, G_j + σ_j ξ_j(t), and their current
@@ -65,7 +71,7 @@ from dfc_analog.circuit.netlist import (SWITCH_RISE, SpiceOptions, _fmt, _wrap,
                                         output_times)
 from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.realise import Realisation
-from dfc_analog.hardware.wires import transfer_layers
+from dfc_analog.hardware.wires import column_tiles, wired_layers
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.hardware import OpAmpController
 
@@ -187,6 +193,47 @@ def _column(prefix: str, wire: str, cells: list, R_w: float) -> list:
          for c in range(len(cells))]
 
 
+def _row_wires(prefix: str, name: str, drivers: list, columns: int, tile: int,
+               R_row: float) -> list:
+    """The row wires of one row tile ``name`` (l<i>_t<a>_w or _q) of crossbar ``prefix`` (W or
+    Q) on a mesh (:mod:`dfc_analog.hardware.wires`): per cell row c, driven from node
+    ``drivers[c]``, and per tile of at most ``tile`` of the ``columns`` columns, a segment
+    R<prefix>r_<node> of R_row from the driver to the first column's node <name>r<c>_k, then
+    one to each next column's."""
+    lines = []
+    for c, driver in enumerate(drivers):
+        for cols in column_tiles(columns, tile):
+            previous = driver
+            for k in range(cols.start, cols.stop):
+                node = f"{name}r{c}_{k}"
+                lines.append(f"R{prefix}r_{node} {previous} {node} {_fmt(R_row)}")
+                previous = node
+    return lines
+
+
+def _mesh_norton(wired, i: int) -> list:
+    """The coupling resistors of a layer-1 mesh's Norton equivalent (module docstring): 1/S_kk'
+    between the sense ends of every two columns of each W tile."""
+    lines = []
+    for a, cols, S in wired.tiles_W:
+        S = S.numpy()
+        for k in range(S.shape[0]):
+            for m in range(k + 1, S.shape[0]):
+                if S[k, m] != 0:
+                    K, M = cols.start + k, cols.start + m
+                    lines.append(f"RWm{i}_{K}_{M}_t{a} l{i}_t{a}_w_{K} l{i}_t{a}_w_{M} "
+                                 f"{_fmt(1.0 / float(S[k, m]))}")
+    return lines
+
+
+def _on_rows(cells: list, name: str, k: int, R_row: float) -> list:
+    """A tile column's ``cells`` (name suffix, row node, G) in wire order, on a mesh
+    (R_row > 0) moved from their drivers to their row wires' nodes at column k."""
+    if R_row == 0:
+        return cells
+    return [(suffix, f"{name}r{c}_{k}", G) for c, (suffix, _, G) in enumerate(cells)]
+
+
 def _ladder_norton(wired, k: int, a: int, js: list, v_in, v_ref: float, wire: str,
                    source) -> list:
     """A layer-1 tile column with wire resistance: every row is constant (the inputs ``v_in``
@@ -299,7 +346,9 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
         "* nodes: l<i>_vg_k soma virtual ground, l<i>_soma_k soma output v, l<i>_rate_k row r, "
         "l<i>_raten_k row -r,",
         "*   l<i>_t<a>_w_k / l<i>_t<a>_q_k column wire of W_i / Q_i tile a (sense source "
-        "VsW<i>_k_t<a> / VsQ<i>_k_t<a>)",
+        "VsW<i>_k_t<a> / VsQ<i>_k_t<a>)" + (
+            "; l<i>_t<a>_wr<c>_k / _qr<c>_k row wire of cell row c at column k"
+            if spec.synapse.row_wire_resistance > 0 else ""),
         "* t = 0 of the model is the controller switch-on (the input step of an inference), at "
         "t_on = settle in this netlist", ""]
     lines += opamp_subcircuit(real)
@@ -325,14 +374,30 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
     else:
         lines.append("* (summed: each layer-1 tile column is its Norton equivalent)")
     senses = sense_names(real)
-    R_w = spec.synapse.wire_resistance
-    wired = transfer_layers(real)[0] if R_w > 0 and options.sum_inputs else None
+    R_w, R_row = spec.synapse.wire_resistance, spec.synapse.row_wire_resistance
+    wires = R_w > 0 or R_row > 0
+    wired = wired_layers(real, 1)[0] if wires and options.sum_inputs else None
     for i, lr in enumerate(real.layers, start=1):
         G_pos, G_neg = lr.G_pos.numpy(), lr.G_neg.numpy()
         GQ_pos, GQ_neg = lr.GQ_pos.numpy(), lr.GQ_neg.numpy()
         n_in = sizes[i - 1]
         lines += ["", f"* layer {i}: crossbars W_{i} ({n_in}+1 rows incl. the bias row) and "
                       f"Q_{i} ({n_L} rows), {sizes[i]} columns, tiles of {tile} rows"]
+        norton = i == 1 and options.sum_inputs
+        if R_row > 0:               # the row wires of every tile, then the cells on them
+            for a in range(len(senses[("W", i, 0)])):
+                if not (norton and wires):
+                    drivers = [node for j in range(a * tile, min((a + 1) * tile, n_in + 1))
+                               for node in (("vref_n", "vref_p") if j == n_in else
+                                            rows(i - 1, j)[::-1])]
+                    lines += _row_wires("W", f"l{i}_t{a}_w", drivers, sizes[i], tile, R_row)
+            for a in range(len(senses[("Q", i, 0)])):
+                drivers = [controller_name(kind, m) for m in range(a * tile,
+                                                                   min((a + 1) * tile, n_L))
+                           for kind in ("un", "u")]
+                lines += _row_wires("Q", f"l{i}_t{a}_q", drivers, sizes[i], tile, R_row)
+            if norton:
+                lines += _mesh_norton(wired, i)
         for k in range(sizes[i]):
             vg = neuron_name(i, "vg", k)
             for a, sense in enumerate(senses[("W", i, k)]):
@@ -348,10 +413,10 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
                         r, rn = rows(i - 1, j)
                         devices += [(f"{i}_{k}_{j}", rn, float(G_pos[k, j])),
                                     (f"n{i}_{k}_{j}", r, float(G_neg[k, j]))]
-                if i == 1 and options.sum_inputs and R_w > 0:
-                    lines += _ladder_norton(wired, k, a, js, x * vs, vs, wire, source)
+                if norton and wires:
+                    lines += _ladder_norton(wired.layer, k, a, js, x * vs, vs, wire, source)
                     devices = []
-                elif i == 1 and options.sum_inputs:
+                elif norton:
                     inputs = [j for j in js if j < n_in]
                     current = math.fsum(float(G_pos[k, j]) * -x[j] * vs + float(G_neg[k, j]) *
                                         x[j] * vs for j in inputs)
@@ -359,15 +424,15 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
                     if total > 0:
                         lines += [f"IW1_{k}_t{a} 0 {wire} {source(current)}",
                                   f"RW1_{k}_t{a} {wire} 0 {_fmt(1.0 / total)}"]
-                lines += _column("W", wire, devices, R_w)
+                lines += _column("W", wire, _on_rows(devices, f"l{i}_t{a}_w", k, R_row), R_w)
             for a, sense in enumerate(senses[("Q", i, k)]):
                 wire = f"l{i}_t{a}_q_{k}"
                 lines.append(f"V{sense[1:]} {wire} {vg} DC 0")
-                lines += _column("Q", wire, [
+                lines += _column("Q", wire, _on_rows([
                     item for m in range(a * tile, min((a + 1) * tile, n_L))
                     for item in ((f"{i}_{k}_{m}", controller_name("un", m), float(GQ_pos[k, m])),
                                  (f"n{i}_{k}_{m}", controller_name("u", m),
-                                  float(GQ_neg[k, m])))], R_w)
+                                  float(GQ_neg[k, m])))], f"l{i}_t{a}_q", k, R_row), R_w)
         lines.append(f"* layer {i} neurons: soma R_f || C_f (tau_v), differential pair, "
                      f"row drivers")
         phi = _PHI_EXPR.get(real.activations[i - 1])
@@ -438,10 +503,11 @@ def hardware_summary(real: Realisation, netlist: str) -> str:
                      f"{G.mean():.3g}), R_f {float(lr.R_f.min()):.4g} .. "
                      f"{float(lr.R_f.max()):.4g} Ohm, {tiles} tiles (W + Q) per column, "
                      f"{3 * sizes[i]} op-amps")
+    R_w, R_row = spec.synapse.wire_resistance, spec.synapse.row_wire_resistance
     lines.append(f"controller: {4 * n_L} op-amps (error, integrator, proportional, summer per "
                  f"output); wires: "
-                 + (f"{spec.synapse.wire_resistance:g} Ohm per column cell segment"
-                    if spec.synapse.wire_resistance > 0 else "ideal"))
+                 + (f"{R_w:g} Ohm per column cell segment, {R_row:g} Ohm per row cell segment"
+                    if R_w > 0 or R_row > 0 else "ideal"))
     lines.append(f"netlist: {netlist.count(chr(10))} lines, {len(netlist.encode())} bytes")
     return "\n".join(lines)
 

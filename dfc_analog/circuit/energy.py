@@ -6,7 +6,9 @@ Power, in W, of the circuit of :mod:`dfc_analog.hardware.realise` at node voltag
     crossbar     Σ G (V_row − V₋)² over every device of W_i, the bias rows and Q_i: the
                  dissipation in the conductances (what ngspice's @R[p] gives per resistor);
                  with wire resistance Σ G (V_row − u)² + Σ (Δu)² / R_w over the devices and
-                 the wire segments of each column's ladder (:func:`column_flows`)
+                 the wire segments of each column's ladder (:func:`column_flows`); on a mesh
+                 (row-wire resistance) the power the tile's ports deliver, V·i_d − V₋·I,
+                 from its port admittances (:func:`~dfc_analog.hardware.wires.mesh_ports`)
     drivers      Σ V_row I_row of the ideal row sources: the input rows ±x v_scale (a DAC), the
                  bias references ±V_ref and the controller's inverted rows −u
     amplifiers   every op-amp of the network draws I_q (V_dd − V_ss) and its output current
@@ -36,7 +38,8 @@ import torch
 from dfc_analog.circuit.graph import controller_name, neuron_name
 from dfc_analog.circuit.netlist import SpiceOptions
 from dfc_analog.hardware.realise import Realisation
-from dfc_analog.hardware.wires import column_cells, ladder_nodes, tiles
+from dfc_analog.hardware.wires import (column_cells, column_tiles, ladder_nodes, mesh_ports,
+                                       tiles)
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.hardware import HardwareModel
 
@@ -90,7 +93,7 @@ def crossbar_power(real: Realisation, x, p: list, r_pos: list, r_neg: list, u):
     """(crossbar dissipation, driver power), each (T,) W, at voltages (V; arrays (T, n)): the
     input ``x`` (n_0,) in model units, per layer the virtual grounds ``p`` and the rows r⁺, r⁻,
     and the control signal ``u`` (T, n_L)."""
-    if real.spec.synapse.wire_resistance > 0:
+    if _wired(real):
         return _flow_power(column_flows(real, x, p, r_pos, r_neg, u))
     vs = real.v_scale
     x = np.asarray(x, dtype=np.float64) * vs
@@ -122,6 +125,11 @@ def crossbar_power(real: Realisation, x, p: list, r_pos: list, r_neg: list, u):
     return xbar, drive
 
 
+def _wired(real: Realisation) -> bool:
+    """True when the crossbars have wire resistance (column or row wires)."""
+    return real.spec.synapse.wire_resistance > 0 or real.spec.synapse.row_wire_resistance > 0
+
+
 def column_flows(real: Realisation, x, p: list, r_pos: list, r_neg: list, u,
                  chunk: int = 1 << 22) -> list:
     """The crossbars with wire resistance (:mod:`dfc_analog.hardware.wires`), at the voltages of
@@ -129,8 +137,10 @@ def column_flows(real: Realisation, x, p: list, r_pos: list, r_neg: list, u,
     wire segments, and per cell in wire order the row voltages ``V_W``, ``V_Q`` (T, cells) and
     the currents ``I_W``, ``I_Q`` (T, cells) the rows drive into the cells, summed over the
     columns. Each tile column's ladder is solved for its node voltages, ``chunk`` node values at
-    a time."""
+    a time; a mesh tile (row-wire resistance) from its port admittances: the drivers deliver
+    i_d = Y V − Tᵀ V₋ and the tile dissipates V·i_d − V₋·(T V + S V₋)."""
     vs, R_w = real.v_scale, real.spec.synapse.wire_resistance
+    R_row = real.spec.synapse.row_wire_resistance
     x = np.asarray(x, dtype=np.float64) * vs
     uu = np.asarray(u, dtype=np.float64) * vs
     T = uu.shape[0]
@@ -147,6 +157,16 @@ def column_flows(real: Realisation, x, p: list, r_pos: list, r_neg: list, u,
             current = np.zeros_like(V)
             V = torch.as_tensor(V)
             for s in tiles(cells.shape[1], real.spec.crossbar_size):
+                if R_row > 0:
+                    for cols in column_tiles(cells.shape[0], real.spec.crossbar_size):
+                        T_t, S_t, Y_t = (m.numpy() for m in mesh_ports(cells[cols, s].T, R_w,
+                                                                       R_row, drivers=True))
+                        Vd, Vm = V[:, s].numpy(), vm[:, cols].numpy()
+                        i_d = Vd @ Y_t.T - Vm @ T_t
+                        flows["xbar"] += np.einsum("tc,tc->t", Vd, i_d) - np.einsum(
+                            "tk,tk->t", Vm, Vd @ T_t.T + Vm @ S_t.T)
+                        current[:, s] += i_d
+                    continue
                 g = cells[:, s]
                 step = max(1, chunk // g.numel())
                 for t in range(0, T, step):
@@ -298,7 +318,7 @@ def model_power(model: HardwareModel, s: dict, x: np.ndarray, t: np.ndarray) -> 
         return [model._layer(a, i).numpy() * vs for i in range(L)]
 
     p, r_pos, r_neg = layers(s["p"]), layers(s["rate"]), layers(s["r_neg"])
-    wired = real.spec.synapse.wire_resistance > 0
+    wired = _wired(real)
     if wired:
         flows = column_flows(real, x, p, r_pos, r_neg, s["u"].numpy())
         xbar, drive = _flow_power(flows)

@@ -42,8 +42,9 @@ class SynapseSpec:
     ``bits`` gives 2^bits programmable states per device (absent: continuous);
     ``drift_compensation`` trims each layer's R_f by one calibration factor, the programmed
     over the realised total |G⁺ − G⁻| (a global drift compensation, as on IBM's PCM chips);
-    ``wire_resistance`` is the column wire's resistance per crossbar cell segment in Ω (IR drop,
-    :mod:`dfc_analog.hardware.wires`; 0: ideal wires).
+    ``wire_resistance`` is the column wire's resistance per crossbar cell segment in Ω and
+    ``row_wire_resistance`` the row wire's (IR drop, :mod:`dfc_analog.hardware.wires`: with
+    both the tile is a 2-D resistive mesh; 0: that wire is ideal).
 
     ``read_interval`` (s) says what the read noise is. 0: a static offset of each conductance,
     the 1/f noise accumulated by drift_time, drawn once per realisation. > 0: a process during
@@ -64,6 +65,7 @@ class SynapseSpec:
     drift_time: float = 0.0
     drift_compensation: bool = False
     wire_resistance: float = 0.0
+    row_wire_resistance: float = 0.0
     read_interval: float = 0.0
 
     def check(self) -> None:
@@ -83,7 +85,7 @@ class SynapseSpec:
             raise ConfigError(f"synapse drift_compensation must be true or false, got "
                               f"{self.drift_compensation!r}.")
         for name in ("programming_noise", "variation", "read_noise", "drift_time",
-                     "wire_resistance", "read_interval"):
+                     "wire_resistance", "row_wire_resistance", "read_interval"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"synapse {name} must be a non-negative number, got "
@@ -206,7 +208,7 @@ class HardwareSpec:
         return s.device == "ideal" and s.bits is None and s.programming_noise == 0 and \
             not s.drift_compensation and \
             s.variation == 0 and s.read_noise == 0 and s.drift_time == 0 and \
-            s.wire_resistance == 0 and \
+            s.wire_resistance == 0 and s.row_wire_resistance == 0 and \
             self.amplifier.ideal and a.gain_mismatch == 0 and a.offset_mismatch == 0
 
     @classmethod

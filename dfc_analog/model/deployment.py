@@ -14,8 +14,10 @@ folds into one matrix and one bias per chip (:func:`fold`):
     b̃ = d (n_g V_os − β − c (V_os⁻' A⁺ᵀ + V_os⁺' A⁻ᵀ)),
 
 where W̃ = d R_f (G⁺ − G⁻) is the realised weight with the op-amp's gain error and b̃ carries
-the bias pair and every offset. The activation mismatch folds in as well: z = g_k (o − δ_k) =
-a (diag(g) W̃)ᵀ + g (b̃ − δ), a = φ(z). :class:`FoldedStack` holds diag(g) W̃ and g (b̃ − δ) of
+the bias pair and every offset (with row-wire resistance the mesh couples a tile's columns and
+n_g is a matrix N_g = I − diag(R_f) (S_W + S_Q) per layer, :mod:`dfc_analog.hardware.wires`:
+d becomes D = (I + N_g / A₀)⁻¹, multiplying from the left). The activation mismatch folds in
+as well: z = g_k (o − δ_k) = a (diag(g) W̃)ᵀ + g (b̃ − δ), a = φ(z). :class:`FoldedStack` holds diag(g) W̃ and g (b̃ − δ) of
 R chips with a leading realisation dimension, and :meth:`FoldedStack.feedforward` evaluates all
 of them on a batch of inputs with one batched matrix product per layer (float64, or float32 for
 throughput). A chip whose settled state exceeds the rails (soma output o or rows n±, in model
@@ -32,7 +34,7 @@ import torch
 
 from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.batch import LAYER_FIELDS, RealisationStack, realise_network_stack
-from dfc_analog.hardware.wires import transfer_layers
+from dfc_analog.hardware.wires import wired_layers
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.hardware import rest_control
 from dfc_analog.model.network import _PHI
@@ -124,10 +126,16 @@ def fold(stack: RealisationStack, dtype: torch.dtype = torch.float64,
     c = 1.0 if math.isinf(A0) else A0 / (1.0 + A0)
     vs = stack.v_scale
     source = stack.layers
-    if stack.spec.synapse.wire_resistance > 0:      # chip by chip: one ladder solve each
-        chips = [transfer_layers(stack.realisation(r)) for r in range(len(stack))]
-        source = [{k: torch.stack([getattr(chip[i], k) for chip in chips]) for k in LAYER_FIELDS}
-                  for i in range(len(stack.layers))]
+    synapse = stack.spec.synapse
+    mesh = synapse.row_wire_resistance > 0
+    if synapse.wire_resistance > 0 or mesh:         # chip by chip: one wire solve each
+        chips = [wired_layers(stack.realisation(r)) for r in range(len(stack))]
+        source = [{k: torch.stack([getattr(chip[i].layer, k) for chip in chips])
+                   for k in LAYER_FIELDS} for i in range(len(stack.layers))]
+        if mesh:                                    # N_g per chip and layer (R, n_i, n_i)
+            for i, l in enumerate(source):
+                S = torch.stack([chip[i].S_W + chip[i].S_Q for chip in chips])
+                l["N_g"] = torch.eye(S.shape[-1], dtype=S.dtype) - l["R_f"][:, :, None] * S
     u_rest = None
     if stack.controller_offset is not None and not math.isinf(A0):
         u_rest = rest_control(stack.controller_offset / vs, A0,
@@ -137,17 +145,25 @@ def fold(stack: RealisationStack, dtype: torch.dtype = torch.float64,
         R_f = l["R_f"][:, :, None]
         A_pos, A_neg = R_f * l["G_pos"], R_f * l["G_neg"]
         beta = l["R_f"] * (l["Gb_neg"] - l["Gb_pos"])
-        n_g = 1.0 + l["R_f"] * ((l["G_pos"] + l["G_neg"]).sum(2) + l["Gb_pos"] + l["Gb_neg"] +
-                                (l["GQ_pos"] + l["GQ_neg"]).sum(2))
-        d = 1.0 / (1.0 + n_g / A0)
         gain_in = 1.0 if prev is None else c
         shift = torch.zeros_like(beta) if prev is None else c * (
             torch.einsum("rj,rkj->rk", prev.row_offset_neg[:, 0], A_pos) +
             torch.einsum("rj,rkj->rk", prev.row_offset_pos[:, 0], A_neg))
         g, delta = l["act_gain"], l["act_offset"] / vs
-        weight = (g * gain_in * d)[:, :, None] * (A_pos - A_neg)
-        bias = g * (d * (n_g * l["soma_offset"] / vs - beta - shift) - delta)
-        feedback = (g * d)[:, :, None] * l["R_f"][:, :, None] * (l["GQ_pos"] - l["GQ_neg"])
+        if mesh:                                    # D = (I + N_g / A₀)⁻¹ from the left
+            N_g = l["N_g"]
+            D = torch.linalg.inv(torch.eye(N_g.shape[-1], dtype=N_g.dtype) + N_g / A0)
+            weight = (g * gain_in)[:, :, None] * (D @ (A_pos - A_neg))
+            rhs = (N_g @ (l["soma_offset"] / vs)[..., None])[..., 0] - beta - shift
+            bias = g * ((D @ rhs[..., None])[..., 0] - delta)
+            feedback = g[:, :, None] * (D @ (l["R_f"][:, :, None] * (l["GQ_pos"] - l["GQ_neg"])))
+        else:
+            n_g = 1.0 + l["R_f"] * ((l["G_pos"] + l["G_neg"]).sum(2) + l["Gb_pos"] +
+                                    l["Gb_neg"] + (l["GQ_pos"] + l["GQ_neg"]).sum(2))
+            d = 1.0 / (1.0 + n_g / A0)
+            weight = (g * gain_in * d)[:, :, None] * (A_pos - A_neg)
+            bias = g * (d * (n_g * l["soma_offset"] / vs - beta - shift) - delta)
+            feedback = (g * d)[:, :, None] * l["R_f"][:, :, None] * (l["GQ_pos"] - l["GQ_neg"])
         if u_rest is not None:
             bias = bias + torch.einsum("rkm,rm->rk", feedback, u_rest)
         prev = FoldedLayer(weight.transpose(1, 2).contiguous(), bias[:, None], g[:, None],

@@ -7,7 +7,7 @@ neuron k of layer i with R_f its soma feedback resistance:
     crossbar    J = R_f I_src / v_scale, the current the rows would drive into a grounded column:
                 J = A⁺ r⁻ + A⁻ r⁺ + (A_b⁻ − A_b⁺) − (A_Q⁺ − A_Q⁻) u,  A = R_f G (dimensionless),
                 where r⁺, r⁻ are the rows (x, −x for layer 1) and the bias rows sit at ±V_ref;
-                with wire resistance G is the column ladder's transfer conductance T
+                with wire resistance G is the wires' transfer conductance T
                 (:mod:`dfc_analog.hardware.wires`), everywhere, s and n_g included
     op-amp      one pole: τ_p dn/dt = A₀ (V_os − V₋) − n, output o = clamp(n, ±rail)
                 (τ_p = A₀ / 2π·gbw; the netlist's G–R–C stage and clamped buffer)
@@ -15,6 +15,10 @@ neuron k of layer i with R_f its soma feedback resistance:
                 τ_v d(o − p)/dt = n_g p − J − o,   n_g = 1 + R_f G_Σ (the noise gain)
                 (with an ideal op-amp p = 0 and this is eq. 1: τ_v dv/dt = −v + v_B + v_A)
     compartments v_B = s_W p − J_W, v_A = s_Q p − J_Q (the column currents times −R_f, s = R_f ΣG)
+    row wires   with row-wire resistance a tile is a mesh whose sense admittance S couples its
+                columns (I = T V + S V₋): s_W = −diag(R_f) S_W and s_Q are matrices per layer,
+                n_g p becomes N_g p with N_g = I + s_W + s_Q, and the closed forms and the
+                Jacobian's soma stages below solve with N_g per layer (:meth:`HardwareModel.sense`)
     rate        a = φ(g_k (o − δ_k)) from the differential pair; two transimpedance stages give
                 the rows r⁺ ≈ a and r⁻ ≈ −a: τ_p dn±/dt = A₀ (V_os± − (r± ∓ a)) − n±
     controller  eq. (4) on four op-amps per output (:class:`OpAmpController`): e = r* − r⁺_L
@@ -64,7 +68,7 @@ import torch
 from dfc_analog.config.seeds import generator
 from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.realise import Realisation
-from dfc_analog.hardware.wires import transfer_layers
+from dfc_analog.hardware.wires import wired_layers
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.network import _PHI
 from dfc_analog.model.trajectory import Trajectory
@@ -90,24 +94,36 @@ class HardwareModel:
         self.tau_p = amp.pole_time / time_scale
         self.rail = amp.rail / vs
         self.A_pos, self.A_neg, self.bias, self.A_Q, self.s_W, self.s_Q = [], [], [], [], [], []
-        for l in transfer_layers(real):          # the wires' T in place of G (IR drop)
+        wired = wired_layers(real)               # the wires' T in place of G (IR drop)
+        self.mesh = any(w.S_W is not None for w in wired)
+        for w in wired:
+            l = w.layer
             R = l.R_f[:, None]
             self.A_pos.append(R * l.G_pos)
             self.A_neg.append(R * l.G_neg)
             self.bias.append(l.R_f * (l.Gb_neg - l.Gb_pos))
             self.A_Q.append(R * (l.GQ_pos - l.GQ_neg))
+            if self.mesh:                        # the row wires couple the columns
+                self.s_W.append(-R * w.S_W)
+                self.s_Q.append(-R * w.S_Q)
+                continue
             self.s_W.append(l.R_f * ((l.G_pos + l.G_neg).sum(1) + l.Gb_pos + l.Gb_neg))
             self.s_Q.append(l.R_f * (l.GQ_pos + l.GQ_neg).sum(1))
 
         def cat(name):
             return torch.cat([getattr(l, name) for l in real.layers]) / vs
 
-        self.noise_gain = 1.0 + torch.cat(self.s_W) + torch.cat(self.s_Q)
+        if self.mesh:                            # N_g per layer (n_i, n_i)
+            self.noise_gain = [torch.eye(len(a), dtype=a.dtype) + a + b
+                               for a, b in zip(self.s_W, self.s_Q)]
+        else:
+            self.noise_gain = 1.0 + torch.cat(self.s_W) + torch.cat(self.s_Q)
         self.soma_offset, self.offset_pos, self.offset_neg = (
             cat("soma_offset"), cat("rate_offset_pos"), cat("rate_offset_neg"))
         self.act_offset = cat("act_offset")
         self.act_gain = torch.cat([l.act_gain for l in real.layers])
-        self.s_Wc, self.s_Qc = torch.cat(self.s_W), torch.cat(self.s_Q)
+        if not self.mesh:
+            self.s_Wc, self.s_Qc = torch.cat(self.s_W), torch.cat(self.s_Q)
         self.A_Qc = torch.cat(self.A_Q)          # (N, n_L): all apical columns at once
         self.offsets = [0]
         for n in self.sizes[1:]:
@@ -142,6 +158,22 @@ class HardwareModel:
 
     def _layer(self, t: torch.Tensor, i: int) -> torch.Tensor:
         return t[..., self.offsets[i]:self.offsets[i + 1]]
+
+    def _per_layer(self, mats: list, p: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self._layer(p, i) @ m.T for i, m in enumerate(mats)], dim=-1)
+
+    def sense(self, p: torch.Tensor) -> tuple:
+        """(s_W p, s_Q p), (…, N): what the virtual grounds p add to the compartments,
+        −R_f times the currents S p they draw from the crossbars (module docstring)."""
+        if not self.mesh:
+            return self.s_Wc * p, self.s_Qc * p
+        return self._per_layer(self.s_W, p), self._per_layer(self.s_Q, p)
+
+    def noise_gain_on(self, p: torch.Tensor) -> torch.Tensor:
+        """n_g p (…, N): the soma stages' noise gain on p; N_g p per layer on a mesh."""
+        if not self.mesh:
+            return self.noise_gain * p
+        return self._per_layer(self.noise_gain, p)
 
     def activation(self, o: torch.Tensor, slope: bool = False) -> torch.Tensor:
         """a = φ(g_k (o − δ_k)) per layer, (B, N); ``slope``: da/do = g_k φ'(g_k (o − δ_k))."""
@@ -181,10 +213,16 @@ class HardwareModel:
             neg = -x if i == 0 else self._layer(n_neg, i - 1)
             J = neg @ self.A_pos[i].T + pos @ self.A_neg[i].T + self.bias[i]
             sl = slice(self.offsets[i], self.offsets[i + 1])
-            g = self.noise_gain[sl]
             J_W[:, sl] = J
             J = J + J_Q[:, sl]
-            o[:, sl] = (g * self.soma_offset[sl] - J) / (1.0 + g / A0)
+            if self.mesh:                        # (I + N_g / A₀) o = N_g V_os − J
+                g = self.noise_gain[i]
+                eye = torch.eye(len(g), dtype=g.dtype, device=g.device)
+                o[:, sl] = torch.linalg.solve(eye + g / A0,
+                                              (g @ self.soma_offset[sl])[:, None] - J.T).T
+            else:
+                g = self.noise_gain[sl]
+                o[:, sl] = (g * self.soma_offset[sl] - J) / (1.0 + g / A0)
             p[:, sl] = self.soma_offset[sl] - o[:, sl] / A0
             a = _PHI[self.real.activations[i]][0](self.act_gain[sl] *
                                                   (o[:, sl] - self.act_offset[sl]))
@@ -193,8 +231,9 @@ class HardwareModel:
         self.check_rails({"soma": o, "row r": n_pos, "row -r": n_neg})
         self.ctl.error_rest(ctl, n_pos[:, self.offsets[-2]:])
         state = torch.cat([o, p, n_pos, n_neg, ctl], 1)
-        return {"state": state, "soma": o, "basal": self.s_Wc * p - J_W,
-                "apical": self.s_Qc * p - J_Q, "rate": n_pos}
+        s_W, s_Q = self.sense(p)
+        return {"state": state, "soma": o, "basal": s_W - J_W, "apical": s_Q - J_Q,
+                "rate": n_pos}
 
     def check_rails(self, signals: dict) -> None:
         rail_v = self.rail * self.real.v_scale
@@ -309,7 +348,8 @@ class HardwareDynamics:
         u = ctl["u"]
         J_W = m.forward_columns(self.x, r_pos, r_neg)
         J_Q = -(u @ m.A_Qc.T)
-        return {"soma": o, "basal": m.s_Wc * p - J_W, "apical": m.s_Qc * p - J_Q,
+        s_W, s_Q = m.sense(p)
+        return {"soma": o, "basal": s_W - J_W, "apical": s_Q - J_Q,
                 "rate": r_pos, "error": ctl["error"], "u": u, "u_int": ctl["u_int"],
                 "J": J_W + J_Q, "p": p, "n_s": n_s, "r_neg": r_neg, "n_pos": n_pos,
                 "n_neg": n_neg, "controller": ctl}
@@ -323,7 +363,7 @@ class HardwareDynamics:
         o, p, J = s["soma"], s["p"], s["J"]
         if self.noise is not None:          # the read-noise process, one term per column
             J = J + m.read_sigma_columns(self.x, s["rate"], s["r_neg"], s["u"]) * self.noise(t)
-        dv_c = (m.noise_gain * p - J - o) / p_.tau_v
+        dv_c = (m.noise_gain_on(p) - J - o) / p_.tau_v
         dn_s = (m.gain * (m.soma_offset - p) - s["n_s"]) / m.tau_p
         dp = torch.where(s["n_s"].abs() <= m.rail, dn_s, torch.zeros_like(dn_s)) - dv_c
         a = m.activation(o)
@@ -358,7 +398,7 @@ class HardwareJacobian:
     and 0 beyond, the slope of each clamp and of the capacitor's where(); a' = m_s da/do):
 
         ∂ṅ_s = −(A₀ ∂p + ∂n_s) / τ_p
-        ∂ṗ   = m_s ∂ṅ_s − (n_g ∂p − ∂J − m_s ∂n_s) / τ_v
+        ∂ṗ   = m_s ∂ṅ_s − (n_g ∂p − ∂J − m_s ∂n_s) / τ_v     (N_g ∂p on a mesh)
         ∂ṅ±  = (±A₀ a' ∂n_s − A₀ m_± ∂n± − ∂n±) / τ_p
 
     where ∂J = A⁺ m_− ∂n⁻ + A⁻ m_+ ∂n⁺ over the rows of the layer below (the crossbar; none for
@@ -368,7 +408,9 @@ class HardwareJacobian:
 
     :meth:`solver` gives (I − cA)⁻¹ for the Rosenbrock-W method. Without the controller the
     network part M_nn is lower block-triangular: forward substitution through the layers, a
-    2 × 2 solve per soma stage (n_s, p) and then its two row stages. The controller closes the
+    2 × 2 solve per soma stage (n_s, p) and then its two row stages (on a mesh, where N_g
+    couples a layer's p, n_s is eliminated and p solved from one LU-factored n_i × n_i system per
+    layer and sample). The controller closes the
     loop through u (into every p) and r⁺_L (into its error stage): its 5 n_L unknowns are
     solved first from their Schur complement S = M_cc − M_cn M_nn⁻¹ M_nc (dense 5 n_L × 5 n_L
     per sample, LU-factored; M_nc is nonzero on the n_L columns of u alone, whose M_nn⁻¹ M_nc
@@ -407,7 +449,7 @@ class HardwareJacobian:
         d_ctl, du = self._controller(w_c, r_pos[..., m.offsets[-2]:])
         J = J - du @ m.A_Qc.T
         dn_s = -(m.gain * w_p + w_s) / m.tau_p
-        dp = self.m_s * dn_s - (m.noise_gain * w_p - J - self.m_s * w_s) / m.p.tau_v
+        dp = self.m_s * dn_s - (m.noise_gain_on(w_p) - J - self.m_s * w_s) / m.p.tau_v
         dn_pos = (m.gain * (self.slope * w_s - r_pos) - w_pos) / m.tau_p
         dn_neg = (-m.gain * (self.slope * w_s + r_neg) - w_neg) / m.tau_p
         return torch.cat([dn_s, dp, dn_pos, dn_neg], dim=-1), d_ctl
@@ -439,8 +481,12 @@ class HardwareJacobian:
         tau_p, tau_v, A0 = m.tau_p, m.p.tau_v, m.gain
         k00, k01 = 1.0 + c / tau_p, c * A0 / tau_p            # the soma stage's 2 × 2 block
         k10 = -c * self.m_s * (1.0 / tau_v - 1.0 / tau_p)
-        k11 = 1.0 + c * (self.m_s * A0 / tau_p + m.noise_gain / tau_v)
-        det = k00 * k11 - k01 * k10
+        if m.mesh:                  # N_g couples a layer's p: its k11 is a matrix
+            k11 = 1.0 + c * self.m_s * A0 / tau_p
+            det = torch.ones_like(k11)
+        else:
+            k11 = 1.0 + c * (self.m_s * A0 / tau_p + m.noise_gain / tau_v)
+            det = k00 * k11 - k01 * k10
         to_rows = c * A0 / tau_p * self.slope
         d_pos = 1.0 + c * (A0 * self.m_pos + 1.0) / tau_p
         d_neg = 1.0 + c * (A0 * self.m_neg + 1.0) / tau_p
@@ -448,24 +494,34 @@ class HardwareJacobian:
         layers = []                 # per layer: its slice and coefficients, sliced once
         for i in range(len(m.sizes) - 1):
             sl = slice(m.offsets[i], m.offsets[i + 1])
+            soma = None
+            if m.mesh:              # (diag(k11 − k10 k01 / k00) + c N_g / τ_v) w_p = …
+                soma = torch.linalg.lu_factor(
+                    torch.diag_embed(k11[..., sl] - k10[..., sl] * k01 / k00) +
+                    (c / tau_v) * m.noise_gain[i])
             layers.append((sl, slice(m.offsets[i - 1], m.offsets[i]) if i else None,
                            k10[..., sl], k11[..., sl], det[..., sl], to_rows[..., sl],
-                           d_pos[..., sl], d_neg[..., sl]))
+                           d_pos[..., sl], d_neg[..., sl], soma))
 
         def network(b):
             """M_nn⁻¹ b by forward substitution through the layers."""
             out = torch.empty_like(b)
             b_s, b_p, b_pos, b_neg = (b[..., k * N:(k + 1) * N] for k in range(4))
             w_s, w_p, w_pos, w_neg = (out[..., k * N:(k + 1) * N] for k in range(4))
-            for i, (sl, below, k10_, k11_, det_, rows_, dp_, dn_) in enumerate(layers):
+            for i, (sl, below, k10_, k11_, det_, rows_, dp_, dn_, soma) in enumerate(layers):
                 rhs, bs = b_p[..., sl], b_s[..., sl]
                 if below is not None:
                     rhs = rhs + (c / tau_v) * m.crossbar(i, self.m_pos[..., below] *
                                                          w_pos[..., below],
                                                          self.m_neg[..., below] *
                                                          w_neg[..., below])
-                ws = torch.div(k11_ * bs - k01 * rhs, det_, out=w_s[..., sl])
-                torch.div(k00 * rhs - k10_ * bs, det_, out=w_p[..., sl])
+                if soma is None:
+                    ws = torch.div(k11_ * bs - k01 * rhs, det_, out=w_s[..., sl])
+                    torch.div(k00 * rhs - k10_ * bs, det_, out=w_p[..., sl])
+                else:
+                    wp = torch.linalg.lu_solve(*soma, (rhs - k10_ * bs / k00)[..., None])
+                    w_p[..., sl] = wp[..., 0]
+                    ws = torch.div(bs - k01 * w_p[..., sl], k00, out=w_s[..., sl])
                 torch.div(torch.addcmul(b_pos[..., sl], rows_, ws), dp_, out=w_pos[..., sl])
                 torch.div(torch.addcmul(b_neg[..., sl], rows_, ws, value=-1.0), dn_,
                           out=w_neg[..., sl])
