@@ -10,6 +10,17 @@ def update_vector(upd) -> list:
 
 
 @pytest.fixture
+def one_thread():
+    """Small batched solves and the model's small minibatches spin torch's threads against
+    each other on a shared 2-core machine (seconds instead of milliseconds); one thread
+    suffices for them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def make_net():
     def make(sizes=(15, 10, 10, 5), activations=None, seed=0, dtype=torch.float64,
              feedback_init="weight_product"):

@@ -334,15 +334,6 @@ def test_training_with_spice_sleep_matches_ode(tmp_path):
     assert moved([spice, coarse], start, "Q") > 1e-2
 
 
-@pytest.fixture
-def one_thread():
-    """The model's small batches spin torch's threads against each other on a shared machine;
-    one thread suffices."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_spice_sleep_minibatch_and_alter(one_thread):
     """The persistent-process sleep phase on a minibatch, split over two processes: each

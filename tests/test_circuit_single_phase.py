@@ -37,7 +37,8 @@ from dfc_analog.model.network import DFCNetwork
 from tests.test_circuit_sleep import flat
 from tests.test_spice import HAVE_NGSPICE, toy
 
-pytestmark = pytest.mark.skipif(not HAVE_NGSPICE, reason="libngspice is not installed")
+pytestmark = [pytest.mark.skipif(not HAVE_NGSPICE, reason="libngspice is not installed"),
+              pytest.mark.usefixtures("one_thread")]
 PARAMS = SinglePhaseParams(t_end=2.0, dt=0.01, tau_hp=0.5)
 RELTOL = 1e-3        # ngspice's (SpiceOptions' default): the same-path tolerance
 ANGLE = 0.057        # degrees: 1e-3 rad
@@ -99,15 +100,6 @@ def test_highpass_and_feedback_integrator_closed_form():
     want = -vs * v_a * U / p.sigma_hat ** 2 * tau / T * (1 - np.exp(-T / tau))
     assert abs(data["l1_dq_0_0"][-1] - want) <= 1e-6 * abs(want)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The model's small batches spin torch's threads against each other on a shared 2-core
-    machine; one thread suffices."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

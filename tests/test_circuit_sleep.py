@@ -41,7 +41,8 @@ from dfc_analog.model.network import DFCNetwork
 
 from tests.test_spice import HAVE_NGSPICE, toy
 
-pytestmark = pytest.mark.skipif(not HAVE_NGSPICE, reason="libngspice is not installed")
+pytestmark = [pytest.mark.skipif(not HAVE_NGSPICE, reason="libngspice is not installed"),
+              pytest.mark.usefixtures("one_thread")]
 REFINE = 16          # model sub-steps per noise step in the same-path comparison
 RELTOL = 1e-3        # ngspice's (SpiceOptions' default): the same-path tolerance
 SEEDS = 2            # circuit noise seeds of the default suite
@@ -71,15 +72,6 @@ def circuit_update(text: str, sizes, scaling=Scaling()) -> list:
     return read_feedback_update(sizes, np.array([[data[n][-1] for n in names]]),
                                 scaling.v_scale)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The model's small batches spin torch's threads against each other on a shared 2-core
-    machine; one thread suffices."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

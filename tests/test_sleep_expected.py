@@ -13,15 +13,8 @@ from dfc_analog.learning.sleep_expected import (FeedbackJacobians, commuting_blo
 from dfc_analog.theory import condition2_ratio
 from dfc_analog.training.loop import apply_feedback_update
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Batched small LAPACK solves spin their threads against each other on a busy 2-core
-    machine (seconds instead of milliseconds); these tests are small, one thread suffices."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def kronecker_lyapunov(A, F):

@@ -142,6 +142,15 @@ class CircuitSleepPhase:
     update: list | None
 
 
+def _phase_setup(p, times, scaling: Scaling | None, options: SpiceOptions | None) -> tuple:
+    """(scaling, options, T = p.steps · p.dt, the trajectory's grid: ``times`` or 0 and T) of a
+    noise-driven phase (sleep or single phase)."""
+    T = p.steps * p.dt
+    times = np.array([0.0, T]) if times is None else \
+        np.asarray(times, dtype=np.float64).reshape(-1)
+    return scaling or Scaling(), options or SpiceOptions(), T, times
+
+
 def sleep_phase(net: DFCNetwork, x, p: SleepParams, noise=None, times=None,
                 scaling: Scaling | None = None, options: SpiceOptions | None = None,
                 settle: float = 1.0, plasticity: bool = True) -> CircuitSleepPhase:
@@ -150,12 +159,8 @@ def sleep_phase(net: DFCNetwork, x, p: SleepParams, noise=None, times=None,
     (e.g. :func:`sleep_noise`), or ``None`` for ngspice's unseeded TRNOISE; ``times`` the
     trajectory's grid in [0, T] (default 0 and T); with ``plasticity`` the feedback integrators
     give the update."""
-    scaling = scaling or Scaling()
-    options = options or SpiceOptions()
+    scaling, options, T, times = _phase_setup(p, times, scaling, options)
     sizes = net.layer_sizes
-    T = p.steps * p.dt
-    times = np.array([0.0, T]) if times is None else \
-        np.asarray(times, dtype=np.float64).reshape(-1)
     noise = _unit_samples(noise)
     g = sleep_graph(net, p, scaling, x, plasticity)
     names = feedback_integrator_names(sizes) if plasticity else []
@@ -206,12 +211,8 @@ def single_phase(net: DFCNetwork, x, y, p: SinglePhaseParams, noise=None, times=
     if p.fb_delay > 0:
         raise ConfigError(f"the circuit's eq. (13) integrators run over the whole single phase "
                           f"(they have no switch): fb_delay must be 0, not {p.fb_delay:g}.")
-    scaling = scaling or Scaling()
-    options = options or SpiceOptions()
+    scaling, options, T, times = _phase_setup(p, times, scaling, options)
     sizes = net.layer_sizes
-    T = p.steps * p.dt
-    times = np.array([0.0, T]) if times is None else \
-        np.asarray(times, dtype=np.float64).reshape(-1)
     g = single_phase_graph(net, p, scaling, x, y, batch, plasticity)
     data = run_netlist(write_netlist(g, "single-phase", T, times, settle, options,
                                      _unit_samples(noise)),
