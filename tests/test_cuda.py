@@ -249,7 +249,7 @@ def hardware_models(make_net, dtype, preset):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("preset", ["pcm", "pcm-wires"])
+@pytest.mark.parametrize("preset", ["pcm", "pcm-wires", "pcm-mesh"])
 @pytest.mark.parametrize("method", ["dopri5", "rosenbrock"])
 def test_hardware_emulation(make_net, batch, dtype, preset, method):
     """The realised circuit's emulation (crossbars, op-amp poles, rails, wires, the op-amp
