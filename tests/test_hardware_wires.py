@@ -260,28 +260,38 @@ def test_one_column_with_wires_in_ngspice():
             pytest.approx(soma, rel=1e-6)
 
 
-@needs_ngspice
-def test_emulation_and_circuit_agree_with_large_wire_resistance(make_net):
-    """200 Ω per cell moves every signal of the 15-10-10-5 net by 15-106 % of its range during
-    the wake phase; emulation and ngspice still agree to 1e-4 of each range (tight tolerance)."""
-    net = make_net()
+def wake_against_circuit(net, spec, reference_spec, options) -> list:
+    """The wake phase of ``net`` realised on ``spec`` (seed 2, 0.5 V per unit), emulated and in
+    ngspice (``options``): every signal agrees to 1e-4 of its range. Returns, per signal, how
+    far the emulation moved from the same devices on ``reference_spec``, in units of its
+    range."""
     params = ControllerParams()
-    real = realise_network(net, wired(200.0), seed=2, v_scale=0.5)
+    real = realise_network(net, spec, seed=2, v_scale=0.5)
     model = HardwareModel(real, params)
-    free = HardwareModel(realise_network(net, wired(0.0), seed=2, v_scale=0.5), params)
+    reference = HardwareModel(realise_network(net, reference_spec, seed=2, v_scale=0.5), params)
     x = torch.rand(1, 15, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2 - 1
     with torch.no_grad():
         r_star = model.feedforward(x)["rate"][:, -5:] + 0.05
     times = torch.linspace(0, 3, 61, dtype=torch.float64)
     emu = simulate_hardware_wake(model, x, r_star, 3.0, times, 1e-10, 1e-10)
-    ref = simulate_hardware_wake(free, x, r_star, 3.0, times, 1e-10, 1e-10)
-    circ = simulate_hardware_circuit(real, params, x[0], r_star[0], 3.0, times, options=TIGHT)
+    ref = simulate_hardware_wake(reference, x, r_star, 3.0, times, 1e-10, 1e-10)
+    circ = simulate_hardware_circuit(real, params, x[0], r_star[0], 3.0, times, options=options)
+    moved = []
     for name in ("soma", "basal", "apical", "rate"):
         for a, b, c in zip(getattr(emu, name), getattr(circ, name), getattr(ref, name)):
             span = float(a.max() - a.min())
             assert float((a - b).abs().max()) <= 1e-4 * span, name
-            assert float((a - c).abs().max()) >= 0.1 * span, name
+            moved.append(float((a - c).abs().max()) / span)
     assert float((emu.u - circ.u).abs().max()) <= 1e-4 * float(emu.u.max() - emu.u.min())
+    return moved
+
+
+@needs_ngspice
+def test_emulation_and_circuit_agree_with_large_wire_resistance(make_net):
+    """200 Ω per cell moves every signal of the 15-10-10-5 net by 15-106 % of its range during
+    the wake phase; emulation and ngspice still agree to 1e-4 of each range (tight tolerance)."""
+    moved = wake_against_circuit(make_net(), wired(200.0), wired(0.0), TIGHT)
+    assert min(moved) >= 0.1
 
 
 @needs_ngspice
@@ -312,28 +322,9 @@ def test_emulation_and_circuit_agree_on_a_mesh(make_net):
     two column tiles and two or three row tiles): the row wires move the wake phase by
     1.1–7.7 % of each signal's range beyond the column wires alone, while emulation and ngspice
     (every row wire written) agree to 1e-4 of it."""
-    net = make_net()
-    params = ControllerParams()
-    real = realise_network(net, wired(200.0, 200.0, tile=8), seed=2, v_scale=0.5)
-    model = HardwareModel(real, params)
-    columns = HardwareModel(realise_network(net, wired(200.0, tile=8), seed=2, v_scale=0.5),
-                            params)
-    x = torch.rand(1, 15, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    with torch.no_grad():
-        r_star = model.feedforward(x)["rate"][:, -5:] + 0.05
-    times = torch.linspace(0, 3, 61, dtype=torch.float64)
-    emu = simulate_hardware_wake(model, x, r_star, 3.0, times, 1e-10, 1e-10)
-    ref = simulate_hardware_wake(columns, x, r_star, 3.0, times, 1e-10, 1e-10)
-    circ = simulate_hardware_circuit(real, params, x[0], r_star[0], 3.0, times,
-                                     options=SpiceOptions(reltol=1e-6, sum_inputs=False))
-    moved = []
-    for name in ("soma", "basal", "apical", "rate"):
-        for a, b, c in zip(getattr(emu, name), getattr(circ, name), getattr(ref, name)):
-            span = float(a.max() - a.min())
-            assert float((a - b).abs().max()) <= 1e-4 * span, name
-            moved.append(float((a - c).abs().max()) / span)
+    moved = wake_against_circuit(make_net(), wired(200.0, 200.0, tile=8), wired(200.0, tile=8),
+                                 SpiceOptions(reltol=1e-6, sum_inputs=False))
     assert min(moved) >= 0.01 and max(moved) >= 0.05
-    assert float((emu.u - circ.u).abs().max()) <= 1e-4 * float(emu.u.max() - emu.u.min())
 
 
 @needs_ngspice
