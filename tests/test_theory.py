@@ -34,7 +34,7 @@ def test_lemma1_steady_state_error_shrinks_with_lambda(make_net, batch, leak):
         for lam in (1e-1, 1e-2, 1e-3):
             v_ff, _, delta, wake = steady_state(net, x, y, lam, params)
             u_th, dv_th = lemma1_control(net, v_ff, delta, params.alpha_eff)
-            v_th = ssa_state(net, x, dv_th)
+            v_th, _ = ssa_state(net, x, dv_th)
             err_u = float((wake.u - u_th).norm() / u_th.norm())
             dv_sim = torch.cat(wake.v, 1) - torch.cat(v_ff, 1)
             dv_lemma = torch.cat(v_th, 1) - torch.cat(v_ff, 1)

@@ -66,17 +66,21 @@ class ForwardUpdate:
 
 
 @torch.no_grad()
-def steady_state_update(net: DFCNetwork, x: torch.Tensor, vs, plasticity: str):
-    """Eq. (5) / (9) evaluated at one network state ``vs`` (the DFC-SS rule)."""
+def steady_state_update(net: DFCNetwork, x: torch.Tensor, vs, plasticity: str,
+                        basal: list | None = None):
+    """Eq. (5) / (9) evaluated at one network state ``vs`` (the DFC-SS rule). ``basal``: the
+    basal potentials W_i φ(v_{i-1}) + b_i of that state where the caller has them
+    (:func:`ssa_state`), else computed here."""
     B = x.shape[0]
     gW, gb = [], []
     r_prev = x
     for i, v in enumerate(vs):
-        v_basal = net.basal(i, r_prev)
-        delta = v - v_basal if plasticity == "voltage" else net.phi(i, v) - net.phi(i, v_basal)
+        v_basal = net.basal(i, r_prev) if basal is None else basal[i]
+        r = net.phi(i, v)
+        delta = v - v_basal if plasticity == "voltage" else r - net.phi(i, v_basal)
         gW.append(-(2.0 / B) * delta.T @ r_prev)
         gb.append(-(2.0 / B) * delta.sum(0))
-        r_prev = net.phi(i, v)
+        r_prev = r
     return gW, gb
 
 
@@ -96,14 +100,16 @@ def lemma1_control(net: DFCNetwork, v_ff, delta: torch.Tensor, alpha_eff: float,
 
 @torch.no_grad()
 def ssa_state(net: DFCNetwork, x: torch.Tensor, dv_flat: torch.Tensor):
-    """Nonlinear sweep v_i = W_i φ(v_{i-1}) + b_i + Δv_i of the DFC-SSA steady state."""
-    vs = []
+    """Nonlinear sweep v_i = W_i φ(v_{i-1}) + b_i + Δv_i of the DFC-SSA steady state; returns
+    (v_i, and their basal parts W_i φ(v_{i-1}) + b_i for :func:`steady_state_update`)."""
+    vs, basal = [], []
     r = x
     for i, dv in enumerate(net.split_layers(dv_flat)):
-        v = net.basal(i, r) + dv
+        basal.append(net.basal(i, r))
+        v = basal[-1] + dv
         r = net.phi(i, v)
         vs.append(v)
-    return vs
+    return vs, basal
 
 
 def backprop_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, loss: str):
@@ -151,7 +157,8 @@ def forward_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, settings: 
             return ForwardUpdate(*dfa_update(net, x, delta, v_ff, r_ff), batch_loss)
         if method == "dfc-ssa":
             _, dv = lemma1_control(net, v_ff, delta, params.alpha_eff, jacobian)
-            gW, gb = steady_state_update(net, x, ssa_state(net, x, dv), params.plasticity)
+            vs, basal = ssa_state(net, x, dv)
+            gW, gb = steady_state_update(net, x, vs, params.plasticity, basal)
             return ForwardUpdate(gW, gb, batch_loss)
         if source is not None:
             times = torch.linspace(0.0, settings.t_end, settings.points, dtype=torch.float64)
