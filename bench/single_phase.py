@@ -57,6 +57,11 @@ def config(args, schedule: str) -> Config:
         decay = cfg.fb_weight_decay * (args.single_sigma / cfg.sigma_fb) ** 2
         cfg = cfg.replace(sigma_fb=args.single_sigma, sigma_fb_output=args.single_sigma,
                           fb_weight_decay=decay)
+    if schedule == "single-phase" and args.single_lambda is not None:
+        # the forward rule's signal is the nudge λ δ_L, its noise σ: a larger λ (the paper's
+        # Table 2: DFC is robust up to λ = 0.5) with the effective rate lr/λ kept (normalize_lr)
+        lr = cfg.lr * args.single_lambda / cfg.target_stepsize if cfg.normalize_lr else cfg.lr
+        cfg = cfg.replace(target_stepsize=args.single_lambda, lr=lr)
     if schedule == "single-phase":
         cfg = cfg.replace(fb_delay=args.fb_delay, fb_lr=cfg.fb_lr * args.fb_lr_factor)
     return cfg
@@ -74,6 +79,10 @@ def main(argv=None) -> None:
     parser.add_argument("--single-sigma", type=float,
                         help="σ of eq. (12) in the single phase only (default: the two-phase "
                              "run's): the noise also enters the forward rule there")
+    parser.add_argument("--single-lambda", type=float,
+                        help="λ of eq. (3) in the single phase only (default: the two-phase "
+                             "run's), the effective rate lr/λ kept: the noise of eq. (12) competes "
+                             "with the nudge λ δ_L in the forward rule")
     parser.add_argument("--fb-delay", type=float, default=0.0,
                         help="single phase: τ_u before eq. (13)'s integrators switch on")
     parser.add_argument("--fb-lr-factor", type=float, default=1.0,

@@ -200,3 +200,18 @@ def test_steady_state_rule_matches_explicit_formula(make_net, batch):
                                               r_prev[s]) for s in range(4))
         torch.testing.assert_close(gW[i], expected)
         r_prev = net.phi(i, vs[i])
+
+
+def test_ssa_sweep_hands_the_rule_its_basal_potentials(make_net, batch):
+    """The DFC-SSA sweep's basal parts are those the rule would compute: the update is the same
+    to the bit with and without them."""
+    net = make_net()
+    x, _ = batch(B=8)
+    dv = 0.05 * torch.randn(8, sum(net.layer_sizes[1:]), dtype=x.dtype,
+                            generator=torch.Generator().manual_seed(3))
+    vs, basal = ssa_state(net, x, dv)
+    for plasticity in ("rate", "voltage"):
+        with_basal = steady_state_update(net, x, vs, plasticity, basal)
+        recomputed = steady_state_update(net, x, vs, plasticity)
+        for a, b in zip(with_basal[0] + with_basal[1], recomputed[0] + recomputed[1]):
+            assert torch.equal(a, b)
