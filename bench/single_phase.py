@@ -45,18 +45,21 @@ def config(args, schedule: str) -> Config:
     if args.mnist:
         if not MNIST_DIR.is_dir():
             raise SystemExit(f"the shared MNIST digits are not at {MNIST_DIR}.")
-        cfg = preset_config("mnist-dfc").replace(data_dir=str(MNIST_DIR), sleep_epochs_init=1,
+        cfg = preset_config("mnist-dfc").replace(data_dir=str(MNIST_DIR),
+                                                 sleep_epochs_init=args.pretrain_epochs,
                                                  step_size=0.02,
                                                  train_samples=args.train_samples or 0, **common)
     else:
         cfg = Config(train_samples=args.train_samples or 1000, step_size=0.02, sigma_fb=args.sigma,
                      sigma_fb_output=args.sigma, **common)
     if schedule == "single-phase" and args.single_sigma is not None:
-        # eq. (13)'s update scales as σ²/σ̂² (σ̂ = max(σ, 0.01)) while its decay β does not:
-        # β scaled by (σ'/σ)² keeps their balance, the fixed point's γ (Theorem 6)
-        decay = cfg.fb_weight_decay * (args.single_sigma / cfg.sigma_fb) ** 2
+        # eq. (13)'s update scales as σ²/σ̂² (σ̂ = max(σ, 0.01)) while its decay β and Adam's ε
+        # do not: both scaled by (σ'/σ)² keep the balance, the fixed point's γ (Theorem 6), and
+        # Adam's normalisation (an ε above the update's size would turn Adam into slow SGD)
+        scale = (args.single_sigma / cfg.sigma_fb) ** 2
         cfg = cfg.replace(sigma_fb=args.single_sigma, sigma_fb_output=args.single_sigma,
-                          fb_weight_decay=decay)
+                          fb_weight_decay=cfg.fb_weight_decay * scale,
+                          fb_adam_eps=cfg.fb_adam_eps * scale)
     if schedule == "single-phase" and args.single_lambda is not None:
         # the forward rule's signal is the nudge λ δ_L, its noise σ: a larger λ (the paper's
         # Table 2: DFC is robust up to λ = 0.5) with the effective rate lr/λ kept (normalize_lr)
@@ -75,6 +78,9 @@ def main(argv=None) -> None:
                              "7,200 of the split: the authors' Euler scheme takes ~10 s per "
                              "minibatch of 128 on 2 cores, so a subset keeps the run short)")
     parser.add_argument("--sigma", type=float, default=0.003, help="toy task: σ of eq. (12)")
+    parser.add_argument("--pretrain-epochs", type=int, default=1,
+                        help="--mnist: feedback pre-training epochs of both runs (the preset has "
+                             "10; each is a sleep pass, a few seconds per 1,000 digits)")
     parser.add_argument("--mnist", action="store_true", help="the shared 10k MNIST digits")
     parser.add_argument("--single-sigma", type=float,
                         help="σ of eq. (12) in the single phase only (default: the two-phase "
