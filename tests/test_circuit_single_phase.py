@@ -186,6 +186,51 @@ def test_perturbed_circuit_fails(toy_single):
     assert float((good - want_w).abs().max()) <= bound
 
 
+DELAYED = dataclasses.replace(PARAMS, fb_delay=0.503)     # fb_start 50: t_d = 0.5 on the grid
+
+
+def test_fb_delay_switch_same_noise_path():
+    """fb_delay: the circuit's eq. (13) integrators switch on at t_on + t_d, t_d = fb_start · Δt
+    the model's rounding of fb_delay (0.503 → 0.5 at Δt = 0.01: the gate's edge ends at
+    t_on + 0.5 τ_u exactly), and integrate over T - t_d; on the same noise path both updates
+    equal the model's in continuous time (Richardson as in :func:`test_same_noise_path`, the
+    model at Δt/8 and Δt/16 with fb_delay 0.5, where fb_start is 400 and 800) to ngspice's
+    reltol (measured: ΔW 5e-6, 0.0003°; ΔQ 1.3e-4, 0.007°). The same circuit with the gate 20 %
+    late (t_d 0.6) misses ΔQ by more than ten times the tolerance (measured 8.3 %, 4.7°) and
+    leaves ΔW as it was (the gate feeds nothing back). (The gate at the unrounded 0.503 misses
+    ΔQ by 2.2e-3, above reltol: the rounding to the grid matters.)"""
+    net, x, y = toy()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        xi = single_phase_noise(DELAYED, net.layer_sizes, 0, 1)
+        g = single_phase_graph(net, DELAYED, Scaling(), x[0], y[0])
+        assert g.nodes["ctl_fbgate"]["delay"] == pytest.approx(0.5, abs=1e-12)
+        assert "ctl_fbgate" not in single_phase_graph(net, PARAMS, Scaling(), x[0], y[0])
+        text = write_netlist(g, "single-phase", 2.0, np.array([0.0, 2.0]), 1.0, SpiceOptions(),
+                             xi[:, 0])
+        ts = Scaling().time_scale
+        gate = re.search(r"^Vctl_fbgate ctl_fbgate 0 PWL\(0 0 (\S+) 0 (\S+) 1\)$", text, re.M)
+        assert float(gate.group(2)) == pytest.approx(1.5 * ts, rel=1e-12)
+        assert re.search(r"^Bl2_dq_3_4 0 l2_dq_3_4 I = .*V\(ctl_hp_4\)\*V\(ctl_fbgate\)$", text,
+                         re.M)
+        run = single_phase(net, x[0], y[0], DELAYED, xi)
+        on_grid = dataclasses.replace(DELAYED, fb_delay=0.5)
+        want = extrapolated({m: refined_model(net, x[:1], y[:1], on_grid, xi, m)
+                             for m in REFINE[1:]})
+        got = (flat(run.update), flat(run.feedback_update))
+        for w, h in zip(want, got):
+            angle, rel = update_angle(w, h)
+            assert angle <= ANGLE and rel <= RELTOL, (angle, rel)
+        g.nodes["ctl_fbgate"]["delay"] *= 1.2
+        late_w, late_q = circuit_updates(g, net, DELAYED, xi)
+    finally:
+        torch.set_num_threads(threads)
+    assert update_angle(want[1], late_q)[1] > 10 * RELTOL
+    angle, rel = update_angle(want[0], late_w)
+    assert angle <= ANGLE and rel <= RELTOL, (angle, rel)
+
+
 def test_export_single_phase(tmp_path, capsys):
     """``dfc-export --phase single-phase --plasticity circuit --noise-seed S`` writes the
     library's single-phase circuit (single_phase's netlist) for the sample, its label and the

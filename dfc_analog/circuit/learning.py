@@ -208,9 +208,6 @@ def single_phase(net: DFCNetwork, x, y, p: SinglePhaseParams, noise=None, times=
     its noise sources play (e.g. :func:`single_phase_noise`), or ``None`` for ngspice's unseeded
     TRNOISE; ``times`` the trajectory's grid in [0, T] (default 0 and T); with ``plasticity``
     the integrators of eqs. (5) and (13) give both updates."""
-    if p.fb_delay > 0:
-        raise ConfigError(f"the circuit's eq. (13) integrators run over the whole single phase "
-                          f"(they have no switch): fb_delay must be 0, not {p.fb_delay:g}.")
     scaling, options, T, times = _phase_setup(p, times, scaling, options)
     sizes = net.layer_sizes
     g = single_phase_graph(net, p, scaling, x, y, batch, plasticity)
