@@ -13,6 +13,8 @@ g(Δt/8) cancels that first-order term. What is left is ngspice's own error, bou
 reltol 1e-3 relative: relative error ≤ 1e-3, angle ≤ 1e-3 rad = 0.057° (measured: ΔW 1e-5,
 0.0005°; ΔQ 1.5e-4, 0.008°). Without noise the single phase's ΔW is the two-phase circuit wake's
 (the same circuit plus elements that do not feed back), to ngspice's reltol (measured 7.6e-5).
+The fb_delay gate and the training loop's SPICE single phase (SpiceSinglePhase) are held to the
+same same-path tolerances; a training run compares weights relative to how far they moved.
 """
 import dataclasses
 import re

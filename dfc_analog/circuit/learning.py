@@ -184,7 +184,8 @@ def single_phase_noise(p: SinglePhaseParams, sizes: list, seed: int, sample: int
     by step as :func:`~dfc_analog.learning.single_phase.single_phase_update` draws them, so that
     ``single_phase_update(net, x[None], y[None], p, generator('single_phase_circuit', seed,
     sample))`` follows the same path."""
-    return draw_phase_noise(p, 1, sum(sizes[1:]), generator("single_phase_circuit", seed, sample))
+    return draw_phase_noise(p, 1, sum(sizes[1:]),
+                            generator("single_phase_circuit", seed, sample))
 
 
 @dataclass
@@ -617,9 +618,9 @@ def circuit_phases(cfg):
     'spice' the wake phase in ngspice (:class:`SpiceWake`), or with ``schedule =
     'single-phase'`` the single phase (:class:`SpiceSinglePhase`), and, when the run has
     simulated sleep passes (pre-training, the two-phase schedule's sleep passes), the sleep
-    phase in ngspice too (:class:`SpiceSleep`; the expected sleep stays the model's closed form, which no circuit
-    simulates). Each has one ngspice process per thread (``cfg.threads``; 0: the cores
-    available), started when first used; they end on exit."""
+    phase in ngspice too (:class:`SpiceSleep`; the expected sleep stays the model's closed
+    form, which no circuit simulates). Each has one ngspice process per thread
+    (``cfg.threads``; 0: the cores available), started when first used; they end on exit."""
     if cfg.simulator != "spice":
         yield {}
         return
