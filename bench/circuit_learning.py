@@ -24,8 +24,19 @@ samples per second of each and the Condition-2 ratio (mean over 256 validation s
 run reached, and the RESULT line gains ``spice_sleep_samples_per_s=<x>
 condition2_ode=<r> condition2_spice=<r>``.
 
+With ``--schedule single-phase`` (trained feedback, ``--sleep-epochs-init`` pre-training
+passes, then per minibatch one single phase with both plasticities, paper App. C.3) the SPICE
+run's single phases run in ngspice (``dfc_analog.circuit.learning.SpiceSinglePhase``: ΔW and ΔQ
+from the circuit's integrators, the noise path the ODE run's model draws for the same seed),
+its pre-training passes too; on every SPICE minibatch the model's single phase of the same
+minibatch, weights and noise path (at its own Δt) is computed as well, outside the timing, and
+the worst ΔW and ΔQ angles are kept. The RESULT line then reads ``loss_ratio=<x>
+angle_deg=<worst ΔW angle> angle_Q_deg=<worst ΔQ angle> spice_samples_per_s=<single phases per
+second> condition2_ode=<r> condition2_spice=<r>``.
+
     python bench/circuit_learning.py [--train-samples 1000] [--epochs 3] [--workers 2]
         [--hardware ideal pcm] [--train-feedback [--sleep-epochs-init 1] [--sleep-epochs 1]]
+        [--schedule single-phase [--sleep-epochs-init 0]]
 """
 from __future__ import annotations
 
@@ -35,35 +46,48 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dfc_analog import runio  # noqa: E402
-from dfc_analog.circuit.learning import SpiceSleep, SpiceWake  # noqa: E402
+from dfc_analog.circuit.learning import SpiceSinglePhase, SpiceSleep, SpiceWake  # noqa: E402
 from dfc_analog.config.options import Config  # noqa: E402
 from dfc_analog.data import load_dataset  # noqa: E402
 from dfc_analog.learning import ForwardSettings, forward_update, update_angle  # noqa: E402
+from dfc_analog.learning.single_phase import SinglePhaseParams, single_phase_update  # noqa: E402
 from dfc_analog.learning.sleep import SleepParams, feedback_update  # noqa: E402
 from dfc_analog.theory import condition2_ratio  # noqa: E402
 from dfc_analog.training.loop import run_training  # noqa: E402
 
 
 class Timed:
-    """A phase (a wake phase (net, x, y) -> ForwardUpdate, or a sleep phase (net, x, generator)
-    -> g_Q) that counts its samples and seconds, and with ``reference`` (a wake phase) also the
-    angle of each update to the reference's on the same minibatch."""
+    """A phase (a wake phase (net, x, y) -> ForwardUpdate, a sleep phase (net, x, generator)
+    -> g_Q, or a single phase (net, x, y, generator) -> (ForwardUpdate, g_Q)) that counts its
+    samples and seconds, and with ``reference`` (a wake or single phase) also the angle of each
+    update to the reference's on the same minibatch (and noise path: the generator is rewound)
+    in ``angles`` (ΔW) and ``angles_q`` (ΔQ)."""
 
     def __init__(self, phase, reference=None):
         self.phase, self.reference = phase, reference
-        self.seconds, self.samples, self.angles = 0.0, 0, []
+        self.seconds, self.samples, self.angles, self.angles_q = 0.0, 0, [], []
 
-    def __call__(self, net, x, arg):
+    def __call__(self, net, x, *args):
+        noise = args[-1] if isinstance(args[-1], torch.Generator) else None
+        state = noise.get_state() if noise is not None and self.reference else None
         t0 = time.perf_counter()
-        upd = self.phase(net, x, arg)
+        upd = self.phase(net, x, *args)
         self.seconds += time.perf_counter() - t0
         self.samples += x.shape[0]
         if self.reference is not None:
-            ref = self.reference(net, x, arg)
-            self.angles.append(update_angle(ref.gW + ref.gb, upd.gW + upd.gb)[0])
+            if state is not None:
+                noise.set_state(state)
+            ref = self.reference(net, x, *args)
+            (fwd, g_q), (ref_fwd, ref_q) = ((u, None) if noise is None else u
+                                            for u in (upd, ref))
+            self.angles.append(update_angle(ref_fwd.gW + ref_fwd.gb, fwd.gW + fwd.gb)[0])
+            if g_q is not None:
+                self.angles_q.append(update_angle(ref_q, g_q)[0])
         return upd
 
     @property
@@ -82,28 +106,36 @@ def run(cfg, workers: int) -> dict:
     the ODE and the SPICE run of one configuration."""
     settings = ForwardSettings.from_config(cfg)
     p = SleepParams.from_config(cfg)
+    single_params = SinglePhaseParams.from_config(cfg)
+    single = cfg.schedule == "single-phase"
+    kind = "single" if single else "wake"
 
     def ode(net, x, y):
         return forward_update(net, x, y, settings)
+
+    def ode_single(net, x, y, generator):
+        return single_phase_update(net, x, y, single_params, generator)
 
     def ode_sleep(net, x, generator):
         return feedback_update(net, x, p, generator)
 
     with tempfile.TemporaryDirectory(prefix="dfc-bench-") as tmp:
-        ode_wake, ode_fb = Timed(ode), Timed(ode_sleep)
-        ode_rows = run_training(cfg, Path(tmp) / "ode", progress=False, wake=ode_wake,
-                                sleep=ode_fb)
+        ode_phase, ode_fb = Timed(ode_single if single else ode), Timed(ode_sleep)
+        ode_rows = run_training(cfg, Path(tmp) / "ode", progress=False, sleep=ode_fb,
+                                **{kind: ode_phase})
         spice_cfg = cfg.replace(simulator="spice")
-        with SpiceWake(ForwardSettings.from_config(spice_cfg), workers=workers) as circuit, \
-                SpiceSleep(p, workers=workers) as circuit_sleep:
-            spice_wake, spice_fb = Timed(circuit, reference=ode), Timed(circuit_sleep)
+        circuit = SpiceSinglePhase(single_params, workers=workers) if single else \
+            SpiceWake(ForwardSettings.from_config(spice_cfg), workers=workers)
+        with circuit, SpiceSleep(p, workers=workers) as circuit_sleep:
+            spice_phase = Timed(circuit, reference=ode_single if single else ode)
+            spice_fb = Timed(circuit_sleep)
             spice_rows = run_training(spice_cfg, Path(tmp) / "spice", progress=False,
-                                      wake=spice_wake, sleep=spice_fb)
+                                      sleep=spice_fb, **{kind: spice_phase})
         c2 = [condition2(cfg, Path(tmp) / name) for name in ("ode", "spice")] \
             if cfg.train_feedback else [float("nan")] * 2
-    return {"rows": (ode_rows, spice_rows), "wake": (ode_wake.rate, spice_wake.rate),
-            "sleep": (ode_fb.rate, spice_fb.rate), "angles": spice_wake.angles,
-            "condition2": c2}
+    return {"rows": (ode_rows, spice_rows), "wake": (ode_phase.rate, spice_phase.rate),
+            "sleep": (ode_fb.rate, spice_fb.rate), "angles": spice_phase.angles,
+            "angles_q": spice_phase.angles_q, "condition2": c2}
 
 
 def main(argv=None) -> int:
@@ -126,18 +158,26 @@ def main(argv=None) -> int:
                    help="feedback pre-training passes with --train-feedback (default 1)")
     p.add_argument("--sleep-epochs", type=int, default=1,
                    help="sleep passes per epoch with --train-feedback (default 1)")
+    p.add_argument("--schedule", choices=("two-phase", "single-phase"), default="two-phase",
+                   help="'single-phase': trained feedback, one single phase per minibatch (in "
+                        "ngspice for the SPICE run)")
     args = p.parse_args(argv)
+    single = args.schedule == "single-phase"
     cfg = Config.from_dict({"layer_sizes": [15, 10, 10, 5], "method": "dfc",
                             "train_samples": args.train_samples, "val_samples": 200,
                             "test_samples": args.test_samples, "epochs": args.epochs,
                             "batch_size": args.batch_size, "threads": args.threads,
                             "seed": args.seed, "diagnostics": False,
-                            "train_feedback": args.train_feedback,
+                            "train_feedback": args.train_feedback or single,
+                            "schedule": args.schedule,
                             "sleep_epochs_init": args.sleep_epochs_init,
                             "sleep_epochs": args.sleep_epochs})
     results = {name: run(cfg if name == "ideal" else cfg.replace(
         hardware=name, hardware_v_scale=0.25), args.workers) for name in args.hardware}
-    feedback = (f", trained feedback ({args.sleep_epochs_init} pre-training and "
+    feedback = (f", single phase ({args.sleep_epochs_init} pre-training passes, then W and Q "
+                f"learnt together in ngspice; T {cfg.t_end:g}, Δt {cfg.step_size:g}, τ_hp "
+                f"{cfg.tau_hp:g}, fb_delay {cfg.fb_delay:g})" if single else
+                f", trained feedback ({args.sleep_epochs_init} pre-training and "
                 f"{args.sleep_epochs} sleep passes per epoch, sleep in ngspice)"
                 if args.train_feedback else "")
     print(f"\ntoy task 15-10-10-5, {args.train_samples} training samples, batch "
@@ -155,13 +195,22 @@ def main(argv=None) -> int:
         r = results[n]
         (ode_rows, spice_rows), (ode_rate, spice_rate), angles = r["rows"], r["wake"], r["angles"]
         ratio = spice_rows[-1]["test_loss"] / ode_rows[-1]["test_loss"]
-        print(f"{n}: wake phase ODE {ode_rate:.1f} samples/s, SPICE {spice_rate:.1f} samples/s "
-              f"(ratio {spice_rate / ode_rate:.3g}); ΔW angle SPICE vs ODE over {len(angles)} "
-              f"minibatches: mean {sum(angles) / len(angles):.3g}°, worst {max(angles):.3g}°; "
-              f"final test loss SPICE / ODE {ratio:.4f}")
-        line = (f"loss_ratio={ratio:.4f} angle_deg={max(angles):.4f} "
-                f"spice_samples_per_s={spice_rate:.1f}")
-        if args.train_feedback:
+        angles_q = r["angles_q"]
+        print(f"{n}: {'single' if single else 'wake'} phase ODE {ode_rate:.1f} samples/s, SPICE "
+              f"{spice_rate:.1f} samples/s (ratio {spice_rate / ode_rate:.3g}); ΔW angle SPICE "
+              f"vs ODE over {len(angles)} minibatches: mean {sum(angles) / len(angles):.3g}°, "
+              f"worst {max(angles):.3g}°" + (
+                  f"; ΔQ angle: mean {sum(angles_q) / len(angles_q):.3g}°, worst "
+                  f"{max(angles_q):.3g}°" if single else "")
+              + f"; final test loss SPICE / ODE {ratio:.4f}")
+        line = f"loss_ratio={ratio:.4f} angle_deg={max(angles):.4f} " + (
+            f"angle_Q_deg={max(angles_q):.4f} " if single else "") + \
+            f"spice_samples_per_s={spice_rate:.1f}"
+        if single:
+            c2_ode, c2_spice = r["condition2"]
+            print(f"{n}: Condition-2 ratio reached: ODE {c2_ode:.4f}, SPICE {c2_spice:.4f}")
+            line += f" condition2_ode={c2_ode:.4f} condition2_spice={c2_spice:.4f}"
+        elif args.train_feedback:
             (ode_sleep, spice_sleep), (c2_ode, c2_spice) = r["sleep"], r["condition2"]
             print(f"{n}: sleep passes ODE {ode_sleep:.1f} samples/s, SPICE {spice_sleep:.1f} "
                   f"samples/s (ratio {spice_sleep / ode_sleep:.3g}); Condition-2 ratio reached: "

@@ -13,6 +13,8 @@ g(Δt/8) cancels that first-order term. What is left is ngspice's own error, bou
 reltol 1e-3 relative: relative error ≤ 1e-3, angle ≤ 1e-3 rad = 0.057° (measured: ΔW 1e-5,
 0.0005°; ΔQ 1.5e-4, 0.008°). Without noise the single phase's ΔW is the two-phase circuit wake's
 (the same circuit plus elements that do not feed back), to ngspice's reltol (measured 7.6e-5).
+The fb_delay gate and the training loop's SPICE single phase (SpiceSinglePhase) are held to the
+same same-path tolerances; a training run compares weights relative to how far they moved.
 """
 import dataclasses
 import re
@@ -186,6 +188,51 @@ def test_perturbed_circuit_fails(toy_single):
     assert float((good - want_w).abs().max()) <= bound
 
 
+DELAYED = dataclasses.replace(PARAMS, fb_delay=0.503)     # fb_start 50: t_d = 0.5 on the grid
+
+
+def test_fb_delay_switch_same_noise_path():
+    """fb_delay: the circuit's eq. (13) integrators switch on at t_on + t_d, t_d = fb_start · Δt
+    the model's rounding of fb_delay (0.503 → 0.5 at Δt = 0.01: the gate's edge ends at
+    t_on + 0.5 τ_u exactly), and integrate over T - t_d; on the same noise path both updates
+    equal the model's in continuous time (Richardson as in :func:`test_same_noise_path`, the
+    model at Δt/8 and Δt/16 with fb_delay 0.5, where fb_start is 400 and 800) to ngspice's
+    reltol (measured: ΔW 5e-6, 0.0003°; ΔQ 1.3e-4, 0.007°). The same circuit with the gate 20 %
+    late (t_d 0.6) misses ΔQ by more than ten times the tolerance (measured 8.3 %, 4.7°) and
+    leaves ΔW as it was (the gate feeds nothing back). (The gate at the unrounded 0.503 misses
+    ΔQ by 2.2e-3, above reltol: the rounding to the grid matters.)"""
+    net, x, y = toy()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        xi = single_phase_noise(DELAYED, net.layer_sizes, 0, 1)
+        g = single_phase_graph(net, DELAYED, Scaling(), x[0], y[0])
+        assert g.nodes["ctl_fbgate"]["delay"] == pytest.approx(0.5, abs=1e-12)
+        assert "ctl_fbgate" not in single_phase_graph(net, PARAMS, Scaling(), x[0], y[0])
+        text = write_netlist(g, "single-phase", 2.0, np.array([0.0, 2.0]), 1.0, SpiceOptions(),
+                             xi[:, 0])
+        ts = Scaling().time_scale
+        gate = re.search(r"^Vctl_fbgate ctl_fbgate 0 PWL\(0 0 (\S+) 0 (\S+) 1\)$", text, re.M)
+        assert float(gate.group(2)) == pytest.approx(1.5 * ts, rel=1e-12)
+        assert re.search(r"^Bl2_dq_3_4 0 l2_dq_3_4 I = .*V\(ctl_hp_4\)\*V\(ctl_fbgate\)$", text,
+                         re.M)
+        run = single_phase(net, x[0], y[0], DELAYED, xi)
+        on_grid = dataclasses.replace(DELAYED, fb_delay=0.5)
+        want = extrapolated({m: refined_model(net, x[:1], y[:1], on_grid, xi, m)
+                             for m in REFINE[1:]})
+        got = (flat(run.update), flat(run.feedback_update))
+        for w, h in zip(want, got):
+            angle, rel = update_angle(w, h)
+            assert angle <= ANGLE and rel <= RELTOL, (angle, rel)
+        g.nodes["ctl_fbgate"]["delay"] *= 1.2
+        late_w, late_q = circuit_updates(g, net, DELAYED, xi)
+    finally:
+        torch.set_num_threads(threads)
+    assert update_angle(want[1], late_q)[1] > 10 * RELTOL
+    angle, rel = update_angle(want[0], late_w)
+    assert angle <= ANGLE and rel <= RELTOL, (angle, rel)
+
+
 def test_export_single_phase(tmp_path, capsys):
     """``dfc-export --phase single-phase --plasticity circuit --noise-seed S`` writes the
     library's single-phase circuit (single_phase's netlist) for the sample, its label and the
@@ -255,3 +302,172 @@ def test_single_phase_circuit_refuses_with_one_sentence():
     with pytest.raises(ConfigError, match="noise must have shape"):
         single_phase_update(net, x, y, p, None, noise=torch.zeros(3, 1, 25, dtype=torch.float64))
     assert integrator_name(1, 0, 0) in g and "ctl_hp_0" in g
+
+
+# --- the single phase in the training loop's SPICE path (circuit.learning.SpiceSinglePhase) ---
+
+SHORT = SinglePhaseParams(t_end=0.5, dt=0.01, tau_hp=0.2, fb_delay=0.1)
+SINGLE_RUN = {"layer_sizes": [15, 10, 10, 5], "train_samples": 8, "val_samples": 4,
+              "test_samples": 4, "batch_size": 4, "threads": 1, "diagnostics": False,
+              "dtype": "float64", "epochs": 1, "train_feedback": True,
+              "schedule": "single-phase", "sleep_epochs_init": 0, "t_end": 1.0,
+              "step_size": 0.01, "tau_hp": 0.5, "fb_delay": 0.2}
+
+
+def continuous_single(p: SinglePhaseParams):
+    """The model's single phase in the Δt → 0 limit on the noise path it draws from the
+    generator (Richardson 2 g(Δt/16) - g(Δt/8) on the zero-order hold of the same draws, as
+    :func:`extrapolated`; fb_delay on the model's grid), as run_training's ``single``."""
+    from dfc_analog.learning.forward import ForwardUpdate
+    from dfc_analog.learning.single_phase import draw_phase_noise
+    on_grid = dataclasses.replace(p, fb_delay=p.fb_start * p.dt)
+
+    def single(net, x, y, generator):
+        xi = draw_phase_noise(p, x.shape[0], sum(net.layer_sizes[1:]), generator, x.device)
+        fine, coarse = (single_phase_update(
+            net, x, y, dataclasses.replace(on_grid, dt=p.dt / m), None,
+            noise=xi.to(x.dtype).repeat_interleave(m, 0) / m ** 0.5) for m in (16, 8))
+
+        def richardson(a, b):
+            return [2 * u - v for u, v in zip(a, b)]
+        return (ForwardUpdate(richardson(fine[0].gW, coarse[0].gW),
+                              richardson(fine[0].gb, coarse[0].gb), fine[0].loss),
+                richardson(fine[1], coarse[1]))
+    return single
+
+
+def test_spice_single_phase_minibatch_and_alter(one_thread):
+    """The persistent-process single phase on a minibatch of two, split over two processes:
+    each sample's circuit, its weights, inputs, labels and noise sources altered, is the freshly
+    written circuit of :func:`single_phase` on the same draws (ξ from the generator as
+    single_phase_update draws them) to 1e-6 of the largest entry (the pool's layer-1 synapses
+    are VCCS from the input nodes, the fresh circuit's constant currents: measured 1.3e-10 ΔW,
+    1.1e-9 ΔQ), and both updates are within reltol of the model's Δt → 0 limit on that path,
+    also after W and Q change; the loss is the model's. (At the training trtol, the pool's
+    default, the training test below.)"""
+    from dfc_analog.circuit.learning import SpiceSinglePhase
+    from dfc_analog.learning.single_phase import draw_phase_noise
+    net, _, _ = toy()
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 15, generator=gen, dtype=torch.float64) * 2 - 1
+    y = torch.randn(2, 5, generator=gen, dtype=torch.float64)
+    limit = continuous_single(SHORT)
+    with SpiceSinglePhase(SHORT, workers=2, options=SpiceOptions()) as exact:
+        for step in range(2):
+            got = exact(net, x, y, generator("sleep_noise", 1, step, 0))
+            if step == 0:
+                xi = draw_phase_noise(SHORT, 2, 25, generator("sleep_noise", 1, step, 0))
+                fresh = [single_phase(net, x[b], y[b], SHORT, xi[:, b], batch=2)
+                         for b in range(2)]
+                for have, one in ((got[0].gW + got[0].gb, [r.update for r in fresh]),
+                                  (got[1], [r.feedback_update for r in fresh])):
+                    want = (flat(one[0]) + flat(one[1])) / 2
+                    gap = float((flat(have) - want).abs().max() / want.abs().max())
+                    assert gap <= 1e-6, gap
+            want = limit(net, x, y, generator("sleep_noise", 1, step, 0))
+            assert got[0].loss == pytest.approx(want[0].loss, rel=1e-12)
+            for w, h in ((want[0].gW + want[0].gb, got[0].gW + got[0].gb), (want[1], got[1])):
+                angle, rel = update_angle(w, h)
+                assert angle <= ANGLE and rel <= RELTOL, (step, angle, rel)
+            with torch.no_grad():
+                net.W[1].mul_(-0.5)
+                net.Q[0].mul_(1.3)
+        assert len(exact.processes) == 2
+        with pytest.raises(ConfigError, match="another network"):
+            exact(DFCNetwork([3, 2], ["linear"], dtype=torch.float64),
+                  torch.zeros(1, 3, dtype=torch.float64), torch.zeros(1, 2, dtype=torch.float64),
+                  torch.Generator())
+
+
+@pytest.mark.slow
+def test_training_with_spice_single_phase_matches_ode(tmp_path):
+    """``simulator = 'spice'`` with ``schedule = 'single-phase'``: each minibatch's samples run
+    the single phase's circuit in ngspice on the model's noise path (same seed, stream
+    'sleep_noise' by pass and minibatch, sample b column b), ΔW and ΔQ from its integrators
+    through the same optimizer steps; one epoch (two minibatches, fb_delay 0.2) ends at the ODE
+    run's W and Q when the ODE run's single phase is the model in the Δt → 0 limit on that path
+    (:func:`continuous_single`). Tolerances, relative to how far the weights moved: Q within
+    ngspice's reltol 1e-3 (each circuit update is within it of that limit,
+    :func:`test_same_noise_path`; SGD is linear in the updates), W within 1e-2 (Adam's first
+    steps normalise each entry, as in the two-phase SPICE runs); measured Q 5.5e-5, W 2.3e-5.
+    The ODE run with the model's own Δt misses the circuit's Q by the Euler–Maruyama gap: more
+    than five times Q's tolerance (measured 1.1e-2)."""
+    from dfc_analog.circuit.learning import circuit_phases
+    from dfc_analog.config.options import Config
+    from dfc_analog.training.loop import run_training
+    from dfc_analog import runio
+    from tests.test_circuit_learning import moved
+    cfg = Config.from_dict(SINGLE_RUN)
+    with circuit_phases(cfg.replace(simulator="spice")) as phases:
+        assert set(phases) == {"single"}
+        run_training(cfg.replace(simulator="spice"), tmp_path / "spice", progress=False,
+                     **phases)
+    run_training(cfg, tmp_path / "ode", progress=False,
+                 single=continuous_single(SinglePhaseParams.from_config(cfg)))
+    run_training(cfg, tmp_path / "coarse", progress=False)
+    spice, ode, coarse = (runio.load_run(tmp_path / name)[1]
+                          for name in ("spice", "ode", "coarse"))
+    start = DFCNetwork.from_config(cfg, generator("network", cfg.seed))
+    assert moved([spice, ode], start, "Q") <= 1e-3
+    assert moved([spice, ode], start, "W") <= 1e-2
+    assert moved([spice, coarse], start, "Q") > 5e-3
+
+
+@pytest.mark.slow
+def test_spice_single_phase_resumes_exactly(tmp_path):
+    """A ``simulator = 'spice'``, ``schedule = 'single-phase'`` run of two epochs interrupted
+    in the middle of its second epoch (Ctrl-C: a checkpoint at the minibatch) and resumed
+    (fresh ngspice processes) ends with the uninterrupted run's W, b and Q (1e-9): the noise
+    of each minibatch is a function of seed, pass and minibatch, and the altered circuit is
+    the written one."""
+    from dfc_analog.circuit.learning import circuit_phases
+    from dfc_analog.config.options import Config
+    from dfc_analog.training.loop import run_training
+    from dfc_analog import runio
+    cfg = Config.from_dict({**SINGLE_RUN, "simulator": "spice", "threads": 2, "epochs": 2})
+    with circuit_phases(cfg) as phases:
+        run_training(cfg, tmp_path / "a", progress=False, **phases)
+    calls = []
+    with circuit_phases(cfg) as phases:
+        single = phases["single"]
+
+        def interrupted(net, x, y, generator):
+            calls.append(1)
+            if len(calls) == 4:          # epoch 2, minibatch 2
+                raise KeyboardInterrupt
+            return single(net, x, y, generator)
+        with pytest.raises(KeyboardInterrupt):
+            run_training(cfg, tmp_path / "b", progress=False, single=interrupted)
+    state = runio.load_checkpoint(tmp_path / "b")
+    assert (state["pass"], state["batch"]) == (1, 1)
+    with circuit_phases(cfg) as phases:
+        run_training(cfg, tmp_path / "b", resume=True, progress=False, **phases)
+    _, a = runio.load_run(tmp_path / "a")
+    _, b = runio.load_run(tmp_path / "b")
+    for x, y in zip(list(a.W) + list(a.b) + list(a.Q), list(b.W) + list(b.b) + list(b.Q)):
+        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-12)
+
+
+def test_train_spice_single_phase_command(tmp_path, capsys):
+    """``python -m dfc_analog.train --simulator spice --schedule single-phase`` writes an
+    ordinary run folder whose Q moved (one epoch, one minibatch of two, fb_delay 0.1); bad
+    combinations get one sentence, exit 2."""
+    from dfc_analog import runio
+    from dfc_analog.train import main as train_main
+    args = ["--simulator", "spice", "--schedule", "single-phase", "--train-samples", "2",
+            "--val-samples", "2", "--test-samples", "2", "--batch-size", "2", "--threads", "1",
+            "--no-diagnostics", "--no-progress", "--epochs", "1", "--t-end", "0.5",
+            "--step-size", "0.01", "--tau-hp", "0.2", "--fb-delay", "0.1"]
+    assert train_main(args + ["--train-feedback", "--out", str(tmp_path / "run")]) == 0
+    assert "after 1 epochs" in capsys.readouterr().out
+    cfg, net = runio.load_run(tmp_path / "run")
+    start = DFCNetwork.from_config(cfg, generator("network", cfg.seed))
+    assert cfg.simulator == "spice" and cfg.schedule == "single-phase"
+    assert not net.nonfinite_weights()
+    assert all(float((q - q0).abs().max()) > 0 for q, q0 in zip(net.Q, start.Q))
+    for extra, message in ((["--out", str(tmp_path / "x")], "train_feedback"),
+                           (["--train-feedback", "--method", "dfc-ssa", "--sleep", "expected",
+                             "--out", str(tmp_path / "y")], "use method 'dfc'")):
+        assert train_main(args + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err

@@ -40,6 +40,8 @@ Node names say what and where (layers 1..L as in the paper, neurons 0-based as t
                     sum, v_A,i,k = Σ_m Q_i,km u_m + n_i,k; and
     ctl_hp_m        the RC high-pass u_hp,m = u_m - u_lp,m (τ_hp) on which the Q integrators run:
                     l{i}_dq_k_m is then charged by -v_A,i,k u_hp,m
+    ctl_fbgate      with fb_delay > 0: the gate (0, then 1 from fb_delay after the switch-on)
+                    on the inputs of the Q integrators
 
 Physical scaling (:class:`Scaling`): one model time unit (τ_u = 1) lasts ``time_scale`` seconds,
 one model unit of any signal is ``v_scale`` volts, and every weighted sum is realised at the
@@ -209,9 +211,22 @@ class CircuitSinglePhase:
     At the operating point u = 0 and the capacitor is uncharged, as the model's u_lp = 0.
 
     The Q integrators are :class:`CircuitSleep`'s with u_hp for u: the B-source current
-    -(G / (v_scale σ̂²)) V(v_A) V(u_hp) into C_int = T time_scale G with its leak, so
-    g_Q_i[k, m] = -(1/B) Σ_b V_b / v_scale is single_phase_update's (1/σ̂²) ⟨v_A u_hpᵀ⟩; the
-    phase lasts T = steps · dt."""
+    -(G / (v_scale σ̂²)) V(v_A) V(u_hp) into C_int = T_fb time_scale G with its leak, so
+    g_Q_i[k, m] = -(1/B) Σ_b V_b / v_scale is single_phase_update's (1/σ̂²) ⟨v_A u_hpᵀ⟩ over
+    the window T_fb (:attr:`feedback_window`); the phase lasts T = steps · dt.
+
+    The switch of ``fb_delay``: the model integrates eq. (13) from step fb_start = round(fb_delay
+    / dt) (:attr:`SinglePhaseParams.fb_start`), i.e. from t_d = fb_start · dt
+    (:attr:`feedback_delay`, fb_delay rounded to the model's grid), over T_fb = T - t_d. With
+    t_d > 0 each Q integrator's multiplier takes a third factor V(ctl_fbgate), a PWL gate source
+    at 0 V until t_on + t_d and 1 V from then on (its edge SWITCH_RISE τ_u long, ending exactly
+    at t_on + t_d, a breakpoint ngspice lands on): the integrand is the model's from t_d on and
+    exactly zero before, so the integrator starts from its reset value 0 at t_d, as the model's
+    sum does (the edge adds at most SWITCH_RISE / T_fb relative). A gate multiplying the
+    B-source is exact; a switch element (S) would put a finite on and off resistance and a
+    smooth transition region in series with the current. C_int is sized for T_fb, so the
+    read-out (:func:`dfc_analog.circuit.learning.read_feedback_update`) keeps its scale and
+    divides by T - t_d, as the model's 1/(steps - fb_start) does."""
 
     params: SinglePhaseParams = SinglePhaseParams()
     plasticity: bool = True
@@ -220,6 +235,16 @@ class CircuitSinglePhase:
     def window(self) -> float:
         """The phase length T = steps · dt in τ_u."""
         return self.params.steps * self.params.dt
+
+    @property
+    def feedback_delay(self) -> float:
+        """t_d = fb_start · dt: the model's fb_delay on its step grid, in τ_u."""
+        return self.params.fb_start * self.params.dt
+
+    @property
+    def feedback_window(self) -> float:
+        """T_fb = (steps - fb_start) · dt: the window over which eq. (13) integrates, in τ_u."""
+        return (self.params.steps - self.params.fb_start) * self.params.dt
 
     def controller(self) -> ControllerParams:
         """The controller of the single phase: the wake phase's (eqs. 1 and 4, and eq. 5's
@@ -535,8 +560,12 @@ def _add_single_phase(g, single: CircuitSinglePhase, sizes, scaling: Scaling):
                    C=scaling.capacitance(p.tau_hp), tau=p.tau_hp * scaling.time_scale)
         g.add_edge(controller_name("u", m), hp, kind="highpass", weight=1.0,
                    realisation="capacitor", C=scaling.capacitance(p.tau_hp))
-    _add_feedback_integrators(g, sizes, p.sigma_hat, single.window, scaling,
-                              lambda m: controller_name("hp", m))
+    gate = None
+    if p.fb_start > 0:
+        gate = controller_name("fbgate")
+        g.add_node(gate, kind="fb_gate", layer=None, index=None, delay=single.feedback_delay)
+    _add_feedback_integrators(g, sizes, p.sigma_hat, single.feedback_window, scaling,
+                              lambda m: controller_name("hp", m), gate)
 
 
 def _add_noise(g, p, sizes, scaling: Scaling, filtered_at):
@@ -559,9 +588,10 @@ def _add_noise(g, p, sizes, scaling: Scaling, filtered_at):
 
 
 def _add_feedback_integrators(g, sizes, sigma_hat: float, window: float, scaling: Scaling,
-                              control):
+                              control, gate: str | None = None):
     """One integrator per feedback synapse Q_i[k, m] of eq. (13)'s -v_A,i,k c_m / σ̂² over the
-    ``window``, c_m the node ``control(m)`` (u_m, or u_hp,m in the single phase)."""
+    ``window``, c_m the node ``control(m)`` (u_m, or u_hp,m in the single phase); with ``gate``
+    (the single phase's fb_delay switch) its input is multiplied by that node's voltage."""
     R = scaling.resistance
     c_int = scaling.capacitance(window)
     for i in range(1, len(sizes)):
@@ -570,11 +600,13 @@ def _add_feedback_integrators(g, sizes, sigma_hat: float, window: float, scaling
             for m in range(sizes[-1]):
                 name = feedback_integrator_name(i, k, m)
                 g.add_node(name, kind="feedback_integrator", layer=i, index=k, pre=m,
-                           control=control(m), C=c_int, G=1.0 / R, gain=-1.0 / sigma_hat ** 2,
-                           R_leak=LEAK_RATIO * R)
+                           control=control(m), gate=gate, C=c_int, G=1.0 / R,
+                           gain=-1.0 / sigma_hat ** 2, R_leak=LEAK_RATIO * R)
                 g.add_edge(apical[k], name, kind="plasticity", weight=1.0, realisation="bsource")
                 g.add_edge(control(m), name, kind="plasticity", weight=1.0,
                            realisation="bsource")
+                if gate is not None:
+                    g.add_edge(gate, name, kind="gate", weight=1.0, realisation="bsource")
 
 
 def _label(value, loss: str, n_L: int) -> np.ndarray:

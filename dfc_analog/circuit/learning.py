@@ -31,15 +31,18 @@ target and eq. (5) integrators, the sleep phase's noise (the stream ``single_pha
 :func:`single_phase_noise`) low-passed by τ_A into the apical sums, and eq. (13)'s integrators
 on the RC high-pass of u; :func:`read_update` and :func:`read_feedback_update` give both
 updates in the scale of :func:`dfc_analog.learning.single_phase.single_phase_update`, which,
-driven by the same ξ (``noise=``), follows the same Wiener path.
+driven by the same ξ (``noise=``), follows the same Wiener path. :class:`SpiceSinglePhase` is
+the training loop's single phase in ngspice (``--simulator spice --schedule single-phase``), on
+the same pool: per minibatch the weights W, Q, b and the step g, per sample the input, label and
+noise sources, the noise drawn as the model's single phase draws it.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pickle
 import subprocess
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,11 +59,12 @@ from dfc_analog.circuit.simulate import NgspiceError, run_netlist, trajectory_fr
 from dfc_analog.config.seeds import generator
 from dfc_analog.errors import ConfigError
 from dfc_analog.learning.forward import ForwardSettings, ForwardUpdate
-from dfc_analog.learning.single_phase import SinglePhaseParams
+from dfc_analog.learning.single_phase import SinglePhaseParams, draw_phase_noise
 from dfc_analog.learning.sleep import SleepParams, draw_noise
 from dfc_analog.learning.targets import target_gain, task_loss
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.model.trajectory import Trajectory
+from dfc_analog.training.loop import simulated_sleep
 
 # ngspice's own trtol for training: ΔW is a time average and needs no tighter local error
 # control than this (toy net: angle to the ODE update 0.0035° against 0.0032° at trtol 0.25),
@@ -180,8 +184,8 @@ def single_phase_noise(p: SinglePhaseParams, sizes: list, seed: int, sample: int
     by step as :func:`~dfc_analog.learning.single_phase.single_phase_update` draws them, so that
     ``single_phase_update(net, x[None], y[None], p, generator('single_phase_circuit', seed,
     sample))`` follows the same path."""
-    gen = generator("single_phase_circuit", seed, sample)
-    return torch.stack([draw_noise((1, sum(sizes[1:])), gen) for _ in range(p.steps)])
+    return draw_phase_noise(p, 1, sum(sizes[1:]),
+                            generator("single_phase_circuit", seed, sample))
 
 
 @dataclass
@@ -208,9 +212,6 @@ def single_phase(net: DFCNetwork, x, y, p: SinglePhaseParams, noise=None, times=
     its noise sources play (e.g. :func:`single_phase_noise`), or ``None`` for ngspice's unseeded
     TRNOISE; ``times`` the trajectory's grid in [0, T] (default 0 and T); with ``plasticity``
     the integrators of eqs. (5) and (13) give both updates."""
-    if p.fb_delay > 0:
-        raise ConfigError(f"the circuit's eq. (13) integrators run over the whole single phase "
-                          f"(they have no switch): fb_delay must be 0, not {p.fb_delay:g}.")
     scaling, options, T, times = _phase_setup(p, times, scaling, options)
     sizes = net.layer_sizes
     g = single_phase_graph(net, p, scaling, x, y, batch, plasticity)
@@ -407,6 +408,20 @@ def input_commands(x: np.ndarray, scaling: Scaling) -> list:
     return [f"alter I{input_name(j)} dc = {float(v) * vs / R!r}" for j, v in enumerate(x)]
 
 
+def sample_commands(x: torch.Tensor, y: torch.Tensor, loss: str, n_L: int,
+                    scaling: Scaling) -> list:
+    """Per sample of a minibatch (x, y) the alter commands of its input currents
+    (:func:`input_commands`) and its n_L label sources (y, or one-hot of the class for
+    cross-entropy; v_scale per unit) in a circuit with its own target (graph.CircuitTarget)."""
+    vs = scaling.v_scale
+    y = y.detach().cpu().numpy()
+    labels = np.eye(n_L)[y.astype(np.int64)] if loss == "cross_entropy" else y
+    return [input_commands(xb, scaling)
+            + [f"alter V{controller_name('label', m)} dc = {float(v) * vs!r}"
+               for m, v in enumerate(yb)]
+            for xb, yb in zip(x.detach().cpu().double().numpy(), labels)]
+
+
 class SpiceWake(SpicePool):
     """The wake phase of DFC in ngspice, for the training loop: ``wake(net, x, y)`` returns the
     :class:`~dfc_analog.learning.ForwardUpdate` of the minibatch (x, y) whose target and eq. (5)
@@ -444,14 +459,6 @@ class SpiceWake(SpicePool):
         self.sizes, self.bias = list(sizes), bool(net.has_bias)
         self.vectors = integrator_names(sizes, net.has_bias)
 
-    def _sample_changes(self, x: np.ndarray, y: np.ndarray) -> list:
-        vs = self.scaling.v_scale
-        n_L = self.sizes[-1]
-        labels = np.eye(n_L)[y.astype(np.int64)] if self.settings.loss == "cross_entropy" else y
-        return [(input_commands(xb, self.scaling)
-                 + [f"alter V{controller_name('label', m)} dc = {float(v) * vs!r}"
-                    for m, v in enumerate(yb)], {}) for xb, yb in zip(x, labels)]
-
     @torch.no_grad()
     def __call__(self, net: DFCNetwork, x: torch.Tensor, y: torch.Tensor) -> ForwardUpdate:
         if self.netlist is None:
@@ -465,8 +472,8 @@ class SpiceWake(SpicePool):
         values = weight_values(net, self.scaling)
         values[f"V{controller_name('step')} dc"] = target_gain(
             s.loss, s.reduction, s.target_stepsize, B, net.layer_sizes[-1])
-        finals = self.run(values, self._sample_changes(x.detach().cpu().double().numpy(),
-                                                       y.detach().cpu().numpy()), self.vectors)
+        finals = self.run(values, [(commands, {}) for commands in sample_commands(
+            x, y, s.loss, self.sizes[-1], self.scaling)], self.vectors)
         g = read_update(self.sizes, self.bias, finals, self.scaling.v_scale)
         g = [t.to(dtype=x.dtype, device=x.device) for t in g]
         L = net.num_layers
@@ -530,25 +537,105 @@ class SpiceSleep(SpicePool):
         return [t.to(dtype=x.dtype, device=x.device) for t in g]
 
 
-@contextmanager
+class SpiceSinglePhase(SpicePool):
+    """Single-phase operation (paper §7, App. C.3) in ngspice, for the training loop:
+    ``single(net, x, y, generator)`` returns (the :class:`~dfc_analog.learning.ForwardUpdate`,
+    g_Q_1..g_Q_L) of the minibatch (x, y), both read from the integrators of the single phase's
+    circuit (:func:`single_phase`'s, :class:`~dfc_analog.circuit.graph.CircuitSinglePhase`:
+    its own target, eq. (5) on W and b, eq. (13) on the high-passed control, from fb_delay on),
+    in the format and scale of :func:`~dfc_analog.learning.single_phase.single_phase_update`
+    (the loss is the feed-forward loss of the network, as on the ODE path).
+
+    The noise: the unit samples ξ (steps, B, Σ n_i) are drawn from ``generator`` as
+    single_phase_update draws them (:func:`~dfc_analog.learning.single_phase.draw_phase_noise`),
+    and sample b's noise sources play ξ[:, b] as their Wiener path: for the same generator the
+    circuit and the model run the same path.
+
+    ``workers`` persistent ngspice processes share each minibatch (:class:`SpicePool`). The
+    netlist is written once, from the first network seen (``every_synapse``), with PWL noise
+    sources; each call alters the weights W, Q and biases that changed (:func:`weight_values`)
+    and the target step g when the minibatch size changes, and per sample the input currents,
+    the label sources (:func:`sample_commands`) and each noise source's corners (through a
+    rawfile, as :class:`SpiceSleep`). ``options`` default to SpiceOptions(trtol=TRAINING_TRTOL)
+    (ngspice's step is bounded by the noise corners every Δt anyway)."""
+
+    def __init__(self, params: SinglePhaseParams, workers: int = 1,
+                 scaling: Scaling | None = None, options: SpiceOptions | None = None,
+                 settle: float = 1.0):
+        super().__init__(workers, "single phase")
+        self.params = params
+        self.scaling = scaling or Scaling()
+        self.options = dataclasses.replace(options or SpiceOptions(trtol=TRAINING_TRTOL),
+                                           every_synapse=True)
+        self.settle = settle
+
+    def _prepare(self, net: DFCNetwork) -> None:
+        p = self.params
+        sizes = net.layer_sizes
+        self.graph = single_phase_graph(net, p, self.scaling, constant_input=False)
+        T = p.steps * p.dt
+        self.columns = sum(sizes[1:])
+        self.netlist = write_netlist(self.graph, "single-phase", T, np.array([0.0, T]),
+                                     self.settle, self.options, np.zeros((p.steps, self.columns)))
+        self.sizes, self.bias = list(sizes), bool(net.has_bias)
+        self.forward = integrator_names(sizes, net.has_bias)
+        self.vectors = self.forward + feedback_integrator_names(sizes)
+
+    @torch.no_grad()
+    def __call__(self, net: DFCNetwork, x: torch.Tensor, y: torch.Tensor,
+                 generator: torch.Generator) -> tuple:
+        if self.netlist is None:
+            self._prepare(net)
+        elif net.layer_sizes != self.sizes:
+            raise ConfigError("the SPICE single phase was written for another network.")
+        p, B = self.params, x.shape[0]
+        noise = draw_phase_noise(p, B, self.columns, generator, x.device).cpu().double().numpy()
+        _, r_ff = net.feedforward(x)
+        loss = float(task_loss(r_ff[-1], y, p.loss))
+        values = weight_values(net, self.scaling)
+        values[f"V{controller_name('step')} dc"] = target_gain(
+            p.loss, p.reduction, p.target_stepsize, B, self.sizes[-1])
+        t_on = self.settle * self.scaling.time_scale
+        params = self.graph.graph["single_phase"]["params"]
+        per_sample = [(commands, {f"@{name}[pwl]": corners for name, corners in
+                                  noise_corners(self.graph, params, t_on, noise[:, b]).items()})
+                      for b, commands in enumerate(sample_commands(x, y, p.loss, self.sizes[-1],
+                                                                   self.scaling))]
+        finals = self.run(values, per_sample, self.vectors)
+        n, vs = len(self.forward), self.scaling.v_scale
+        g = [t.to(dtype=x.dtype, device=x.device) for t in
+             read_update(self.sizes, self.bias, finals[:, :n], vs)]
+        g_Q = [t.to(dtype=x.dtype, device=x.device) for t in
+               read_feedback_update(self.sizes, finals[:, n:], vs)]
+        L = net.num_layers
+        return ForwardUpdate(g[:L], g[L:], loss), g_Q
+
+
+@contextlib.contextmanager
 def circuit_phases(cfg):
     """The phases :func:`dfc_analog.training.loop.run_training` takes for ``cfg.simulator``, as
     its keyword arguments: none for 'ode' (the ODE solver and the model's sleep phase); for
-    'spice' the wake phase in ngspice (:class:`SpiceWake`) and, with trained feedback and the
-    simulated sleep, the sleep phase in ngspice too (:class:`SpiceSleep`; the expected sleep
-    stays the model's closed form, which no circuit simulates). Each has one ngspice process
-    per thread (``cfg.threads``; 0: the cores available); they end on exit."""
+    'spice' the wake phase in ngspice (:class:`SpiceWake`), or with ``schedule =
+    'single-phase'`` the single phase (:class:`SpiceSinglePhase`), and, when the run has
+    simulated sleep passes (pre-training, the two-phase schedule's sleep passes), the sleep
+    phase in ngspice too (:class:`SpiceSleep`; the expected sleep stays the model's closed
+    form, which no circuit simulates). Each has one ngspice process per thread
+    (``cfg.threads``; 0: the cores available), started when first used; they end on exit."""
     if cfg.simulator != "spice":
         yield {}
         return
     ngspice_worker_check()
     workers = cfg.threads or available_cores()
-    with SpiceWake(ForwardSettings.from_config(cfg), workers=workers) as wake:
-        if not (cfg.train_feedback and cfg.sleep == "simulated"):
-            yield {"wake": wake}
-            return
-        with SpiceSleep(SleepParams.from_config(cfg), workers=workers) as sleep:
-            yield {"wake": wake, "sleep": sleep}
+    with contextlib.ExitStack() as stack:
+        phases = {"single": stack.enter_context(SpiceSinglePhase(
+            SinglePhaseParams.from_config(cfg), workers=workers))} \
+            if cfg.schedule == "single-phase" else \
+            {"wake": stack.enter_context(SpiceWake(ForwardSettings.from_config(cfg),
+                                                   workers=workers))}
+        if simulated_sleep(cfg):
+            phases["sleep"] = stack.enter_context(SpiceSleep(SleepParams.from_config(cfg),
+                                                             workers=workers))
+        yield phases
 
 
 def ngspice_worker_check() -> None:

@@ -313,7 +313,8 @@ def _header(g: nx.DiGraph, phase: str, settle: float, t_end: float, sum_inputs: 
         "(R || C_A to l<i>_noise_k), added to the apical sum,",
     ] + ([
         "*   ctl_hp_m  RC high-pass u_hp = u - u_lp (tau_hp); l<i>_dq_k_m  integrator of Q_i[k,m]: "
-        "V = -v_scale (1/T) int_0^T v_A,i,k u_hp,m dt / sigma_hat^2",
+        "V = -v_scale (1/T_fb) int_{t_d}^T v_A,i,k u_hp,m dt / sigma_hat^2,",
+        "*   from t_d = fb_delay on (ctl_fbgate, 0 then 1 V, when t_d > 0) over T_fb = T - t_d",
     ] if g.graph["single_phase"]["plasticity"] else []) if g.graph.get("single_phase") else []) \
         + [""]
 
@@ -505,8 +506,22 @@ def single_phase_lines(g: nx.DiGraph, t_on: float | None, t_end: float, noise=No
         elif d["kind"] == "highpass":
             u = controller_name("u", d["index"])
             lines += [f"C{name} {u} {name} {_fmt(d['C'])}", f"R{name} {name} 0 {_fmt(d['R'])}"]
+        elif d["kind"] == "fb_gate":
+            lines.append(fb_gate_line(name, d["delay"], t_on, g.graph["scaling"]["time_scale"]))
     return lines + noise_lines(g, g.graph["single_phase"]["params"], t_on, t_end, noise) + \
         feedback_integrator_lines(g)
+
+
+def fb_gate_line(name: str, delay: float, t_on: float | None, ts: float,
+                 rise: float = SWITCH_RISE) -> str:
+    """The gate of the single phase's eq. (13) integrators (graph.CircuitSinglePhase, fb_delay):
+    a PWL source at 0 V until ``delay`` τ_u after the switch-on ``t_on`` (seconds) and 1 V from
+    then on, its edge ``rise`` τ_u ending exactly there; at 0 V for the operating point
+    (``t_on`` None)."""
+    if t_on is None:
+        return f"V{name} {name} 0 DC 0"
+    t_gate = t_on + delay * ts
+    return f"V{name} {name} 0 PWL(0 0 {_fmt(t_gate - rise * ts)} 0 {_fmt(t_gate)} 1)"
 
 
 def noise_lines(g: nx.DiGraph, p: dict, t_on: float | None, t_end: float, noise=None) -> list:
@@ -578,14 +593,16 @@ def noise_corners(g: nx.DiGraph, p: dict, t_on: float, noise) -> dict:
 def feedback_integrator_lines(g: nx.DiGraph) -> list:
     """Per feedback synapse Q_i[k, m] the integrator of eq. (13) (graph.CircuitSleep): the
     multiplier G gain V(v_A,i,k) V(c_m) / v_scale (c_m its control node: u_m, or u_hp,m in the
-    single phase) into C_int with its leak."""
+    single phase; times the gate V(ctl_fbgate) in a single phase with fb_delay) into C_int
+    with its leak."""
     vs = g.graph["scaling"]["v_scale"]
     lines = []
     for name, d in g.nodes(data=True):
         if d["kind"] == "feedback_integrator":
             apical = neuron_name(d["layer"], "apical", d["index"])
+            gate = f"*V({d['gate']})" if d.get("gate") else ""
             lines += [f"B{name} 0 {name} I = {_fmt(d['G'] * d['gain'] / vs)}*V({apical})*"
-                      f"V({d['control']})",
+                      f"V({d['control']}){gate}",
                       f"C{name} {name} 0 {_fmt(d['C'])}",
                       f"R{name} {name} 0 {_fmt(d['R_leak'])}"]
     return lines

@@ -155,7 +155,11 @@ class Config:
                         "'simulated' the sleep passes run in ngspice too: the noise of eq. (12) a "
                         "PWL Wiener path in the apical compartments (the path the ODE run draws "
                         "for the same seed), ΔQ from one integrator of eq. (13) per feedback "
-                        "synapse; sleep 'expected' stays the model's closed form. With hardware, "
+                        "synapse; sleep 'expected' stays the model's closed form. With schedule "
+                        "'single-phase' each sample's single phase runs in ngspice instead (its "
+                        "own target, the PWL noise path the ODE run draws, eq. (5) and eq. (13) "
+                        "integrators on the high-passed u switched on after fb_delay), ΔW and ΔQ "
+                        "from its capacitors. With hardware, "
                         "the circuit is that of the chip's effective network, rewritten through "
                         "the devices before every minibatch.", "", SIMULATORS, group="solver")
     max_steps: int = _f(20000, "Most solver steps per wake phase before the dynamics are "
@@ -407,9 +411,6 @@ class Config:
                                   f"circuit: {synapses} forward synapses is more than the toy "
                                   f"scale it is made for ({MAX_SPICE_SYNAPSES}); use simulator "
                                   "'ode'.")
-            if self.schedule == "single-phase":
-                raise ConfigError("simulator 'spice' runs the two-phase schedule: leave out "
-                                  "schedule 'single-phase'.")
         if self.train_feedback and self.method in ("dfa", "bp"):
             raise ConfigError(f"train_feedback applies to the DFC methods; '{self.method}' has no "
                               "feedback weights to learn.")

@@ -92,6 +92,15 @@ class SinglePhaseParams:
         return max(self.sigma, 0.01)
 
 
+def draw_phase_noise(p: SinglePhaseParams, batch: int, columns: int,
+                     generator: torch.Generator, device=None) -> torch.Tensor:
+    """The standard-normal draws ξ (p.steps, batch, columns) that :func:`single_phase_update`
+    takes from ``generator`` for a minibatch of ``batch`` (one (batch, columns) draw per step,
+    :func:`~dfc_analog.learning.sleep.draw_noise`): ``noise=`` this path is the generator's."""
+    return torch.stack([draw_noise((batch, columns), generator, device)
+                        for _ in range(p.steps)])
+
+
 @torch.no_grad()
 def single_phase_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor,
                         p: SinglePhaseParams, generator: torch.Generator | None,

@@ -161,6 +161,12 @@ def schedule(cfg: Config) -> list:
     return passes
 
 
+def simulated_sleep(cfg: Config) -> bool:
+    """Whether the run has sleep passes (pre-training, or the two-phase schedule's) that
+    simulate eqs. (12)-(13)."""
+    return cfg.sleep == "simulated" and any(p.kind != "wake" for p in schedule(cfg))
+
+
 def finished_metrics(run: Path, cfg: Config) -> list | None:
     """The metrics of a finished run in ``run`` with exactly the settings ``cfg``, else None
     (benches take a finished run's numbers instead of training it again)."""
@@ -195,19 +201,23 @@ def apply_feedback_update(cfg: Config, net: DFCNetwork, opt, g_Q) -> None:
 
 
 def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = True,
-                 wake=None, sleep=None) -> list:
+                 wake=None, sleep=None, single=None) -> list:
     """Train into run folder ``out`` (continuing its checkpoint if ``resume``); returns the
     per-epoch metrics. The folder's lock (:func:`dfc_analog.runio.run_lock`) is held
     throughout; ``data_dir`` is recorded as an absolute path; ``cfg.threads`` > 0 sets torch's
     threads. ``wake``, a callable ``(net, x, y) -> ForwardUpdate``, simulates the wake
-    minibatches instead of :func:`forward_update` with the ODE solver, and ``sleep``, a
+    minibatches instead of :func:`forward_update` with the ODE solver; ``sleep``, a
     callable ``(net, x, generator) -> g_Q`` drawing its noise from ``generator`` as
     :func:`feedback_update` does, the simulated sleep minibatches instead of
-    :func:`feedback_update`: for ``cfg.simulator = 'spice'`` the circuit's
+    :func:`feedback_update`; and ``single``, a callable ``(net, x, y, generator) ->
+    (ForwardUpdate, g_Q)`` drawing its noise as :func:`single_phase_update` does, the single
+    phases of the single-phase schedule (method 'dfc') instead of :func:`single_phase_update`:
+    for ``cfg.simulator = 'spice'`` the circuit's
     (:func:`dfc_analog.circuit.learning.circuit_phases`)."""
     cfg.validate()
-    if cfg.simulator == "spice" and (wake is None or (
-            sleep is None and cfg.train_feedback and cfg.sleep == "simulated")):
+    needs = "single" if cfg.schedule == "single-phase" else "wake"
+    if cfg.simulator == "spice" and ({"wake": wake, "single": single}[needs] is None or (
+            sleep is None and simulated_sleep(cfg))):
         raise ConfigError("simulator 'spice' needs the circuit's phases: train with "
                           "python -m dfc_analog.train (or pass the phases of "
                           "dfc_analog.circuit.learning.circuit_phases(cfg)).")
@@ -222,7 +232,7 @@ def run_training(cfg: Config, out: Path, resume: bool = False, progress: bool = 
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     with runio.run_lock(out):
-        return _train(cfg, Path(out), resume, progress, wake, sleep)
+        return _train(cfg, Path(out), resume, progress, wake, sleep, single)
 
 
 def _resume_state(cfg: Config, out: Path, net: DFCNetwork, opts: dict) -> dict:
@@ -245,7 +255,7 @@ def _resume_state(cfg: Config, out: Path, net: DFCNetwork, opts: dict) -> dict:
     return state
 
 
-def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake, sleep) -> list:
+def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake, sleep, single) -> list:
     from tqdm import tqdm
 
     net = DFCNetwork.from_config(cfg, generator("network", cfg.seed))
@@ -262,8 +272,12 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake, sleep) ->
     if sleep is None:
         def sleep(net_, x_, generator_):
             return feedback_update(net_, x_, sleep_params, generator_)
-    single = SinglePhaseParams.from_config(cfg) if cfg.schedule == "single-phase" and \
-        cfg.method == "dfc" else None
+    single_phase = cfg.schedule == "single-phase" and cfg.method == "dfc"
+    if single is None and single_phase:
+        single_params = SinglePhaseParams.from_config(cfg)
+
+        def single(net_, x_, y_, generator_):
+            return single_phase_update(net_, x_, y_, single_params, generator_)
     single_ssa = cfg.schedule == "single-phase" and cfg.method == "dfc-ssa"
     n_train = len(data.train)
 
@@ -342,10 +356,11 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake, sleep) ->
             while b < n_batches:
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 x = data.train.x[idx]
-                if phase.kind == "wake" and single is not None:
-                    upd, g_Q = single_phase_update(
-                        phase_network(index, b), x, data.train.y[idx], single,
-                        generator("sleep_noise", cfg.seed, index, b, device=x.device))
+                if phase.kind == "wake" and single_phase:
+                    # the noise a function of seed, pass and batch, as the sleep passes'
+                    upd, g_Q = single(phase_network(index, b), x, data.train.y[idx],
+                                      generator("sleep_noise", cfg.seed, index, b,
+                                                device=x.device))
                     apply_update(cfg, net, opts["forward"], upd)
                     apply_feedback_update(cfg, net, opts["sleep"], g_Q)
                     loss_sum += upd.loss * len(idx)
