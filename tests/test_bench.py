@@ -1,5 +1,8 @@
 """The arithmetic the MNIST bench prints: its count of matrix-product FLOPs per training sample
-equals the products torch executes in one BP step and in one sleep phase of the network."""
+equals the products torch executes in one BP step and in one sleep phase of the network; the
+single-phase preset is the single-phase bench's measured configuration."""
+import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -11,6 +14,7 @@ from dfc_analog.config.presets import preset_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from mnist_table import product_flops  # noqa: E402
+import single_phase  # noqa: E402
 
 aten = torch.ops.aten
 
@@ -86,3 +90,21 @@ def test_expected_sleep_product_flops_match_the_code(monkeypatch):
     # without the kept Jacobians one pass costs the forward pass and the Jacobian again
     single = counted(lambda: sleep_expected.expected_feedback_update(net, x, p))
     assert single * cfg.sleep_epochs > 2.5 * epoch
+
+
+def test_single_phase_preset_is_the_benched_configuration(monkeypatch):
+    """``mnist-dfc-single`` holds what ``bench/single_phase.py --mnist --pretrain-epochs 10
+    --single-sigma 2e-4 --single-lambda 0.5 --fb-delay 5`` measured (README), to the preset's
+    four digits."""
+    args = argparse.Namespace(mnist=True, epochs=5, train_samples=2000, single_sigma=2e-4,
+                              single_lambda=0.5, pretrain_epochs=10, fb_delay=5.0,
+                              fb_lr_factor=1.0, threads=1, seed=42, sigma=0.003)
+    if not single_phase.MNIST_DIR.is_dir():     # the digits are not read, only the settings
+        monkeypatch.setattr(single_phase, "MNIST_DIR", Path(__file__).resolve().parent)
+    benched = single_phase.config(args, "single-phase")
+    preset = preset_config("mnist-dfc-single")
+    for name in ("schedule", "solver", "step_size", "target_stepsize", "lr", "sigma_fb",
+                 "sigma_fb_output", "fb_weight_decay", "fb_adam_eps", "fb_delay", "fb_lr",
+                 "sleep_epochs_init", "tau_hp", "alpha", "k_p", "t_end"):
+        a, b = getattr(benched, name), getattr(preset, name)
+        assert a == b if isinstance(a, str) else math.isclose(a, b, rel_tol=1e-3), name
