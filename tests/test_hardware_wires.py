@@ -20,7 +20,8 @@ from dfc_analog.circuit.graph import Scaling
 from dfc_analog.circuit.netlist import SpiceOptions
 from dfc_analog.circuit.simulate import run_netlist, simulate_hardware_circuit
 from dfc_analog.errors import ConfigError
-from dfc_analog.hardware import HardwareSpec, load_spec, realise_network
+from dfc_analog.hardware import HardwareSpec, load_spec, realise_network, wires
+from dfc_analog.hardware.batch import stack_of
 from dfc_analog.hardware.wires import (column_cells, column_tiles, ir_drop_estimate,
                                        ladder_gain, ladder_nodes, ladder_transfer, mesh_ports,
                                        tiles, wired_layers)
@@ -257,6 +258,46 @@ def test_mesh_ir_drop_against_the_textbook_estimate():
     estimate = ir_drop_estimate(g, R_w, n_c) + ir_drop_estimate(g, R_row, n_k)
     assert estimate == pytest.approx(0.01)
     assert drop == pytest.approx(0.01, rel=0.02) and drop < 0.01
+
+
+def test_wires_are_solved_once_per_realisation_and_never_stale(make_net, monkeypatch):
+    """One process solves a realisation's meshes once: the emulation, a second emulation, the
+    netlist, a deployment's view of the same devices (a stack of the realisation) and the
+    realisation without its read-noise process reuse the solution. A conductance changed in
+    place, a new realisation or other wires solve again, and give the fresh answer."""
+    calls = []
+    solve = wires.mesh_ports
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return solve(*args, **kwargs)
+
+    monkeypatch.setattr(wires, "mesh_ports", counted)
+    spec = wired(200.0, 150.0, tile=8)
+    real = realise_network(make_net(), spec, seed=4, v_scale=0.5)
+    first = wired_layers(real)
+    tiles_per_realisation = len(calls)
+    q_tiles = [2, 2, 1]                 # Q: 5 rows, 10, 10 and 5 columns in tiles of 8
+    assert tiles_per_realisation == sum(len(w.tiles_W) for w in first) + sum(q_tiles)
+    HardwareModel(real, ControllerParams())
+    HardwareModel(real, ControllerParams())
+    write_crossbar_netlist(real, ControllerParams(), np.zeros(15), np.zeros(5))
+    views = stack_of(real).realisation(0)
+    for again in (wired_layers(views), wired_layers(real.without_read_process())):
+        assert all(a.layer.G_pos.data_ptr() == b.layer.G_pos.data_ptr() and a.S_W is b.S_W
+                   for a, b in zip(first, again))                # the same solution
+    assert len(calls) == tiles_per_realisation
+    fresh = realise_network(make_net(), spec, seed=4, v_scale=0.5)      # equal, not the same
+    assert torch.equal(wired_layers(fresh)[0].S_W, first[0].S_W)
+    assert len(calls) == 2 * tiles_per_realisation
+    with torch.no_grad():
+        real.layers[1].G_pos.mul_(1.5)                 # new weights written in place
+    changed = wired_layers(real)
+    assert len(calls) == 2 * tiles_per_realisation + len(first[1].tiles_W) + q_tiles[1]
+    assert not torch.equal(changed[1].layer.G_pos, first[1].layer.G_pos)
+    assert changed[0].S_W is first[0].S_W
+    other = dataclasses.replace(real, spec=wired(200.0, 300.0, tile=8))
+    assert not torch.equal(wired_layers(other, 1)[0].S_W, changed[0].S_W)
 
 
 @needs_ngspice
