@@ -37,11 +37,48 @@ tridiagonal solve per row, vectorised over the rows); the part of the tile above
 segment is a multi-port A (n_k × n_k) with Norton currents J V; through the segment it becomes
 (I + R_w A)⁻¹ A and (I + R_w A)⁻¹ J (the series law of a multi-port); adding the next row adds
 W_c and the column f_c. After the last segment to the sense ends, T = J and S = −A. The cost is
-O(n_c n_k³ + n_c² n_k²) dense arithmetic per tile, in BLAS: a tile of 256 cell rows by 128
-columns took 1.5 s on one core, against 16 s for a sparse LU of the same mesh (scipy's ``splu``,
-65k nodes, 128 right-hand sides: the 2-D fill-in is its cost), in the same run; a full
-512 × 256 tile is 8 × that. The emulation uses T for the weights and S wherever V₋ enters (the
+O(n_c n_k³ + n_c² n_k²) dense arithmetic per tile, in BLAS (per segment the inverse of
+I + R_w A from its Cholesky factor and one product; Cholesky solves in its place were slower,
+6.2 s against 4.5 s on a 512 × 256 tile, same run): a tile of 256 cell rows by 128 columns took 1.5 s on one core, against
+16 s for a sparse LU of the same mesh (scipy's ``splu``, 65k nodes, 128 right-hand sides: the
+2-D fill-in is its cost), in the same run; a full 512 × 256 tile is 8 × that (5.8 s on one
+quiet core). Weighed and not taken: block Gauss–Seidel between the row ladders and the column
+ladders (n_k right-hand sides, T by reciprocity) converged to 1e-12 in 7 sweeps on a 512 × 256
+tile of pcm-like cells but took 42 s: its tridiagonal sweeps are memory-bound Python steps over
+n_c n_k² numbers, where the elimination is BLAS; a nested dissection of the tile keeps all four
+sides of each block as ports and counts ~2e10 operations against the elimination's ~5e10, for
+much more code. The emulation uses T for the weights and S wherever V₋ enters (the
 compartments' s and the noise gain become matrices, :mod:`dfc_analog.model.hardware`).
+
+Read noise through the wires. A device's conductance fluctuation δG_j is, to first order, a
+current source δG_j (V_j − u_j) across the cell, from its row node into its column node; the
+network is linear, so what reaches the column's sense end is h_j times it. By reciprocity (the
+current into port k from a source at node n equals node n's voltage with port k at 1 V and
+every other source at 0), h of a cell is its column node's voltage minus its row node's with its
+column's sense end at 1 V, the drivers and the other sense ends at 0 V. On a ladder the row
+node is the driver (0 V): h = u = G_w K⁻¹ e_last (:func:`ladder_gain`), and T = h ∘ g: the
+gain of a cell's noise is its transfer conductance over its conductance, h_c = T_c / g_c
+(exactly; h = 1 without wire resistance). On a mesh the row node moves too: with U_c the
+column-node voltages of cell row c for the n_k right-hand sides (U = I below the last row;
+U_c = (I + R_w A_c)⁻¹ U_{c+1} through each segment, A_c the elimination's multi-port above it)
+and the row nodes K_row⁻¹ G U_c, h_ck = (U_c − K_row⁻¹ G U_c)_kk (:func:`mesh_ports` with
+``gains``: a second pass from the sense ends, the elimination's (I + R_w A_c)⁻¹ kept, n_c n_k²
+numbers, about half the cost of the first). There T / g is no longer h: T_kc = Σ_k' g_ck' h_ck'^(k) sums what every
+cell of row c delivers into column k, the cell's own share h_ck and the row wire's, what cells
+of the other columns hand on through it (their h^(k), a few per cent of h on the tests' tiles).
+The read-noise process keeps one source per column (:mod:`dfc_analog.model.hardware`,
+:mod:`dfc_analog.circuit.crossbar`) with σ_j h_j per device: the share of a cell's noise that
+the row wire carries to the other columns of its tile is left out (the coupling S_kk' / S_kk
+is ≤ 3.9e-4 per pair on pcm-mesh's large net), and so is the cell's voltage: its
+fluctuation's current is δG_j V_j, not δG_j (V_j − u_j), an error of the order of the IR drop
+at the cell (the column nodes u are not states of either simulator). The σ_j h_j of each layer
+are the ``read_sigma`` of :func:`wired_layers`'s layers, which both simulators read.
+
+Solved once. :func:`wired_layers` (and :func:`driver_ports`, the energy's tile ports) keep
+each layer's solution in a process-wide cache keyed by its conductance tensors (storage,
+layout, in-place version counter) and the spec's wire fields: the emulation, the Jacobian,
+the netlist, the energy and the deployment fold of one realisation (or of views of the same
+tensors) solve each mesh once; new weights (a new tensor or one written in place) miss.
 
 For small R_w, R_row and an n_c × n_k tile of equal cells g at one voltage the tile loses the
 fraction g R_w (n_c + 1)(2 n_c + 1) / 6 + g R_row (n_k + 1)(2 n_k + 1) / 6 of its current to first
@@ -201,17 +238,17 @@ def mesh_ports(g: torch.Tensor, R_w: float, R_row: float, drivers: bool = False,
     A = torch.zeros(n_k, n_k, dtype=g.dtype, device=g.device)
     J = torch.zeros(n_k, n_c, dtype=g.dtype, device=g.device)
     Y = torch.zeros(n_c, n_c, dtype=g.dtype, device=g.device) if drivers else None
-    factors = []                # per cell row: the Cholesky factor of its segment's I + R_w A
+    series = []                 # per cell row: (I + R_w A)⁻¹ of the segment below it
 
     def segment(c):
         """Through the column segments below the first c rows: the series law."""
         nonlocal A
-        L = torch.linalg.cholesky(eye + R_w * A)                      # SPD
-        out = torch.cholesky_solve(torch.cat([A, J[:, :c]], dim=1), L)
+        M = torch.cholesky_inverse(torch.linalg.cholesky(eye + R_w * A))     # SPD
+        out = M @ torch.cat([A, J[:, :c]], dim=1)
         if drivers:
             Y[:c, :c] -= R_w * (J[:, :c].T @ out[:, n_k:])
         if gains:
-            factors.append(L)
+            series.append(M)
         J[:, :c] = out[:, n_k:]
         A = 0.5 * (out[:, :n_k] + out[:, :n_k].T)
 
@@ -227,16 +264,16 @@ def mesh_ports(g: torch.Tensor, R_w: float, R_row: float, drivers: bool = False,
                 Y[c, c] = y[r]
     if R_w > 0:
         segment(n_c)
-    return MeshPorts(J, -A, Y, _mesh_gains(g, R_w, R_row, factors, chunk) if gains else None)
+    return MeshPorts(J, -A, Y, _mesh_gains(g, R_w, R_row, series, chunk) if gains else None)
 
 
-def _mesh_gains(g: torch.Tensor, R_w: float, R_row: float, factors: list,
+def _mesh_gains(g: torch.Tensor, R_w: float, R_row: float, series: list,
                 chunk: int) -> torch.Tensor:
     """h (n_c, n_k) of :func:`mesh_ports` by reciprocity (module docstring): with the sense ends
     at the unit voltages I (one right-hand side per column) and the drivers at 0 V, the column
-    nodes of cell row c are U_c = (I + R_w A_c)⁻¹ U_{c+1} (U below the last row: I), ``factors``
-    the Cholesky factors of I + R_w A_c from the elimination; the row nodes K_row⁻¹ G U_c; h of
-    cell (c, k) is the column node's voltage minus the row node's in column k's own solve."""
+    nodes of cell row c are U_c = (I + R_w A_c)⁻¹ U_{c+1} (U below the last row: I), ``series``
+    the (I + R_w A_c)⁻¹ of the elimination; the row nodes K_row⁻¹ G U_c; h of cell (c, k) is the
+    column node's voltage minus the row node's in column k's own solve."""
     n_c, n_k = g.shape
     h = torch.empty_like(g)
     U = torch.eye(n_k, dtype=g.dtype, device=g.device)
@@ -245,7 +282,7 @@ def _mesh_gains(g: torch.Tensor, R_w: float, R_row: float, factors: list,
         for r in reversed(range(K_inv.shape[0])):
             c = start + r
             if R_w > 0:
-                U = torch.cholesky_solve(U, factors[c])
+                U = series[c] @ U
             h[c] = U.diagonal() - ((K_inv[r] * g[c]) * U.T).sum(1)
     return h
 
@@ -346,16 +383,15 @@ def crossbar_solution(lr, spec, gains: bool = False) -> tuple:
     column ladders it is the solve itself)."""
     R_w, R_row, tile = (spec.synapse.wire_resistance, spec.synapse.row_wire_resistance,
                         spec.crossbar_size)
-    W, Q = column_cells(lr)
     if R_row == 0:
         def ladders():
-            (T_W, h_W), (T_Q, h_Q) = (column_transfer(C, R_w, tile) for C in (W, Q))
+            (T_W, h_W), (T_Q, h_Q) = (column_transfer(C, R_w, tile) for C in column_cells(lr))
             return T_W, T_Q, None, None, [], h_W, h_Q
         return solved(lr, spec, ("ladders",), ladders)
 
     def mesh():
         (T_W, S_W, parts, h_W), (T_Q, S_Q, _, h_Q) = (crossbar_mesh(C, R_w, R_row, tile, gains)
-                                                      for C in (W, Q))
+                                                      for C in column_cells(lr))
         return T_W, T_Q, S_W, S_Q, parts, h_W, h_Q
     return solved(lr, spec, ("mesh", gains), mesh, accept=() if gains else (("mesh", True),))
 
