@@ -8,6 +8,7 @@ I = T V + S V₋, emulation against circuit (and a changed row-wire segment caug
 Zero wire resistance changes nothing."""
 import dataclasses
 import re
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -22,9 +23,9 @@ from dfc_analog.circuit.simulate import run_netlist, simulate_hardware_circuit
 from dfc_analog.errors import ConfigError
 from dfc_analog.hardware import HardwareSpec, load_spec, realise_network, wires
 from dfc_analog.hardware.batch import stack_of
-from dfc_analog.hardware.wires import (column_cells, column_tiles, ir_drop_estimate,
-                                       ladder_gain, ladder_nodes, ladder_transfer, mesh_ports,
-                                       tiles, wired_layers)
+from dfc_analog.hardware.wires import (column_cells, column_tiles, driver_ports,
+                                       ir_drop_estimate, ladder_gain, ladder_nodes,
+                                       ladder_transfer, mesh_ports, tiles, wired_layers)
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.hardware import HardwareModel
 from dfc_analog.model.network import DFCNetwork
@@ -264,7 +265,8 @@ def test_wires_are_solved_once_per_realisation_and_never_stale(make_net, monkeyp
     """One process solves a realisation's meshes once: the emulation, a second emulation, the
     netlist, a deployment's view of the same devices (a stack of the realisation) and the
     realisation without its read-noise process reuse the solution. A conductance changed in
-    place, a new realisation or other wires solve again, and give the fresh answer."""
+    place, a new realisation or other wires solve again, and give the fresh answer. The
+    energy's tile ports, solved first, serve the emulation with the same numbers."""
     calls = []
     solve = wires.mesh_ports
 
@@ -273,6 +275,7 @@ def test_wires_are_solved_once_per_realisation_and_never_stale(make_net, monkeyp
         return solve(*args, **kwargs)
 
     monkeypatch.setattr(wires, "mesh_ports", counted)
+    monkeypatch.setattr(wires, "_solved", OrderedDict())
     spec = wired(200.0, 150.0, tile=8)
     real = realise_network(make_net(), spec, seed=4, v_scale=0.5)
     first = wired_layers(real)
@@ -298,6 +301,17 @@ def test_wires_are_solved_once_per_realisation_and_never_stale(make_net, monkeyp
     assert changed[0].S_W is first[0].S_W
     other = dataclasses.replace(real, spec=wired(200.0, 300.0, tile=8))
     assert not torch.equal(wired_layers(other, 1)[0].S_W, changed[0].S_W)
+    # the energy's tiles (with the drivers' admittance) solved first serve the emulation too
+    real = realise_network(make_net(), spec, seed=6, v_scale=0.5)
+    for lr in real.layers:
+        driver_ports(lr, spec)
+    before = len(calls)
+    shared = wired_layers(real)
+    assert len(calls) == before
+    monkeypatch.setattr(wires, "_solved", OrderedDict())
+    for a, b in zip(shared, wired_layers(real)):
+        assert torch.equal(a.layer.G_pos, b.layer.G_pos) and torch.equal(a.S_W, b.S_W)
+        assert torch.equal(a.layer.GQ_neg, b.layer.GQ_neg) and torch.equal(a.S_Q, b.S_Q)
 
 
 @needs_ngspice

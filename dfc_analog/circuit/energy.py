@@ -125,6 +125,15 @@ def crossbar_power(real: Realisation, x, p: list, r_pos: list, r_neg: list, u):
     return xbar, drive
 
 
+def solve_meshes(real: Realisation) -> None:
+    """On a mesh, solve every tile once with its drivers' admittance (the energy's port
+    equations, :func:`~dfc_analog.hardware.wires.driver_ports`), which the emulation and the
+    netlist then reuse (without a read-noise process) instead of solving the mesh again."""
+    if real.spec.synapse.row_wire_resistance > 0:
+        for lr in real.layers:
+            driver_ports(lr, real.spec)
+
+
 def _wired(real: Realisation) -> bool:
     """True when the crossbars have wire resistance (column or row wires)."""
     return real.spec.synapse.wire_resistance > 0 or real.spec.synapse.row_wire_resistance > 0
@@ -235,6 +244,7 @@ def circuit_energy(real: Realisation, params: ControllerParams, x, r_star, t_end
     from dfc_analog.circuit.simulate import run_netlist
     options = options or SpiceOptions()
     start = time.perf_counter()
+    solve_meshes(real)
     phase = "inference" if r_star is None else "wake"
     text = write_crossbar_netlist(real, params, x, r_star, phase, t_end, times, settle,
                                   options, time_scale)
@@ -287,6 +297,7 @@ def model_energy(real: Realisation, params: ControllerParams, x, r_star, t_end: 
     trajectory."""
     from dfc_analog.solvers.dormand_prince import dormand_prince
     start = time.perf_counter()
+    solve_meshes(real)
     model = HardwareModel(real, params, time_scale)
     xt = torch.as_tensor(np.asarray(x, dtype=np.float64))[None]
     times = torch.as_tensor(np.asarray(times, dtype=np.float64))

@@ -78,7 +78,9 @@ Solved once. :func:`wired_layers` (and :func:`driver_ports`, the energy's tile p
 each layer's solution in a process-wide cache keyed by its conductance tensors (storage,
 layout, in-place version counter) and the spec's wire fields: the emulation, the Jacobian,
 the netlist, the energy and the deployment fold of one realisation (or of views of the same
-tensors) solve each mesh once; new weights (a new tensor or one written in place) miss.
+tensors) solve each mesh once; new weights (a new tensor or one written in place) miss. The
+energy's tile ports (with the drivers' admittance Y, O(n_c³ n_k) more per tile), solved first,
+serve the others too (:func:`~dfc_analog.circuit.energy.solve_meshes`).
 
 For small R_w, R_row and an n_c × n_k tile of equal cells g at one voltage the tile loses the
 fraction g R_w (n_c + 1)(2 n_c + 1) / 6 + g R_row (n_k + 1)(2 n_k + 1) / 6 of its current to first
@@ -315,16 +317,18 @@ def crossbar_tiles(cells: torch.Tensor, R_w: float, R_row: float, tile: int,
 
 
 def crossbar_mesh(cells: torch.Tensor, R_w: float, R_row: float, tile: int,
-                  gains: bool = False) -> tuple:
+                  gains: bool = False, solved_tiles: list | None = None) -> tuple:
     """(T (n_i, n_cells), S (n_i, n_i), [(row tile a, column slice, S of the tile)], h) of one
-    crossbar (:func:`crossbar_tiles`); h (n_i, n_cells) each cell's read-noise gain with
-    ``gains``, else None."""
+    crossbar (:func:`crossbar_tiles`, or its tiles ``solved_tiles`` already solved); h
+    (n_i, n_cells) each cell's read-noise gain with ``gains``, else None."""
     n_i = cells.shape[0]
     T = torch.zeros_like(cells)
     S = torch.zeros(n_i, n_i, dtype=cells.dtype, device=cells.device)
     h = torch.zeros_like(cells) if gains else None
     parts = []
-    for a, rows, cols, ports in crossbar_tiles(cells, R_w, R_row, tile, gains=gains):
+    if solved_tiles is None:
+        solved_tiles = crossbar_tiles(cells, R_w, R_row, tile, gains=gains)
+    for a, rows, cols, ports in solved_tiles:
         T[cols, rows] = ports.T
         S[cols, cols] += ports.S
         if gains:
@@ -355,23 +359,31 @@ def _layer_key(lr, spec, what) -> tuple | None:
     return what, s.wire_resistance, s.row_wire_resistance, spec.crossbar_size, state
 
 
+def cached(lr, spec, what: tuple):
+    """The cache's entry ``what`` for layer ``lr`` on ``spec``'s wires, or None."""
+    key = _layer_key(lr, spec, what)
+    with _lock:
+        if key is None or key not in _solved:
+            return None
+        _solved.move_to_end(key)
+        return _solved[key][1]
+
+
 def solved(lr, spec, what: tuple, compute, accept: tuple = ()):
     """``compute()`` for layer ``lr`` on ``spec``'s wires, once per process (the cache above):
     an entry under ``what`` or under any key in ``accept`` (a superset of it) is returned
     instead."""
-    keys = [_layer_key(lr, spec, w) for w in (what,) + tuple(accept)]
-    if keys[0] is None:
-        return compute()
-    with _lock:
-        for key in keys:
-            if key in _solved:
-                _solved.move_to_end(key)
-                return _solved[key][1]
+    for w in (what,) + tuple(accept):
+        value = cached(lr, spec, w)
+        if value is not None:
+            return value
     value = compute()
-    with _lock:
-        _solved[keys[0]] = (tuple(getattr(lr, name) for name in CONDUCTANCES), value)
-        while len(_solved) > CACHE_SIZE:
-            _solved.popitem(last=False)
+    key = _layer_key(lr, spec, what)
+    if key is not None:
+        with _lock:
+            _solved[key] = (tuple(getattr(lr, name) for name in CONDUCTANCES), value)
+            while len(_solved) > CACHE_SIZE:
+                _solved.popitem(last=False)
     return value
 
 
@@ -390,15 +402,18 @@ def crossbar_solution(lr, spec, gains: bool = False) -> tuple:
         return solved(lr, spec, ("ladders",), ladders)
 
     def mesh():
-        (T_W, S_W, parts, h_W), (T_Q, S_Q, _, h_Q) = (crossbar_mesh(C, R_w, R_row, tile, gains)
-                                                      for C in column_cells(lr))
+        known = (None, None) if gains else (cached(lr, spec, ("drivers",)) or (None, None))
+        (T_W, S_W, parts, h_W), (T_Q, S_Q, _, h_Q) = (
+            crossbar_mesh(C, R_w, R_row, tile, gains, ports)
+            for C, ports in zip(column_cells(lr), known))
         return T_W, T_Q, S_W, S_Q, parts, h_W, h_Q
     return solved(lr, spec, ("mesh", gains), mesh, accept=() if gains else (("mesh", True),))
 
 
 def driver_ports(lr, spec) -> tuple:
     """(W tiles, Q tiles) of layer ``lr``'s crossbars on a mesh, each :func:`crossbar_tiles`
-    with the drivers' admittance Y (what the energy needs; cached: :func:`solved`)."""
+    with the drivers' admittance Y (what the energy needs; cached: :func:`solved`). Solved
+    first, they serve :func:`crossbar_solution` without read-noise gains as well."""
     R_w, R_row, tile = (spec.synapse.wire_resistance, spec.synapse.row_wire_resistance,
                         spec.crossbar_size)
     return solved(lr, spec, ("drivers",), lambda: tuple(
