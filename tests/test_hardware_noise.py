@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 import torch
 
+from dfc_analog.circuit import crossbar
 from dfc_analog.circuit.crossbar import write_crossbar_netlist
 from dfc_analog.circuit.simulate import simulate_hardware_circuit
 from dfc_analog.errors import ConfigError
 from dfc_analog.hardware import HardwareSpec, load_spec, realise_network
 from dfc_analog.hardware.devices import pcm_read_sigma
+from dfc_analog.hardware.wires import wired_layers
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.hardware import HardwareModel, ReadNoisePath
 from dfc_analog.model.network import DFCNetwork
@@ -155,6 +157,68 @@ def test_column_sigma_is_the_per_device_sum():
     assert abs(rel) < 5 * math.sqrt(2 / 40000)
 
 
+def wired_noise(R_w: float, R_row: float, tile: int = 2, base: str | None = None) -> HardwareSpec:
+    """A read-noise spec (``spec_with``'s, or the preset ``base``) with wire resistance on
+    tiles of ``tile`` rows and columns."""
+    spec = load_spec(base) if base else spec_with(g_min=1e-6)
+    return dataclasses.replace(spec, crossbar_size=tile, synapse=dataclasses.replace(
+        spec.synapse, wire_resistance=R_w, row_wire_resistance=R_row))
+
+
+@pytest.mark.parametrize("R_w, R_row", [(0.0, 0.0), (3e3, 0.0), (3e3, 2e3)])
+def test_column_sigma_through_the_wires_is_sigma_h(R_w, R_row):
+    """With wire resistance each device's σ reaches its column's sense end as σ h
+    (:mod:`dfc_analog.hardware.wires`): the emulation's σ_col and the netlist's B-source are
+    the per-device sum over σ_j h_j (one helper, ``wired_layers``); on column ladders h = T / g
+    exactly (both from one solve), on a mesh h differs from T / g by what the row wire hands
+    between the cell and the other columns (≤ 5 % here). Without wire
+    resistance the σ are the realisation's own tensors: today's model, bit for bit."""
+    net = small_net()
+    real = realise_network(net, wired_noise(R_w, R_row), seed=2, v_scale=0.5)
+    wired = wired_layers(real)
+    through = dataclasses.replace(real, layers=[w.layer for w in wired])
+    model = HardwareModel(real, ControllerParams())
+    if R_w == 0 and R_row == 0:
+        assert all(w.layer.read_sigma is l.read_sigma for w, l in zip(wired, real.layers))
+        R2 = real.layers[0].R_f[:, None] ** 2
+        assert torch.equal(model.read_pos[0], R2 * real.layers[0].read_sigma[0] ** 2)
+    else:
+        for w, l in zip(wired, real.layers):
+            pairs = zip(w.layer.read_sigma, l.read_sigma, (w.layer.G_pos, w.layer.G_neg,
+                        w.layer.Gb_pos, w.layer.Gb_neg, w.layer.GQ_pos, w.layer.GQ_neg),
+                        (l.G_pos, l.G_neg, l.Gb_pos, l.Gb_neg, l.GQ_pos, l.GQ_neg))
+            for sigma_h, sigma, T, G in pairs:
+                h, ratio = sigma_h / sigma, T / G
+                assert float(h.max()) < 1
+                if R_row == 0:
+                    assert torch.allclose(h, ratio, rtol=1e-13, atol=0)
+                else:
+                    assert float((h / ratio - 1).abs().max()) < 0.05
+            assert float((w.layer.read_sigma[0] / l.read_sigma[0]).min()) < 0.85
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(6, generator=gen, dtype=torch.float64) - 0.5
+    r_pos = torch.rand(7, generator=gen, dtype=torch.float64) - 0.5
+    r_neg = -r_pos + 0.01 * torch.randn(7, generator=gen, dtype=torch.float64)
+    u = torch.randn(3, generator=gen, dtype=torch.float64)
+    sigma = model.read_sigma_columns(x, r_pos[None], r_neg[None], u[None])[0]
+    for layer, k, col in [(0, 0, 0), (0, 3, 3), (1, 2, 6)]:
+        expected = _per_device_sigma(through, x, r_pos, r_neg, u, layer, k)
+        assert float(sigma[col]) == pytest.approx(expected, rel=1e-12)
+    text = write_crossbar_netlist(real, ControllerParams(), x.numpy(), np.zeros(3))
+    joined = re.sub(r"\n\+ ", " ", text)
+    line = next(l for l in joined.splitlines() if l.startswith("Brn2_2 "))
+    vs = 0.5
+    voltages = {f"l1_rate_{j}": float(r_pos[j]) * vs for j in range(4)}
+    voltages.update({f"l1_raten_{j}": float(r_neg[j]) * vs for j in range(4)})
+    voltages.update({f"ctl_u_{m}": float(u[m]) * vs for m in range(3)})
+    voltages["l2_rn_2"] = 1.0
+    expr = re.sub(r"V\(([\w]+)\)", lambda m: repr(voltages[m.group(1)]),
+                  line.split("I = ", 1)[1])
+    current = eval(expr, {"sqrt": math.sqrt})             # noqa: S307 (numbers only)
+    assert current * float(real.layers[1].R_f[2]) / vs == pytest.approx(float(sigma[6]),
+                                                                        rel=1e-12)
+
+
 def test_same_seed_same_path_other_seed_differs_global_rng_untouched():
     torch.manual_seed(11)
     expected = torch.rand(3)
@@ -286,6 +350,41 @@ def test_circuit_with_the_emulations_path_agrees_sample_for_sample():
             assert float((a - q).abs().max()) > 1e-2 * signal_range      # the noise shows
 
 
+@needs_ngspice
+def test_read_noise_through_a_mesh_circuit_agrees_and_the_whole_sigma_fails(monkeypatch):
+    """pcm-noise on 2 × 2 tiles with 3 kΩ column and row segments (each tile a mesh; the
+    devices' noise reaches the sense ends at 77-100 % of its σ): the crossbar netlist driven by
+    the emulation's own ξ (PWL) agrees with the emulation sample for sample, as without wires;
+    the same netlist with each device's whole σ (the wires ignored: h = 1) misses it."""
+    net = small_net()
+    real = realise_network(net, wired_noise(3e3, 3e3, base="pcm-noise"), seed=0, v_scale=0.5)
+    params = ControllerParams()
+    model = HardwareModel(real, params)
+    x = torch.linspace(-0.8, 0.8, 6, dtype=torch.float64)[None]
+    r_star = model.feedforward(x)["rate"][:, -3:] + 0.05
+    T = 2.0
+    times = torch.linspace(0, T, 81, dtype=torch.float64)
+    path = model.read_noise_path([7], [0], T)
+    emul = simulate_hardware_wake(model, x, r_star, T, times, 1e-9, 1e-9, noise=path)
+    circ = simulate_hardware_circuit(real, params, x[0], r_star[0], T, times,
+                                     read_noise=path.xi[:, 0])
+
+    def whole_sigma(real, count=None):
+        return [dataclasses.replace(w, layer=dataclasses.replace(w.layer, read_sigma=l.read_sigma))
+                for w, l in zip(wired_layers(real, count), real.layers)]
+
+    monkeypatch.setattr(crossbar, "wired_layers", whole_sigma)
+    whole = simulate_hardware_circuit(real, params, x[0], r_star[0], T, times,
+                                      read_noise=path.xi[:, 0])
+    worst = 0.0
+    for name in ("soma", "rate"):
+        for a, b, c in zip(getattr(emul, name), getattr(circ, name), getattr(whole, name)):
+            signal_range = float(a.max() - a.min())
+            assert float((a - b).abs().max()) < 1e-3 * signal_range
+            worst = max(worst, float((a - c).abs().max()) / signal_range)
+    assert worst > 3e-3
+
+
 def _noise_samples(net, real, sizes, M=1):
     params = ControllerParams()
     model = HardwareModel(real, params)
@@ -332,12 +431,19 @@ def _scaled_read_noise(factor):
 
 
 @needs_ngspice
-def test_pwl_noise_check_is_reproducible_and_a_scaled_noise_amplitude_fails():
+@pytest.mark.parametrize("mesh", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_pwl_noise_check_is_reproducible_and_a_scaled_noise_amplitude_fails(mesh, tmp_path):
     """With PWL read noise two runs of the check give identical numbers; a circuit whose read
     noise is 20 % stronger passes in distribution with 2 seeds (the F test cannot see it) but
-    fails on the emulation's own path, naming the signal."""
+    fails on the emulation's own path, naming the signal. The same on pcm-noise with 3 kΩ
+    column and row segments on 2 × 2 tiles (``mesh``: every tile a mesh, σ h per device)."""
     net = small_net((4, 3, 2))
-    settings = ValidationSettings(hardware="pcm-noise", points=41, noise_seeds=2)
+    hardware = "pcm-noise"
+    if mesh:
+        hardware = tmp_path / "pcm-noise-mesh.toml"
+        hardware.write_text('extends = "pcm-noise"\ncrossbar_size = 2\n[synapse]\n'
+                            'wire_resistance = 3000.0\nrow_wire_resistance = 3000.0\n')
+    settings = ValidationSettings(hardware=str(hardware), points=41, noise_seeds=2)
     samples = _noise_samples(net, settings.realise(net), (4, 3, 2))
     first, again = (check_read_noise(samples, settings, workers=1)[0] for _ in range(2))
     assert first.circuit == again.circuit and first.emulation == again.emulation

@@ -8,6 +8,7 @@ I = T V + S V₋, emulation against circuit (and a changed row-wire segment caug
 Zero wire resistance changes nothing."""
 import dataclasses
 import re
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -20,10 +21,11 @@ from dfc_analog.circuit.graph import Scaling
 from dfc_analog.circuit.netlist import SpiceOptions
 from dfc_analog.circuit.simulate import run_netlist, simulate_hardware_circuit
 from dfc_analog.errors import ConfigError
-from dfc_analog.hardware import HardwareSpec, load_spec, realise_network
-from dfc_analog.hardware.wires import (column_cells, column_tiles, ir_drop_estimate,
-                                       ladder_nodes, ladder_transfer, mesh_ports, tiles,
-                                       wired_layers)
+from dfc_analog.hardware import HardwareSpec, load_spec, realise_network, wires
+from dfc_analog.hardware.batch import stack_of
+from dfc_analog.hardware.wires import (column_cells, column_tiles, driver_ports,
+                                       ir_drop_estimate, ladder_gain, ladder_nodes,
+                                       ladder_transfer, mesh_ports, tiles, wired_layers)
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.hardware import HardwareModel
 from dfc_analog.model.network import DFCNetwork
@@ -124,10 +126,13 @@ def test_preset_with_wires_is_pcm_plus_the_wires():
     assert not HardwareSpec.from_dict({"synapse": {"row_wire_resistance": 1.0}}).is_ideal
 
 
-def nodal_mesh(g: np.ndarray, R_w: float, R_row: float, V: np.ndarray, V_sense: np.ndarray):
+def nodal_mesh(g: np.ndarray, R_w: float, R_row: float, V: np.ndarray, V_sense: np.ndarray,
+               source: tuple | None = None):
     """(sense currents (n_k,), driver currents (n_c,)) of one tile by a dense nodal solve of
     its mesh: row node (c, k) and column node (c, k) per cell, the drivers before column 0,
-    the sense ends after the last row; R_w = 0 ties the cells to the sense ends directly."""
+    the sense ends after the last row; R_w = 0 ties the cells to the sense ends directly.
+    ``source`` (c, k): a unit current source across that cell, from its row node into its
+    column node (into the sense end itself when R_w = 0)."""
     n_c, n_k = g.shape
     row = np.arange(n_c * n_k).reshape(n_c, n_k)
     col = n_c * n_k + row
@@ -158,8 +163,14 @@ def nodal_mesh(g: np.ndarray, R_w: float, R_row: float, V: np.ndarray, V_sense: 
             for c in range(n_c - 1):
                 link(col[c, k], col[c + 1, k], 1 / R_w)
             tie(col[-1, k], 1 / R_w, V_sense[k])
+    if source is not None:
+        rhs[row[source]] -= 1.0
+        if R_w > 0:
+            rhs[col[source]] += 1.0
     u = np.linalg.solve(K, rhs)
     sense = (u[col[-1]] - V_sense) / R_w if R_w > 0 else (g * (u[row] - V_sense)).sum(0)
+    if source is not None and R_w == 0:
+        sense[source[1]] += 1.0
     return sense, (V - u[row[:, 0]]) / R_row
 
 
@@ -172,7 +183,7 @@ def test_mesh_against_an_independent_nodal_solve(R_w, R_row):
     g[0, 1] = 0.0
     V, V_sense = gen.normal(size=9), gen.normal(size=5) * 0.1
     T, S, Y = (m.numpy() for m in mesh_ports(torch.tensor(g), R_w, R_row, drivers=True,
-                                                 chunk=4))
+                                                 chunk=4)[:3])
     sense, driven = nodal_mesh(g, R_w, R_row, V, V_sense)
     assert np.abs(T @ V + S @ V_sense - sense).max() <= 1e-12 * np.abs(sense).max()
     assert np.abs(Y @ V - T.T @ V_sense - driven).max() <= 1e-12 * np.abs(driven).max()
@@ -180,11 +191,58 @@ def test_mesh_against_an_independent_nodal_solve(R_w, R_row):
     assert np.abs(S.sum(1) + T.sum(1)).max() <= 1e-12 * T.sum(1).max()
 
 
+def test_read_noise_gain_of_a_ladder_against_a_nodal_injection():
+    """h_c, the share of a current injected at cell c's column node that reaches the sense end
+    (rows and sense end at 0 V), against the dense nodal solve of the ladder with that unit
+    injection; T = h ∘ g (the same solve); h = 1 without wire resistance."""
+    gen = torch.Generator().manual_seed(5)
+    g = torch.rand(3, 17, dtype=torch.float64, generator=gen) * 25e-6
+    g[1, 4] = 0.0
+    R_w = 300.0
+    h = ladder_gain(g, R_w)
+    for k in range(3):
+        n, G = 17, 1.0 / R_w
+        K = np.diag(g[k].numpy().copy())
+        for c in range(n):
+            K[c, c] += G
+            if c + 1 < n:
+                K[c + 1, c + 1] += G
+                K[c, c + 1] -= G
+                K[c + 1, c] -= G
+        for c in range(n):
+            u = np.linalg.solve(K, np.eye(n)[c])
+            assert abs(float(h[k, c]) - G * u[-1]) <= 1e-12
+    assert torch.equal(ladder_transfer(g, R_w), h * g)
+    assert float(h.max()) < 1 and float(h[:, -1].min()) > float(h[:, 0].max())
+    assert torch.equal(ladder_gain(g, 0.0), torch.ones_like(g))
+
+
+@pytest.mark.parametrize("R_w, R_row", [(50.0, 30.0), (0.0, 40.0), (3e3, 1e3)])
+def test_read_noise_gain_of_a_mesh_against_a_nodal_injection(R_w, R_row):
+    """On a mesh h of cell (c, k) is what a unit current source across the cell (row node to
+    column node) delivers into sense end k: against the dense nodal solve for every cell of a
+    9 × 5 tile (one cell at 0 S), rows in chunks of 4; asking for h leaves T and S as they
+    were. Within a tile the rest of the source's current reaches the other columns (through
+    the row wire) and the row's driver; the per-column read-noise source keeps h, the column's
+    own share."""
+    gen = np.random.default_rng(0)
+    g = gen.uniform(0, 25e-6, (9, 5))
+    g[0, 1] = 0.0
+    ports = mesh_ports(torch.tensor(g), R_w, R_row, gains=True, chunk=4)
+    plain = mesh_ports(torch.tensor(g), R_w, R_row)
+    assert torch.equal(ports.T, plain.T) and torch.equal(ports.S, plain.S) and plain.h is None
+    zero_v, zero_s = np.zeros(9), np.zeros(5)
+    for c in range(9):
+        for k in range(5):
+            sense, _ = nodal_mesh(g, R_w, R_row, zero_v, zero_s, source=(c, k))
+            assert abs(float(ports.h[c, k]) - sense[k]) <= 1e-12, (c, k)
+
+
 def test_row_wires_alone_are_the_ladder_transposed():
     """With ideal column wires each row is a 1-D ladder from its driver: T[:, c] is the column
     ladder's transfer with the cell order reversed (reciprocity), exactly."""
     g = torch.rand(6, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 25e-6
-    T, S, _ = mesh_ports(g, 0.0, 75.0)
+    T, S, _, _ = mesh_ports(g, 0.0, 75.0)
     ladder = ladder_transfer(g.flip(-1), 75.0).flip(-1)          # (n_c, n_k)
     assert torch.allclose(T, ladder.T, rtol=1e-13, atol=0)
     assert float((S.sum(1) + T.sum(1)).abs().max()) <= 1e-13 * float(T.sum(1).max())
@@ -196,11 +254,64 @@ def test_mesh_ir_drop_against_the_textbook_estimate():
     g, n_c, n_k = 5e-6, 40, 24
     R_w = 0.005 / (g * (n_c + 1) * (2 * n_c + 1) / 6)
     R_row = 0.005 / (g * (n_k + 1) * (2 * n_k + 1) / 6)
-    T, _, _ = mesh_ports(torch.full((n_c, n_k), g, dtype=torch.float64), R_w, R_row)
+    T, _, _, _ = mesh_ports(torch.full((n_c, n_k), g, dtype=torch.float64), R_w, R_row)
     drop = 1 - float(T.sum()) / (n_c * n_k * g)
     estimate = ir_drop_estimate(g, R_w, n_c) + ir_drop_estimate(g, R_row, n_k)
     assert estimate == pytest.approx(0.01)
     assert drop == pytest.approx(0.01, rel=0.02) and drop < 0.01
+
+
+def test_wires_are_solved_once_per_realisation_and_never_stale(make_net, monkeypatch):
+    """One process solves a realisation's meshes once: the emulation, a second emulation, the
+    netlist, a deployment's view of the same devices (a stack of the realisation) and the
+    realisation without its read-noise process reuse the solution. A conductance changed in
+    place, a new realisation or other wires solve again, and give the fresh answer. The
+    energy's tile ports, solved first, serve the emulation with the same numbers."""
+    calls = []
+    solve = wires.mesh_ports
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return solve(*args, **kwargs)
+
+    monkeypatch.setattr(wires, "mesh_ports", counted)
+    monkeypatch.setattr(wires, "_solved", OrderedDict())
+    spec = wired(200.0, 150.0, tile=8)
+    real = realise_network(make_net(), spec, seed=4, v_scale=0.5)
+    first = wired_layers(real)
+    tiles_per_realisation = len(calls)
+    q_tiles = [2, 2, 1]                 # Q: 5 rows, 10, 10 and 5 columns in tiles of 8
+    assert tiles_per_realisation == sum(len(w.tiles_W) for w in first) + sum(q_tiles)
+    HardwareModel(real, ControllerParams())
+    HardwareModel(real, ControllerParams())
+    write_crossbar_netlist(real, ControllerParams(), np.zeros(15), np.zeros(5))
+    views = stack_of(real).realisation(0)
+    for again in (wired_layers(views), wired_layers(real.without_read_process())):
+        assert all(a.layer.G_pos.data_ptr() == b.layer.G_pos.data_ptr() and a.S_W is b.S_W
+                   for a, b in zip(first, again))                # the same solution
+    assert len(calls) == tiles_per_realisation
+    fresh = realise_network(make_net(), spec, seed=4, v_scale=0.5)      # equal, not the same
+    assert torch.equal(wired_layers(fresh)[0].S_W, first[0].S_W)
+    assert len(calls) == 2 * tiles_per_realisation
+    with torch.no_grad():
+        real.layers[1].G_pos.mul_(1.5)                 # new weights written in place
+    changed = wired_layers(real)
+    assert len(calls) == 2 * tiles_per_realisation + len(first[1].tiles_W) + q_tiles[1]
+    assert not torch.equal(changed[1].layer.G_pos, first[1].layer.G_pos)
+    assert changed[0].S_W is first[0].S_W
+    other = dataclasses.replace(real, spec=wired(200.0, 300.0, tile=8))
+    assert not torch.equal(wired_layers(other, 1)[0].S_W, changed[0].S_W)
+    # the energy's tiles (with the drivers' admittance) solved first serve the emulation too
+    real = realise_network(make_net(), spec, seed=6, v_scale=0.5)
+    for lr in real.layers:
+        driver_ports(lr, spec)
+    before = len(calls)
+    shared = wired_layers(real)
+    assert len(calls) == before
+    monkeypatch.setattr(wires, "_solved", OrderedDict())
+    for a, b in zip(shared, wired_layers(real)):
+        assert torch.equal(a.layer.G_pos, b.layer.G_pos) and torch.equal(a.S_W, b.S_W)
+        assert torch.equal(a.layer.GQ_neg, b.layer.GQ_neg) and torch.equal(a.S_Q, b.S_Q)
 
 
 @needs_ngspice
@@ -228,7 +339,7 @@ def test_mesh_netlist_op_against_the_port_equations():
     for kind, cells in zip("wq", column_cells(real.layers[0])):
         for a, rows in enumerate(tiles(cells.shape[1], 2)):
             for cols in column_tiles(3, 2):
-                T, S, _ = mesh_ports(cells[cols, rows].T, 300.0, 500.0)
+                T, S, _, _ = mesh_ports(cells[cols, rows].T, 300.0, 500.0)
                 want = T.numpy() @ V[kind][rows] + S.numpy() @ vg[cols]
                 got = [data[f"vs{kind}1_{k}_t{a}#branch"] for k in range(cols.start, cols.stop)]
                 assert np.abs(np.array(got) - want).max() <= 1e-9 * np.abs(want).max()

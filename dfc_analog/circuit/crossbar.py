@@ -47,12 +47,16 @@ of the tile (S's off-diagonal; Σ_c T_kc to ground is then exactly its diagonal)
 
 Read noise as a process (the realisation's ``read_sigma``, :mod:`dfc_analog.hardware.devices`):
 the devices of a column fluctuate independently, G_j + σ_j ξ_j(t), and their current
-Σ_j σ_j ξ_j(t) V_j has at every t the law of σ_col(t) ξ(t), σ_col² = Σ_j σ_j² V_j(t)². So each
-column (neuron) gets one source, not one per device (a 784-256-256-256-10 net has 670k):
+Σ_j σ_j h_j ξ_j(t) V_j reaches the sense end (h_j = 1 without wire resistance, else the share of
+device j's current that the wires deliver there, :mod:`dfc_analog.hardware.wires`: the σ_j h_j
+of :func:`~dfc_analog.hardware.wires.wired_layers`, the emulation's too); it has at every t the
+law of σ_col(t) ξ(t), σ_col² = Σ_j σ_j² h_j² V_j(t)². So each column (neuron) gets one source,
+not one per device (a 784-256-256-256-10 net has 670k):
 
     Vrn<i>_k  l<i>_rn_k 0   unit noise ξ: TRNOISE(1 t_s 0 0) (t_s = read_interval), or a PWL
                             of given samples (a reproducible path: the emulation's)
-    Brn<i>_k  0 l<i>_vg_k   I = sqrt(Σ_j σ_j² V(row_j)²) · V(l<i>_rn_k), into the virtual ground
+    Brn<i>_k  0 l<i>_vg_k   I = sqrt(Σ_j σ_j² h_j² V(row_j)²) · V(l<i>_rn_k), into the virtual
+                            ground
 
 (constant rows, the input and ±V_ref, summed into one number). ngspice 39 seeds TRNOISE from
 its process id at start-up: neither ``.option seed`` nor ``setseed`` fixes the path (tried), so
@@ -263,11 +267,12 @@ def read_noise_lines(real: Realisation, x: np.ndarray, t_on: float, noise=None) 
         if noise.ndim != 2 or noise.shape[1] != sum(real.layer_sizes[1:]):
             raise ConfigError(f"read-noise samples must have shape (K+1, "
                               f"{sum(real.layer_sizes[1:])}), got {noise.shape}.")
-    lines = [f"* read noise: one source per column, sigma_col = sqrt(sum_j sigma_j^2 V_j^2), "
+    lines = [f"* read noise: one source per column, sigma_col = sqrt(sum_j (sigma_j h_j)^2 "
+             f"V_j^2) (h_j: the wires' share), "
              f"unit noise sampled every {t_s:g} s"]
     column = 0
-    for i, lr in enumerate(real.layers, start=1):
-        sp, sn, sbp, sbn, sqp, sqn = (t.numpy() for t in lr.read_sigma)
+    for i, wired in enumerate(wired_layers(real), start=1):     # σ h: through the wires
+        sp, sn, sbp, sbn, sqp, sqn = (t.numpy() for t in wired.layer.read_sigma)
         for k in range(real.layer_sizes[i]):
             constant = (float(sbp[k]) ** 2 + float(sbn[k]) ** 2) * vs * vs
             terms = []

@@ -8,7 +8,8 @@ Power, in W, of the circuit of :mod:`dfc_analog.hardware.realise` at node voltag
                  with wire resistance Σ G (V_row − u)² + Σ (Δu)² / R_w over the devices and
                  the wire segments of each column's ladder (:func:`column_flows`); on a mesh
                  (row-wire resistance) the power the tile's ports deliver, V·i_d − V₋·I,
-                 from its port admittances (:func:`~dfc_analog.hardware.wires.mesh_ports`)
+                 from its port admittances (:func:`~dfc_analog.hardware.wires.mesh_ports`,
+                 solved once per realisation: :func:`~dfc_analog.hardware.wires.driver_ports`)
     drivers      Σ V_row I_row of the ideal row sources: the input rows ±x v_scale (a DAC), the
                  bias references ±V_ref and the controller's inverted rows −u
     amplifiers   every op-amp of the network draws I_q (V_dd − V_ss) and its output current
@@ -38,8 +39,7 @@ import torch
 from dfc_analog.circuit.graph import controller_name, neuron_name
 from dfc_analog.circuit.netlist import SpiceOptions
 from dfc_analog.hardware.realise import Realisation
-from dfc_analog.hardware.wires import (column_cells, column_tiles, ladder_nodes, mesh_ports,
-                                       tiles)
+from dfc_analog.hardware.wires import column_cells, driver_ports, ladder_nodes, tiles
 from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.hardware import HardwareModel
 
@@ -125,6 +125,15 @@ def crossbar_power(real: Realisation, x, p: list, r_pos: list, r_neg: list, u):
     return xbar, drive
 
 
+def solve_meshes(real: Realisation) -> None:
+    """On a mesh, solve every tile once with its drivers' admittance (the energy's port
+    equations, :func:`~dfc_analog.hardware.wires.driver_ports`), which the emulation and the
+    netlist then reuse (without a read-noise process) instead of solving the mesh again."""
+    if real.spec.synapse.row_wire_resistance > 0:
+        for lr in real.layers:
+            driver_ports(lr, real.spec)
+
+
 def _wired(real: Realisation) -> bool:
     """True when the crossbars have wire resistance (column or row wires)."""
     return real.spec.synapse.wire_resistance > 0 or real.spec.synapse.row_wire_resistance > 0
@@ -153,20 +162,21 @@ def column_flows(real: Realisation, x, p: list, r_pos: list, r_neg: list, u,
         V_W = np.concatenate([np.stack([neg, pos], -1).reshape(T, -1), ref], 1)
         V_Q = np.stack([-uu, uu], -1).reshape(T, -1)
         flows = {"xbar": np.zeros(T), "V_W": V_W, "V_Q": V_Q}
-        for name, cells, V in zip(("I_W", "I_Q"), column_cells(lr), (V_W, V_Q)):
+        mesh = driver_ports(lr, real.spec) if R_row > 0 else (None, None)
+        for name, cells, V, ports in zip(("I_W", "I_Q"), column_cells(lr), (V_W, V_Q), mesh):
             current = np.zeros_like(V)
+            if ports is not None:
+                for _, s, cols, tile in ports:
+                    T_t, S_t, Y_t = tile.T.numpy(), tile.S.numpy(), tile.Y.numpy()
+                    Vd, Vm = V[:, s], vm[:, cols].numpy()
+                    i_d = Vd @ Y_t.T - Vm @ T_t
+                    flows["xbar"] += np.einsum("tc,tc->t", Vd, i_d) - np.einsum(
+                        "tk,tk->t", Vm, Vd @ T_t.T + Vm @ S_t.T)
+                    current[:, s] += i_d
+                flows[name] = current
+                continue
             V = torch.as_tensor(V)
             for s in tiles(cells.shape[1], real.spec.crossbar_size):
-                if R_row > 0:
-                    for cols in column_tiles(cells.shape[0], real.spec.crossbar_size):
-                        T_t, S_t, Y_t = (m.numpy() for m in mesh_ports(cells[cols, s].T, R_w,
-                                                                       R_row, drivers=True))
-                        Vd, Vm = V[:, s].numpy(), vm[:, cols].numpy()
-                        i_d = Vd @ Y_t.T - Vm @ T_t
-                        flows["xbar"] += np.einsum("tc,tc->t", Vd, i_d) - np.einsum(
-                            "tk,tk->t", Vm, Vd @ T_t.T + Vm @ S_t.T)
-                        current[:, s] += i_d
-                    continue
                 g = cells[:, s]
                 step = max(1, chunk // g.numel())
                 for t in range(0, T, step):
@@ -234,6 +244,7 @@ def circuit_energy(real: Realisation, params: ControllerParams, x, r_star, t_end
     from dfc_analog.circuit.simulate import run_netlist
     options = options or SpiceOptions()
     start = time.perf_counter()
+    solve_meshes(real)
     phase = "inference" if r_star is None else "wake"
     text = write_crossbar_netlist(real, params, x, r_star, phase, t_end, times, settle,
                                   options, time_scale)
@@ -286,6 +297,7 @@ def model_energy(real: Realisation, params: ControllerParams, x, r_star, t_end: 
     trajectory."""
     from dfc_analog.solvers.dormand_prince import dormand_prince
     start = time.perf_counter()
+    solve_meshes(real)
     model = HardwareModel(real, params, time_scale)
     xt = torch.as_tensor(np.asarray(x, dtype=np.float64))[None]
     times = torch.as_tensor(np.asarray(times, dtype=np.float64))

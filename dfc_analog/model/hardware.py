@@ -37,10 +37,12 @@ its rails must not clip (:class:`~dfc_analog.errors.ConfigError` names the neuro
 ``ideal`` spec none of this runs: the model keeps its own path, bit for bit.
 
 Read noise as a process (``read_interval`` > 0, :mod:`dfc_analog.hardware.devices`): each
-column's current gains Σ_j R_f σ_j ξ_j(t) r_j over its devices j (rows r_j in model units, the
-bias rows at ±1), which has, at every t, the law of one term per column
+column's current gains Σ_j R_f σ_j h_j ξ_j(t) r_j over its devices j (rows r_j in model units,
+the bias rows at ±1; h_j = 1 without wire resistance, else the share of device j's current
+that reaches its column's sense end, :mod:`dfc_analog.hardware.wires`, the same σ_j h_j as the
+netlist's), which has, at every t, the law of one term per column
 
-    J_read = σ_col(t) ξ(t),   σ_col² = Σ_j (R_f σ_j)² r_j(t)²,
+    J_read = σ_col(t) ξ(t),   σ_col² = Σ_j (R_f σ_j h_j)² r_j(t)²,
 
 ξ unit samples on the grid t_k = k t_s (t_s = read_interval / time_scale τ_u), linear in
 between (:class:`ReadNoisePath`, drawn from the named stream ``read_noise`` per noise seed and
@@ -130,9 +132,9 @@ class HardwareModel:
             self.offsets.append(self.offsets[-1] + n)
         self.read_interval = None if real.read_interval is None else \
             real.read_interval / time_scale
-        if self.read_interval is not None:       # (R_f σ)² per device, per row kind
+        if self.read_interval is not None:       # (R_f σ h)² per device, per row kind
             self.read_pos, self.read_neg, self.read_bias, read_Q = [], [], [], []
-            for l in real.layers:
+            for l in (w.layer for w in wired):   # σ h: through the wires (module docstring)
                 R2 = (l.R_f ** 2)[:, None]
                 sp, sn, sbp, sbn, sqp, sqn = l.read_sigma
                 self.read_pos.append(R2 * sp ** 2)       # on the rows −r (and −x)
@@ -253,8 +255,8 @@ class HardwareModel:
 
     def read_sigma_columns(self, x: torch.Tensor, r_pos: torch.Tensor, r_neg: torch.Tensor,
                            u: torch.Tensor) -> torch.Tensor:
-        """σ_col per column (B, N), model units: sqrt(Σ_j (R_f σ_j)² r_j²) over the devices of
-        the column, r_j the voltage of each device's row (module docstring)."""
+        """σ_col per column (B, N), model units: sqrt(Σ_j (R_f σ_j h_j)² r_j²) over the devices
+        of the column, r_j the voltage of each device's row (module docstring)."""
         out = []
         x = x.expand(r_pos.shape[:-1] + x.shape[-1:])
         uu = (u * u) @ self.read_Q.T
