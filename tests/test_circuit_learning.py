@@ -301,6 +301,25 @@ def moved(nets, start, attr):
     return float((a - b).norm() / (b - w0).norm())
 
 
+def spice_against_continuous(cfg, tmp_path, phase_names: set, **continuous) -> tuple:
+    """``cfg`` trained three times from one seed: with its phases ``phase_names`` in ngspice
+    (:func:`circuit_phases`), with the ODE whose phases are the model in the Δt → 0 limit on
+    the same noise paths (``continuous``: run_training's ``sleep=`` or ``single=``), and with
+    the ODE at the model's own Δt. Returns ((spice, ode, coarse) networks, the start)."""
+    from dfc_analog.circuit.learning import circuit_phases
+    from dfc_analog.config.seeds import generator
+    from dfc_analog.training.loop import run_training
+    from dfc_analog import runio
+    with circuit_phases(cfg.replace(simulator="spice")) as phases:
+        assert set(phases) == phase_names
+        run_training(cfg.replace(simulator="spice"), tmp_path / "spice", progress=False,
+                     **phases)
+    run_training(cfg, tmp_path / "ode", progress=False, **continuous)
+    run_training(cfg, tmp_path / "coarse", progress=False)
+    nets = tuple(runio.load_run(tmp_path / name)[1] for name in ("spice", "ode", "coarse"))
+    return nets, DFCNetwork.from_config(cfg, generator("network", cfg.seed))
+
+
 @pytest.mark.slow
 def test_training_with_spice_sleep_matches_ode(tmp_path):
     """``simulator = 'spice'`` with trained feedback: the pre-training and sleep passes run in
@@ -312,23 +331,11 @@ def test_training_with_spice_sleep_matches_ode(tmp_path):
     update's bound (test_circuit_update_matches_ode). Measured: Q 8.6e-5, W 3.7e-4. The ODE run
     with the model's own Δt_fb (the default) misses the circuit's Q by the Euler–Maruyama gap
     (measured 5.1 %): more than 10 times Q's tolerance."""
-    from dfc_analog.circuit.learning import circuit_phases
     from dfc_analog.config.options import Config
-    from dfc_analog.config.seeds import generator
     from dfc_analog.learning.sleep import SleepParams
-    from dfc_analog.training.loop import run_training
-    from dfc_analog import runio
     cfg = Config.from_dict(SLEEP_RUN)
-    with circuit_phases(cfg.replace(simulator="spice")) as phases:
-        assert set(phases) == {"wake", "sleep"}
-        run_training(cfg.replace(simulator="spice"), tmp_path / "spice", progress=False,
-                     **phases)
-    run_training(cfg, tmp_path / "ode", progress=False,
-                 sleep=continuous_sleep(SleepParams.from_config(cfg)))
-    run_training(cfg, tmp_path / "coarse", progress=False)
-    spice, ode, coarse = (runio.load_run(tmp_path / name)[1]
-                          for name in ("spice", "ode", "coarse"))
-    start = DFCNetwork.from_config(cfg, generator("network", cfg.seed))
+    (spice, ode, coarse), start = spice_against_continuous(
+        cfg, tmp_path, {"wake", "sleep"}, sleep=continuous_sleep(SleepParams.from_config(cfg)))
     assert moved([spice, ode], start, "Q") <= 1e-3
     assert moved([spice, ode], start, "W") <= 1e-2
     assert moved([spice, coarse], start, "Q") > 1e-2

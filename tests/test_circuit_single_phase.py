@@ -392,22 +392,11 @@ def test_training_with_spice_single_phase_matches_ode(tmp_path):
     steps normalise each entry, as in the two-phase SPICE runs); measured Q 5.5e-5, W 2.3e-5.
     The ODE run with the model's own Δt misses the circuit's Q by the Euler–Maruyama gap: more
     than five times Q's tolerance (measured 1.1e-2)."""
-    from dfc_analog.circuit.learning import circuit_phases
     from dfc_analog.config.options import Config
-    from dfc_analog.training.loop import run_training
-    from dfc_analog import runio
-    from tests.test_circuit_learning import moved
+    from tests.test_circuit_learning import moved, spice_against_continuous
     cfg = Config.from_dict(SINGLE_RUN)
-    with circuit_phases(cfg.replace(simulator="spice")) as phases:
-        assert set(phases) == {"single"}
-        run_training(cfg.replace(simulator="spice"), tmp_path / "spice", progress=False,
-                     **phases)
-    run_training(cfg, tmp_path / "ode", progress=False,
-                 single=continuous_single(SinglePhaseParams.from_config(cfg)))
-    run_training(cfg, tmp_path / "coarse", progress=False)
-    spice, ode, coarse = (runio.load_run(tmp_path / name)[1]
-                          for name in ("spice", "ode", "coarse"))
-    start = DFCNetwork.from_config(cfg, generator("network", cfg.seed))
+    (spice, ode, coarse), start = spice_against_continuous(
+        cfg, tmp_path, {"single"}, single=continuous_single(SinglePhaseParams.from_config(cfg)))
     assert moved([spice, ode], start, "Q") <= 1e-3
     assert moved([spice, ode], start, "W") <= 1e-2
     assert moved([spice, coarse], start, "Q") > 5e-3
