@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import math
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -325,12 +326,10 @@ def test_f_quantiles_against_scipy():
         assert f_quantile(q, d1, d2) == pytest.approx(float(stats.f.ppf(q, d1, d2)), rel=1e-9)
 
 
-@needs_ngspice
-def test_circuit_with_the_emulations_path_agrees_sample_for_sample():
-    """The crossbar netlist driven by the emulation's own ξ (PWL sources, one per column) and
-    the emulation agree on every signal to the simulator's tolerance, noise included."""
-    net = small_net()
-    real = realise_network(net, load_spec("pcm-noise"), seed=0, v_scale=0.5)
+def _wake_on_the_emulations_path(real) -> tuple:
+    """A 2 τ_u wake phase of ``real`` (the small net, its eq. 3 target 0.05 above the output)
+    in the emulation on its own read-noise path (sample 7, seed 0) and in the crossbar netlist
+    driven by that path (PWL): (emulation, circuit, the run's settings)."""
     params = ControllerParams()
     model = HardwareModel(real, params)
     x = torch.linspace(-0.8, 0.8, 6, dtype=torch.float64)[None]
@@ -341,8 +340,18 @@ def test_circuit_with_the_emulations_path_agrees_sample_for_sample():
     emul = simulate_hardware_wake(model, x, r_star, T, times, 1e-9, 1e-9, noise=path)
     circ = simulate_hardware_circuit(real, params, x[0], r_star[0], T, times,
                                      read_noise=path.xi[:, 0])
-    quiet = simulate_hardware_wake(HardwareModel(real.without_read_process(), params), x,
-                                   r_star, T, times, 1e-9, 1e-9)
+    run = SimpleNamespace(params=params, x=x, r_star=r_star, T=T, times=times, path=path)
+    return emul, circ, run
+
+
+@needs_ngspice
+def test_circuit_with_the_emulations_path_agrees_sample_for_sample():
+    """The crossbar netlist driven by the emulation's own ξ (PWL sources, one per column) and
+    the emulation agree on every signal to the simulator's tolerance, noise included."""
+    real = realise_network(small_net(), load_spec("pcm-noise"), seed=0, v_scale=0.5)
+    emul, circ, run = _wake_on_the_emulations_path(real)
+    quiet = simulate_hardware_wake(HardwareModel(real.without_read_process(), run.params),
+                                   run.x, run.r_star, run.T, run.times, 1e-9, 1e-9)
     for name in ("soma", "rate"):
         for a, b, q in zip(getattr(emul, name), getattr(circ, name), getattr(quiet, name)):
             signal_range = float(a.max() - a.min())
@@ -356,26 +365,17 @@ def test_read_noise_through_a_mesh_circuit_agrees_and_the_whole_sigma_fails(monk
     devices' noise reaches the sense ends at 77-100 % of its σ): the crossbar netlist driven by
     the emulation's own ξ (PWL) agrees with the emulation sample for sample, as without wires;
     the same netlist with each device's whole σ (the wires ignored: h = 1) misses it."""
-    net = small_net()
-    real = realise_network(net, wired_noise(3e3, 3e3, base="pcm-noise"), seed=0, v_scale=0.5)
-    params = ControllerParams()
-    model = HardwareModel(real, params)
-    x = torch.linspace(-0.8, 0.8, 6, dtype=torch.float64)[None]
-    r_star = model.feedforward(x)["rate"][:, -3:] + 0.05
-    T = 2.0
-    times = torch.linspace(0, T, 81, dtype=torch.float64)
-    path = model.read_noise_path([7], [0], T)
-    emul = simulate_hardware_wake(model, x, r_star, T, times, 1e-9, 1e-9, noise=path)
-    circ = simulate_hardware_circuit(real, params, x[0], r_star[0], T, times,
-                                     read_noise=path.xi[:, 0])
+    real = realise_network(small_net(), wired_noise(3e3, 3e3, base="pcm-noise"), seed=0,
+                           v_scale=0.5)
+    emul, circ, run = _wake_on_the_emulations_path(real)
 
     def whole_sigma(real, count=None):
         return [dataclasses.replace(w, layer=dataclasses.replace(w.layer, read_sigma=l.read_sigma))
                 for w, l in zip(wired_layers(real, count), real.layers)]
 
     monkeypatch.setattr(crossbar, "wired_layers", whole_sigma)
-    whole = simulate_hardware_circuit(real, params, x[0], r_star[0], T, times,
-                                      read_noise=path.xi[:, 0])
+    whole = simulate_hardware_circuit(real, run.params, run.x[0], run.r_star[0], run.T,
+                                      run.times, read_noise=run.path.xi[:, 0])
     worst = 0.0
     for name in ("soma", "rate"):
         for a, b, c in zip(getattr(emul, name), getattr(circ, name), getattr(whole, name)):
