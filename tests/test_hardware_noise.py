@@ -118,12 +118,10 @@ def _per_device_sigma(real, x, r_pos, r_neg, u, layer, k):
     return math.sqrt(total)
 
 
-def test_column_sigma_is_the_per_device_sum():
-    """σ_col² = Σ_j σ_j² V_j²: the emulation's column term, the netlist's B-source expression and
-    a Monte Carlo of independent per-device fluctuations all give the per-device sum."""
-    net = small_net()
-    real = realise_network(net, spec_with(g_min=1e-6), seed=2, v_scale=0.5)
-    model = HardwareModel(real, ControllerParams())
+def _column_sigma_checks(real, model, reference) -> tuple:
+    """At a random state (x, the rows r and −r, u; seed 0): the emulation's σ_col of three
+    columns equals the per-device sum over ``reference``'s σ (1e-12), and so does the netlist's
+    B-source of layer 2 column 2 at those node voltages. Returns (the generator, x, u, σ_col)."""
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(6, generator=gen, dtype=torch.float64) - 0.5
     r_pos = torch.rand(7, generator=gen, dtype=torch.float64) - 0.5
@@ -131,22 +129,28 @@ def test_column_sigma_is_the_per_device_sum():
     u = torch.randn(3, generator=gen, dtype=torch.float64)
     sigma = model.read_sigma_columns(x, r_pos[None], r_neg[None], u[None])[0]
     for layer, k, col in [(0, 0, 0), (0, 3, 3), (1, 2, 6)]:
-        expected = _per_device_sigma(real, x, r_pos, r_neg, u, layer, k)
+        expected = _per_device_sigma(reference, x, r_pos, r_neg, u, layer, k)
         assert float(sigma[col]) == pytest.approx(expected, rel=1e-12)
-    # the netlist's expression, in volts and amperes, at the same node voltages
     vs = 0.5
     text = write_crossbar_netlist(real, ControllerParams(), x.numpy(), np.zeros(3))
-    joined = re.sub(r"\n\+ ", " ", text)
-    line = next(l for l in joined.splitlines() if l.startswith("Brn2_2 "))
+    line = next(l for l in re.sub(r"\n\+ ", " ", text).splitlines() if l.startswith("Brn2_2 "))
     voltages = {f"l1_rate_{j}": float(r_pos[j]) * vs for j in range(4)}
     voltages.update({f"l1_raten_{j}": float(r_neg[j]) * vs for j in range(4)})
     voltages.update({f"ctl_u_{m}": float(u[m]) * vs for m in range(3)})
     voltages["l2_rn_2"] = 1.0
-    expr = line.split("I = ", 1)[1]
-    expr = re.sub(r"V\(([\w]+)\)", lambda m: repr(voltages[m.group(1)]), expr)
+    expr = re.sub(r"V\(([\w]+)\)", lambda m: repr(voltages[m.group(1)]),
+                  line.split("I = ", 1)[1])
     current = eval(expr, {"sqrt": math.sqrt})             # noqa: S307 (numbers only)
-    R_f = float(real.layers[1].R_f[2])
-    assert current * R_f / vs == pytest.approx(float(sigma[6]), rel=1e-12)
+    assert current * float(real.layers[1].R_f[2]) / vs == pytest.approx(float(sigma[6]),
+                                                                        rel=1e-12)
+    return gen, x, u, sigma
+
+
+def test_column_sigma_is_the_per_device_sum():
+    """σ_col² = Σ_j σ_j² V_j²: the emulation's column term, the netlist's B-source expression and
+    a Monte Carlo of independent per-device fluctuations all give the per-device sum."""
+    real = realise_network(small_net(), spec_with(g_min=1e-6), seed=2, v_scale=0.5)
+    gen, x, u, sigma = _column_sigma_checks(real, HardwareModel(real, ControllerParams()), real)
     # in distribution: Σ_j σ_j ξ_j V_j with independent ξ_j has variance σ_col²
     lr = real.layers[0]
     sp, sn, sbp, sbn, sqp, sqn = lr.read_sigma
@@ -196,28 +200,7 @@ def test_column_sigma_through_the_wires_is_sigma_h(R_w, R_row):
                 else:
                     assert float((h / ratio - 1).abs().max()) < 0.05
             assert float((w.layer.read_sigma[0] / l.read_sigma[0]).min()) < 0.85
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(6, generator=gen, dtype=torch.float64) - 0.5
-    r_pos = torch.rand(7, generator=gen, dtype=torch.float64) - 0.5
-    r_neg = -r_pos + 0.01 * torch.randn(7, generator=gen, dtype=torch.float64)
-    u = torch.randn(3, generator=gen, dtype=torch.float64)
-    sigma = model.read_sigma_columns(x, r_pos[None], r_neg[None], u[None])[0]
-    for layer, k, col in [(0, 0, 0), (0, 3, 3), (1, 2, 6)]:
-        expected = _per_device_sigma(through, x, r_pos, r_neg, u, layer, k)
-        assert float(sigma[col]) == pytest.approx(expected, rel=1e-12)
-    text = write_crossbar_netlist(real, ControllerParams(), x.numpy(), np.zeros(3))
-    joined = re.sub(r"\n\+ ", " ", text)
-    line = next(l for l in joined.splitlines() if l.startswith("Brn2_2 "))
-    vs = 0.5
-    voltages = {f"l1_rate_{j}": float(r_pos[j]) * vs for j in range(4)}
-    voltages.update({f"l1_raten_{j}": float(r_neg[j]) * vs for j in range(4)})
-    voltages.update({f"ctl_u_{m}": float(u[m]) * vs for m in range(3)})
-    voltages["l2_rn_2"] = 1.0
-    expr = re.sub(r"V\(([\w]+)\)", lambda m: repr(voltages[m.group(1)]),
-                  line.split("I = ", 1)[1])
-    current = eval(expr, {"sqrt": math.sqrt})             # noqa: S307 (numbers only)
-    assert current * float(real.layers[1].R_f[2]) / vs == pytest.approx(float(sigma[6]),
-                                                                        rel=1e-12)
+    _column_sigma_checks(real, model, through)
 
 
 def test_same_seed_same_path_other_seed_differs_global_rng_untouched():
