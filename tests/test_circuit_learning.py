@@ -320,6 +320,23 @@ def spice_against_continuous(cfg, tmp_path, phase_names: set, **continuous) -> t
     return nets, DFCNetwork.from_config(cfg, generator("network", cfg.seed))
 
 
+def resume_matches(cfg, tmp_path, stopped_at: tuple) -> None:
+    """The run ``tmp_path/b``, interrupted at (pass, minibatch) ``stopped_at``, resumed with
+    fresh ngspice processes, ends with the uninterrupted run ``tmp_path/a``'s W, b and Q
+    (1e-9)."""
+    from dfc_analog.circuit.learning import circuit_phases
+    from dfc_analog.training.loop import run_training
+    from dfc_analog import runio
+    state = runio.load_checkpoint(tmp_path / "b")
+    assert (state["pass"], state["batch"]) == stopped_at
+    with circuit_phases(cfg) as phases:
+        run_training(cfg, tmp_path / "b", resume=True, progress=False, **phases)
+    _, a = runio.load_run(tmp_path / "a")
+    _, b = runio.load_run(tmp_path / "b")
+    for x, y in zip(list(a.W) + list(a.b) + list(a.Q), list(b.W) + list(b.b) + list(b.Q)):
+        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.slow
 def test_training_with_spice_sleep_matches_ode(tmp_path):
     """``simulator = 'spice'`` with trained feedback: the pre-training and sleep passes run in
@@ -383,7 +400,6 @@ def test_spice_sleep_resumes_exactly(tmp_path):
     from dfc_analog.circuit.learning import circuit_phases
     from dfc_analog.config.options import Config
     from dfc_analog.training.loop import run_training
-    from dfc_analog import runio
     cfg = Config.from_dict({**SLEEP_RUN, "simulator": "spice", "threads": 2, "epochs": 2})
     with circuit_phases(cfg) as phases:
         run_training(cfg, tmp_path / "a", progress=False, **phases)
@@ -399,14 +415,7 @@ def test_spice_sleep_resumes_exactly(tmp_path):
         with pytest.raises(KeyboardInterrupt):
             run_training(cfg, tmp_path / "b", progress=False, wake=phases["wake"],
                          sleep=interrupted)
-    state = runio.load_checkpoint(tmp_path / "b")
-    assert (state["pass"], state["batch"]) == (3, 1)
-    with circuit_phases(cfg) as phases:
-        run_training(cfg, tmp_path / "b", resume=True, progress=False, **phases)
-    _, a = runio.load_run(tmp_path / "a")
-    _, b = runio.load_run(tmp_path / "b")
-    for x, y in zip(list(a.W) + list(a.b) + list(a.Q), list(b.W) + list(b.b) + list(b.Q)):
-        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-12)
+    resume_matches(cfg, tmp_path, (3, 1))
 
 
 def test_spice_sleep_refuses_with_one_sentence(tmp_path):

@@ -412,7 +412,7 @@ def test_spice_single_phase_resumes_exactly(tmp_path):
     from dfc_analog.circuit.learning import circuit_phases
     from dfc_analog.config.options import Config
     from dfc_analog.training.loop import run_training
-    from dfc_analog import runio
+    from tests.test_circuit_learning import resume_matches
     cfg = Config.from_dict({**SINGLE_RUN, "simulator": "spice", "threads": 2, "epochs": 2})
     with circuit_phases(cfg) as phases:
         run_training(cfg, tmp_path / "a", progress=False, **phases)
@@ -427,14 +427,7 @@ def test_spice_single_phase_resumes_exactly(tmp_path):
             return single(net, x, y, generator)
         with pytest.raises(KeyboardInterrupt):
             run_training(cfg, tmp_path / "b", progress=False, single=interrupted)
-    state = runio.load_checkpoint(tmp_path / "b")
-    assert (state["pass"], state["batch"]) == (1, 1)
-    with circuit_phases(cfg) as phases:
-        run_training(cfg, tmp_path / "b", resume=True, progress=False, **phases)
-    _, a = runio.load_run(tmp_path / "a")
-    _, b = runio.load_run(tmp_path / "b")
-    for x, y in zip(list(a.W) + list(a.b) + list(a.Q), list(b.W) + list(b.b) + list(b.Q)):
-        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-12)
+    resume_matches(cfg, tmp_path, (1, 1))
 
 
 def test_train_spice_single_phase_command(tmp_path, capsys):
