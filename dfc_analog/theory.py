@@ -163,9 +163,9 @@ def diagnostics(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, update, cfg,
                    max_eig_pi=float("nan"))
         return out
     _, delta = output_target(r_ff[-1], y, cfg.loss, cfg.loss_reduction, cfg.target_stepsize)
-    _, dv = lemma1_control(net, v_ff, delta, params.alpha_eff)
-    v_ss, basal = ssa_state(net, x, dv)
-    gW, gb = steady_state_update(net, x, v_ss, params.plasticity, basal)
+    _, dv = lemma1_control(net, v_ff, delta, params.alpha_eff, r_ff=r_ff)
+    v_ss, basal, r_ss = ssa_state(net, x, dv, v_ff)
+    gW, gb = steady_state_update(net, x, v_ss, params.plasticity, basal, r_ss)
     out["angle_ssa"] = angle_deg(actual, gW + gb)
     k = min(eig_samples, len(x))
     cond3, full = stability(net, [v[:k] for v in v_ss], params)

@@ -34,6 +34,32 @@ def test_forward_mode_loop_gain_is_j_times_q(make_net, batch, acts):
                                rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("acts", [["tanh", "tanh", "linear"], ["relu", "sigmoid", "tanh"]])
+def test_jacobian_written_in_place_from_the_rates_is_the_same(make_net, batch, acts):
+    """J written into a caller's tensor, with φ' taken from the rates the feed-forward pass
+    already has, and J Q in forward mode from them, are the plain computations to the bit."""
+    net = make_net(activations=acts, feedback_init="xavier")
+    x, _ = batch(B=6)
+    vs, rs = net.feedforward(x)
+    out = torch.full((6, net.layer_sizes[-1], sum(net.layer_sizes[1:])), float("nan"),
+                     dtype=x.dtype)
+    with torch.no_grad():              # as the expected sleep phase computes it
+        net.jacobian_blocks(vs, rs, out=out)
+    assert torch.equal(out, net.jacobian(vs))
+    assert torch.equal(net.jacobian_feedback(vs, rs), net.jacobian_feedback(vs))
+    for i in range(net.num_layers):
+        assert torch.equal(net.dphi(i, vs[i], rs[i]), net.dphi(i, vs[i]))
+
+
+def test_all_finite_finds_nan_and_inf_and_not_an_overflowing_sum():
+    from dfc_analog.model.network import all_finite
+    big = torch.full((4,), 3e38, dtype=torch.float32)          # finite, but its sum overflows
+    assert all_finite([torch.ones(3), big])
+    assert not all_finite([torch.ones(3), torch.tensor([1.0, float("nan")])])
+    assert not all_finite([torch.tensor([float("-inf"), 2.0]), big])
+    assert all_finite([])
+
+
 def test_feedforward_is_equation_2(make_net, batch):
     net = make_net()
     x, _ = batch(B=5)

@@ -34,7 +34,7 @@ def test_lemma1_steady_state_error_shrinks_with_lambda(make_net, batch, leak):
         for lam in (1e-1, 1e-2, 1e-3):
             v_ff, _, delta, wake = steady_state(net, x, y, lam, params)
             u_th, dv_th = lemma1_control(net, v_ff, delta, params.alpha_eff)
-            v_th, _ = ssa_state(net, x, dv_th)
+            v_th, _, _ = ssa_state(net, x, dv_th)
             err_u = float((wake.u - u_th).norm() / u_th.norm())
             dv_sim = torch.cat(wake.v, 1) - torch.cat(v_ff, 1)
             dv_lemma = torch.cat(v_th, 1) - torch.cat(v_ff, 1)
@@ -203,15 +203,16 @@ def test_steady_state_rule_matches_explicit_formula(make_net, batch):
 
 
 def test_ssa_sweep_hands_the_rule_its_basal_potentials(make_net, batch):
-    """The DFC-SSA sweep's basal parts are those the rule would compute: the update is the same
-    to the bit with and without them."""
+    """The DFC-SSA sweep's basal parts and rates (layer 1's basal part taken from the
+    feed-forward pass) are those the rule would compute: the update is the same to the bit with
+    and without them."""
     net = make_net()
     x, _ = batch(B=8)
     dv = 0.05 * torch.randn(8, sum(net.layer_sizes[1:]), dtype=x.dtype,
                             generator=torch.Generator().manual_seed(3))
-    vs, basal = ssa_state(net, x, dv)
+    vs, basal, rs = ssa_state(net, x, dv, net.feedforward(x)[0])
     for plasticity in ("rate", "voltage"):
-        with_basal = steady_state_update(net, x, vs, plasticity, basal)
+        with_basal = steady_state_update(net, x, vs, plasticity, basal, rs)
         recomputed = steady_state_update(net, x, vs, plasticity)
         for a, b in zip(with_basal[0] + with_basal[1], recomputed[0] + recomputed[1]):
             assert torch.equal(a, b)

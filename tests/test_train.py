@@ -140,6 +140,20 @@ def test_a_step_to_infinite_weights_names_them(make_net):
         train_module.apply_feedback_update(cfg, net, opt, g)
 
 
+def test_per_tensor_clipping_is_clip_grad_norm_one_tensor_at_a_time():
+    gen = torch.Generator().manual_seed(5)
+    grads = [torch.randn(7, 3, generator=gen) * s for s in (0.1, 1.0, 30.0)] + \
+        [torch.zeros(4), torch.randn(2, generator=gen, dtype=torch.float64) * 9]
+    expected = [torch.nn.Parameter(g.clone()) for g in grads]
+    for p, g in zip(expected, grads):
+        p.grad = g.clone()
+        torch.nn.utils.clip_grad_norm_(p, 1.5)
+    clipped = [g.clone() for g in grads]
+    train_module.clip_each_(clipped, 1.5)
+    for p, g in zip(expected, clipped):
+        assert torch.equal(p.grad, g)
+
+
 def test_diverging_dynamics_stop_without_writing_nans(tmp_path):
     # Euler with Δt/τ_v = 2.5 is unstable: the state explodes within the first minibatch
     cfg = Config(**SMALL, solver="authors-euler", step_size=0.5, t_end=50.0)

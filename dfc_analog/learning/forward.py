@@ -67,16 +67,16 @@ class ForwardUpdate:
 
 @torch.no_grad()
 def steady_state_update(net: DFCNetwork, x: torch.Tensor, vs, plasticity: str,
-                        basal: list | None = None):
+                        basal: list | None = None, rates: list | None = None):
     """Eq. (5) / (9) evaluated at one network state ``vs`` (the DFC-SS rule). ``basal``: the
-    basal potentials W_i φ(v_{i-1}) + b_i of that state where the caller has them
-    (:func:`ssa_state`), else computed here."""
+    basal potentials W_i φ(v_{i-1}) + b_i of that state, ``rates``: its φ(v_i), where the caller
+    has them (:func:`ssa_state`), else computed here."""
     B = x.shape[0]
     gW, gb = [], []
     r_prev = x
     for i, v in enumerate(vs):
         v_basal = net.basal(i, r_prev) if basal is None else basal[i]
-        r = net.phi(i, v)
+        r = net.phi(i, v) if rates is None else rates[i]
         delta = v - v_basal if plasticity == "voltage" else r - net.phi(i, v_basal)
         gW.append(-(2.0 / B) * delta.T @ r_prev)
         gb.append(-(2.0 / B) * delta.sum(0))
@@ -86,11 +86,11 @@ def steady_state_update(net: DFCNetwork, x: torch.Tensor, vs, plasticity: str,
 
 @torch.no_grad()
 def lemma1_control(net: DFCNetwork, v_ff, delta: torch.Tensor, alpha_eff: float,
-                   jacobian: torch.Tensor | None = None):
+                   loop_gain: torch.Tensor | None = None, r_ff=None):
     """Lemma 1 (eq. 6): u_ss = (J Q + α̃ I)⁻¹ δ_L, batched; returns (u_ss, Δv = Q u_ss).
-    J Q in forward mode (:meth:`DFCNetwork.jacobian_feedback`), J itself is never formed,
-    unless ``jacobian``, J at ``v_ff``, is given."""
-    JQ = net.jacobian_feedback(v_ff) if jacobian is None else net.times_feedback(jacobian)
+    J Q in forward mode (:meth:`DFCNetwork.jacobian_feedback`, from the rates ``r_ff`` where
+    given), J itself is never formed, unless ``loop_gain``, J Q at ``v_ff``, is given."""
+    JQ = net.jacobian_feedback(v_ff, r_ff) if loop_gain is None else loop_gain
     Q = net.feedback_matrix()                                # (N, n_L)
     n_L = delta.shape[1]
     A = JQ + alpha_eff * torch.eye(n_L, dtype=JQ.dtype, device=JQ.device)
@@ -99,17 +99,20 @@ def lemma1_control(net: DFCNetwork, v_ff, delta: torch.Tensor, alpha_eff: float,
 
 
 @torch.no_grad()
-def ssa_state(net: DFCNetwork, x: torch.Tensor, dv_flat: torch.Tensor):
+def ssa_state(net: DFCNetwork, x: torch.Tensor, dv_flat: torch.Tensor, v_ff=None):
     """Nonlinear sweep v_i = W_i φ(v_{i-1}) + b_i + Δv_i of the DFC-SSA steady state; returns
-    (v_i, and their basal parts W_i φ(v_{i-1}) + b_i for :func:`steady_state_update`)."""
-    vs, basal = [], []
+    (v_i, their basal parts W_i φ(v_{i-1}) + b_i and their rates φ(v_i), for
+    :func:`steady_state_update`). ``v_ff``: the feed-forward voltages where the caller has them
+    (layer 1's basal part is v_1^-: its input x does not move)."""
+    vs, basal, rs = [], [], []
     r = x
     for i, dv in enumerate(net.split_layers(dv_flat)):
-        basal.append(net.basal(i, r))
+        basal.append(v_ff[0] if i == 0 and v_ff is not None else net.basal(i, r))
         v = basal[-1] + dv
         r = net.phi(i, v)
         vs.append(v)
-    return vs, basal
+        rs.append(r)
+    return vs, basal, rs
 
 
 def backprop_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, loss: str):
@@ -139,12 +142,12 @@ def dfa_update(net: DFCNetwork, x: torch.Tensor, delta: torch.Tensor, v_ff, r_ff
 
 
 def forward_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, settings: ForwardSettings,
-                   source: PhaseSource | None = None, jacobian: torch.Tensor | None = None,
+                   source: PhaseSource | None = None, loop_gain: torch.Tensor | None = None,
                    feedforward: tuple | None = None) -> ForwardUpdate:
     """One minibatch of the wake phase: target (eq. 3), then the forward rule of
     ``settings.method``. ``source`` simulates the wake phase instead of the ODE solver
     (DFC and DFC-SS only; the other rules have no simulated phase). Where the caller has them:
-    ``feedforward``, ``net.feedforward(x)``, and ``jacobian``, J there (DFC-SSA)."""
+    ``feedforward``, ``net.feedforward(x)``, and ``loop_gain``, J Q there (DFC-SSA)."""
     method, params = settings.method, settings.params
     if method == "bp":
         return backprop_update(net, x, y, settings.loss)
@@ -156,9 +159,9 @@ def forward_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, settings: 
         if method == "dfa":
             return ForwardUpdate(*dfa_update(net, x, delta, v_ff, r_ff), batch_loss)
         if method == "dfc-ssa":
-            _, dv = lemma1_control(net, v_ff, delta, params.alpha_eff, jacobian)
-            vs, basal = ssa_state(net, x, dv)
-            gW, gb = steady_state_update(net, x, vs, params.plasticity, basal)
+            _, dv = lemma1_control(net, v_ff, delta, params.alpha_eff, loop_gain, r_ff)
+            vs, basal, rs = ssa_state(net, x, dv, v_ff)
+            gW, gb = steady_state_update(net, x, vs, params.plasticity, basal, rs)
             return ForwardUpdate(gW, gb, batch_loss)
         if source is not None:
             times = torch.linspace(0.0, settings.t_end, settings.points, dtype=torch.float64)

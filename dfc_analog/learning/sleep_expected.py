@@ -49,7 +49,8 @@ def lyapunov(A: torch.Tensor, F: torch.Tensor, max_doublings: int = 60,
     part. Solved by the Cayley transform and Smith's doubling, batched products only: with
     h > 0 and R = (hI + A)⁻¹, A_d = R (hI - A) = 2h R - I and F_d = 2h R F Rᵀ the equation is
     P = A_d P A_dᵀ + F_d, whose series Σ_k A_d^k F_d A_d^kᵀ doubles its terms per step
-    (P ← P + A_d P A_dᵀ, A_d ← A_d²). A_d's eigenvalues (h - λ)/(h + λ) lie inside the unit
+    (P ← P + A_d P A_dᵀ, A_d ← A_d²) until the terms left, A_d^(2^k) P A_d^(2^k)ᵀ, are below
+    the working precision relative to P. A_d's eigenvalues (h - λ)/(h + λ) lie inside the unit
     circle exactly when A is stable, so the doubling's convergence is also the stability check
     (Condition 3 of the sleep dynamics): :class:`DivergenceError` when A_d^(2^k) does not vanish.
     ``shift`` = (h, R), h of shape (B, 1, 1), where the caller has R cheaper than an inverse of
@@ -63,12 +64,15 @@ def lyapunov(A: torch.Tensor, F: torch.Tensor, max_doublings: int = 60,
         h, R = shift
     Ad = 2 * h * R - eye
     P = (2 * h) * (R @ F @ R.transpose(1, 2))
-    tol = torch.finfo(A.dtype).eps
+    tol = torch.finfo(A.dtype).eps ** 0.25
     for _ in range(max_doublings):
+        # after this update P sums the series' first 2^(k+1) terms; the rest, A_d^(2^(k+1)) P_∞
+        # (…)ᵀ, is below ‖A_d‖⁴ ‖P_∞‖ (A_d = A_d^(2^k) now): stop once ‖A_d‖⁴ < ε
+        norm = float(torch.linalg.matrix_norm(Ad).max())
         P = torch.baddbmm(P, Ad @ P, Ad.transpose(1, 2))
-        Ad = Ad @ Ad
-        if float(torch.linalg.matrix_norm(Ad).max()) < tol:
+        if norm < tol:
             return P
+        Ad = Ad @ Ad
     raise DivergenceError("the linearised sleep-phase controller is unstable for some sample "
                           "(Condition 3 fails), so it has no stationary noise statistics; raise "
                           "alpha_fb.")
@@ -103,16 +107,17 @@ def _sigma2(net: DFCNetwork, p: SleepParams) -> torch.Tensor:
 
 @torch.no_grad()
 def sleep_jacobian(net: DFCNetwork, x: torch.Tensor, p: SleepParams, out: tuple = None,
-                   v_ff: list = None) -> tuple:
+                   feedforward: tuple = None) -> tuple:
     """What the expected update needs of the forward weights and the input: J at the
     feed-forward state (B, n_L, Σ n_i) and J Σ² Jᵀ = σ² J_h J_hᵀ + σ_L² J_L J_Lᵀ (B, n_L, n_L;
     J_h the hidden layers' columns). Q does not enter, so both hold for every sleep pass until
-    the forward weights change. ``out``: two tensors to write them into; ``v_ff``: the
-    feed-forward voltages of ``x`` where the caller has them."""
-    if v_ff is None:
-        v_ff, _ = net.feedforward(x)
-    J = torch.cat(net.jacobian_blocks(v_ff), 2, out=None if out is None else out[0])
-    hidden = J.shape[2] - J.shape[1]
+    the forward weights change. ``out``: two tensors to write them into; ``feedforward``:
+    ``net.feedforward(x)`` where the caller has it."""
+    v_ff, r_ff = net.feedforward(x) if feedforward is None else feedforward
+    B, n_L, N = x.shape[0], net.layer_sizes[-1], sum(net.layer_sizes[1:])
+    J = torch.empty(B, n_L, N, dtype=net.dtype, device=net.device) if out is None else out[0]
+    net.jacobian_blocks(v_ff, r_ff, out=J)
+    hidden = N - n_L
     JSJ = torch.matmul(J[:, :, :hidden], J[:, :, :hidden].transpose(1, 2),
                        out=None if out is None else out[1]).mul_(p.sigma ** 2)
     JSJ.baddbmm_(J[:, :, hidden:], J[:, :, hidden:].transpose(1, 2), alpha=p.sigma_output ** 2)
@@ -121,13 +126,13 @@ def sleep_jacobian(net: DFCNetwork, x: torch.Tensor, p: SleepParams, out: tuple 
 
 @torch.no_grad()
 def expected_update_from_jacobian(net: DFCNetwork, J: torch.Tensor, JSJ: torch.Tensor,
-                                  p: SleepParams) -> list:
+                                  p: SleepParams, loop_gain: torch.Tensor | None = None) -> list:
     """g_Q_i = E[v_A,i uᵀ] / σ̂² averaged over a minibatch whose J and J Σ² Jᵀ
     (:func:`sleep_jacobian`) are given: the Q-dependent part of :func:`expected_feedback_update`
-    (module docstring)."""
+    (module docstring). ``loop_gain``: J Q where the caller has it."""
     B, n_L, _ = J.shape
     Q = net.feedback_matrix()                                        # (Σ n_i, n_L)
-    JQ = net.times_feedback(J)
+    JQ = net.times_feedback(J) if loop_gain is None else loop_gain
     eye = torch.eye(n_L, dtype=JQ.dtype, device=JQ.device).expand(B, n_L, n_L)
     c = 1.0 if p.leak == "integral" else 1.0 - p.alpha * p.k_p
     # A = [[(I + k_p JQ)/τ_A, -I/τ_A], [c JQ/τ_u, α I/τ_u]]: blocks a0 I + a1 JQ, b I, c1 JQ, d I

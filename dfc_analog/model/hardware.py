@@ -72,7 +72,7 @@ from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.realise import Realisation
 from dfc_analog.hardware.wires import wired_layers
 from dfc_analog.model.dynamics import ControllerParams
-from dfc_analog.model.network import _PHI
+from dfc_analog.model.network import _PHI, activation_slope
 from dfc_analog.model.trajectory import Trajectory
 
 
@@ -180,7 +180,8 @@ class HardwareModel:
     def activation(self, o: torch.Tensor, slope: bool = False) -> torch.Tensor:
         """a = φ(g_k (o − δ_k)) per layer, (B, N); ``slope``: da/do = g_k φ'(g_k (o − δ_k))."""
         z = self.act_gain * (o - self.act_offset)
-        a = torch.cat([_PHI[phi][int(slope)](self._layer(z, i))
+        a = torch.cat([activation_slope(phi, self._layer(z, i)) if slope
+                       else _PHI[phi][0](self._layer(z, i))
                        for i, phi in enumerate(self.real.activations)], dim=-1)
         return a * self.act_gain if slope else a
 

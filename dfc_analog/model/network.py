@@ -12,13 +12,30 @@ from torch import nn
 
 from dfc_analog.config.options import Config
 
-# φ and its derivative φ' for each activation name.
+# φ and its derivative φ' for each activation name; φ' is written in terms of the rate r = φ(v)
+# (and v), so that where r is known it costs no second evaluation of φ (same values to the bit).
 _PHI = {
-    "tanh": (torch.tanh, lambda v: 1.0 - torch.tanh(v) ** 2),
-    "linear": (lambda v: v, torch.ones_like),
-    "relu": (torch.relu, lambda v: (v > 0).to(v.dtype)),
-    "sigmoid": (torch.sigmoid, lambda v: torch.sigmoid(v) * (1.0 - torch.sigmoid(v))),
+    "tanh": (torch.tanh, lambda v, r: 1.0 - r ** 2),
+    "linear": (lambda v: v, lambda v, r: torch.ones_like(v)),
+    "relu": (torch.relu, lambda v, r: (v > 0).to(v.dtype)),
+    "sigmoid": (torch.sigmoid, lambda v, r: r * (1.0 - r)),
 }
+
+
+def all_finite(tensors) -> bool:
+    """Whether every tensor holds finite numbers only: one sum per tensor and one wait for the
+    device (a NaN or ±inf makes its tensor's sum non-finite; a sum that overflows on finite
+    numbers is checked again element by element)."""
+    tensors = list(tensors)
+    if not tensors or bool(torch.isfinite(torch.stack([t.detach().sum() for t in tensors])).all()):
+        return True
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def activation_slope(name: str, v: torch.Tensor, r: torch.Tensor | None = None) -> torch.Tensor:
+    """φ'(v) of activation ``name``; ``r``: φ(v) where the caller has it."""
+    phi, dphi = _PHI[name]
+    return dphi(v, phi(v) if r is None else r)
 
 
 def phi_departure(name: str, v0: torch.Tensor, r0: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
@@ -98,13 +115,12 @@ class DFCNetwork(nn.Module):
     def nonfinite_weights(self, kinds: str = "WbQ") -> list:
         """Names (W1, b2, Q3, ...; layers 1..L) of the weight tensors holding NaN or ±inf,
         among the kinds named in ``kinds`` ('W', 'b', 'Q')."""
-        bad = []
-        for name, tensors in (("W", self.W), ("b", self.b), ("Q", self.Q)):
-            if name not in kinds:
-                continue
-            bad += [f"{name}{i + 1}" for i, t in enumerate(tensors)
-                    if not bool(torch.isfinite(t).all())]
-        return bad
+        named = [(f"{name}{i + 1}", t) for name, tensors in (("W", self.W), ("b", self.b),
+                                                              ("Q", self.Q))
+                 if name in kinds for i, t in enumerate(tensors)]
+        if all_finite([t for _, t in named]):
+            return []
+        return [name for name, t in named if not bool(torch.isfinite(t).all())]
 
     @property
     def num_layers(self) -> int:
@@ -122,8 +138,9 @@ class DFCNetwork(nn.Module):
         """r_i = φ_i(v_i) for layer index i (0-based)."""
         return _PHI[self.activations[i]][0](v)
 
-    def dphi(self, i: int, v: torch.Tensor) -> torch.Tensor:
-        return _PHI[self.activations[i]][1](v)
+    def dphi(self, i: int, v: torch.Tensor, r: torch.Tensor | None = None) -> torch.Tensor:
+        """φ_i'(v_i); ``r``: φ_i(v_i) where the caller has it (saves evaluating φ again)."""
+        return activation_slope(self.activations[i], v, r)
 
     def basal(self, i: int, r_prev: torch.Tensor) -> torch.Tensor:
         """Basal compartment v_B,i = W_i r_{i-1} + b_i (batched)."""
@@ -144,25 +161,40 @@ class DFCNetwork(nn.Module):
         """J = [∂r_L/∂v_1, ..., ∂r_L/∂v_L] of Lemma 1 at voltages ``vs``: shape (B, n_L, Σ n_i)."""
         return torch.cat(self.jacobian_blocks(vs), dim=2)
 
-    def jacobian_blocks(self, vs) -> list:
+    def jacobian_blocks(self, vs, rs=None, out: torch.Tensor | None = None) -> list:
         """The blocks J_i = ∂r_L/∂v_i of :meth:`jacobian`, each (B, n_L, n_i), computed
-        analytically: J_L = diag φ_L'(v_L) and J_i = J_{i+1} W_{i+1} diag φ_i'(v_i)."""
+        analytically: J_L = diag φ_L'(v_L) and J_i = J_{i+1} W_{i+1} diag φ_i'(v_i). ``rs``: the
+        rates φ_i(v_i) where the caller has them; ``out``: a (B, n_L, Σ n_i) tensor to hold J,
+        whose slices the blocks then are (no copy into one tensor afterwards)."""
         L = self.num_layers
-        blocks = [None] * L
-        blocks[L - 1] = torch.diag_embed(self.dphi(L - 1, vs[L - 1]))
+        rs = [None] * L if rs is None else rs
+        blocks = [None] * L if out is None else self.split_layers(out)
+        d_L = self.dphi(L - 1, vs[L - 1], rs[L - 1])
+        if out is None:
+            blocks[L - 1] = torch.diag_embed(d_L)
+        else:
+            blocks[L - 1].zero_().diagonal(dim1=-2, dim2=-1).copy_(d_L)
         for i in range(L - 2, -1, -1):
-            blocks[i] = (blocks[i + 1] @ self.W[i + 1]) * self.dphi(i, vs[i]).unsqueeze(1)
+            d_i = self.dphi(i, vs[i], rs[i]).unsqueeze(1)
+            # J_{L-1} = diag(φ_L') W_L diag(φ_{L-1}'), elementwise: no product with a diagonal
+            product = (d_L.unsqueeze(2) * self.W[i + 1] if i == L - 2
+                       else blocks[i + 1] @ self.W[i + 1])
+            if out is None:
+                blocks[i] = product.mul_(d_i)
+            else:
+                torch.mul(product, d_i, out=blocks[i])
         return blocks
 
-    def jacobian_feedback(self, vs) -> torch.Tensor:
+    def jacobian_feedback(self, vs, rs=None) -> torch.Tensor:
         """J Q = Σ_i J_i Q_i (B, n_L, n_L) at voltages ``vs``, the controller's loop gain of
         Lemma 1, in forward mode: the n_L columns of each Q_i are pushed up through the layers
         above, D_i = φ_i'(v_i) ⊙ (W_i D_{i-1} + Q_i), J Q = D_L. The same products as
         :meth:`jacobian_blocks` (n_L directions through every layer above the first) without
-        forming J (B × n_L × Σ n_i numbers) and then multiplying it by Q."""
+        forming J (B × n_L × Σ n_i numbers) and then multiplying it by Q. ``rs``: the rates
+        φ_i(v_i) where the caller has them."""
         D = None                                               # D_iᵀ: (B, n_L, n_i)
         for i, v in enumerate(vs):
-            dphi = self.dphi(i, v).unsqueeze(1)
+            dphi = self.dphi(i, v, None if rs is None else rs[i]).unsqueeze(1)
             D = self.Q[i].T * dphi if D is None else (D @ self.W[i].T).add_(self.Q[i].T).mul_(dphi)
         return D.transpose(1, 2)
 

@@ -31,7 +31,7 @@ from dfc_analog.learning.targets import task_loss
 from dfc_analog.hardware.spec import load_spec
 from dfc_analog.model.hardware_aware import HardwareChip
 from dfc_analog.model.dynamics import ControllerParams
-from dfc_analog.model.network import DFCNetwork
+from dfc_analog.model.network import DFCNetwork, all_finite
 from dfc_analog.learning.sleep import SleepParams, feedback_update
 from dfc_analog.learning.sleep_expected import (FeedbackJacobians, expected_feedback_update,
                                                 expected_update_from_jacobian, sleep_jacobian)
@@ -44,7 +44,8 @@ def make_optimizer(cfg: Config, net: DFCNetwork) -> torch.optim.Optimizer:
     params = list(net.W) + (list(net.b) if cfg.bias else [])
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr)
-    return torch.optim.Adam(params, lr=lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
+    return torch.optim.Adam(params, lr=lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps,
+                            foreach=True)
 
 
 @torch.no_grad()
@@ -109,16 +110,23 @@ def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
 def apply_update(cfg: Config, net: DFCNetwork, opt: torch.optim.Optimizer, upd) -> None:
     """Load the rule's gradient-like update into ``.grad``, clip each tensor, take an Adam step."""
     pairs = list(zip(net.W, upd.gW)) + (list(zip(net.b, upd.gb)) if cfg.bias else [])
+    if not all_finite(g for _, g in pairs):
+        raise DivergenceError("the weight update is not finite: the dynamics diverged; lower "
+                              "k_p or target_stepsize, or raise alpha.")
     for p, g in pairs:
-        if not torch.isfinite(g).all():
-            raise DivergenceError("the weight update is not finite: the dynamics diverged; lower "
-                                  "k_p or target_stepsize, or raise alpha.")
         p.grad = g.to(p.dtype)
-        if cfg.clip_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(p, cfg.clip_grad_norm)
+    if cfg.clip_grad_norm > 0:
+        clip_each_([p.grad for p, _ in pairs], cfg.clip_grad_norm)
     opt.step()
     opt.zero_grad(set_to_none=True)
     _check_step(net, "optimizer", "Wb")
+
+
+def clip_each_(grads: list, max_norm: float) -> None:
+    """Clip each tensor to the norm ``max_norm`` (the authors' per-tensor clipping): the numbers
+    of ``torch.nn.utils.clip_grad_norm_`` applied to one tensor at a time, in two batched calls."""
+    norms = torch._foreach_norm(grads)
+    torch._foreach_mul_(grads, [torch.clamp(max_norm / (n + 1e-6), max=1.0) for n in norms])
 
 
 def _check_step(net: DFCNetwork, which: str, kinds: str) -> None:
@@ -188,10 +196,10 @@ def make_feedback_optimizer(cfg: Config, net: DFCNetwork, lr: float) -> torch.op
 
 
 def apply_feedback_update(cfg: Config, net: DFCNetwork, opt, g_Q) -> None:
+    if not all_finite(g_Q):
+        raise DivergenceError("the feedback update is not finite: the sleep-phase dynamics "
+                              "diverged; use a smaller dt_fb or raise alpha_fb.")
     for q, g in zip(net.Q, g_Q):
-        if not torch.isfinite(g).all():
-            raise DivergenceError("the feedback update is not finite: the sleep-phase dynamics "
-                                  "diverged; use a smaller dt_fb or raise alpha_fb.")
         q.grad = g.to(q.dtype)
     if cfg.fb_clip_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(list(net.Q), cfg.fb_clip_grad_norm)
@@ -280,6 +288,10 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake, sleep, si
             return single_phase_update(net_, x_, y_, single_params, generator_)
     single_ssa = cfg.schedule == "single-phase" and cfg.method == "dfc-ssa"
     n_train = len(data.train)
+    if single_ssa:   # J and J Σ² Jᵀ of a minibatch, written in place: no fresh pages per batch
+        n_L, N = net.layer_sizes[-1], sum(net.layer_sizes[1:])
+        J_buf = torch.empty(cfg.batch_size, n_L, N, dtype=net.dtype, device=net.device)
+        JSJ_buf = torch.empty(cfg.batch_size, n_L, n_L, dtype=net.dtype, device=net.device)
 
     chip = None
     if cfg.hardware:
@@ -368,10 +380,12 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake, sleep, si
                     # one J for Lemma 1 and the expected feedback update, at the same state
                     phase_net = phase_network(index, b)
                     ff = phase_net.feedforward(x)
-                    J, JSJ = sleep_jacobian(phase_net, x, sleep_params, v_ff=ff[0])
+                    J, JSJ = sleep_jacobian(phase_net, x, sleep_params,
+                                            (J_buf[:len(idx)], JSJ_buf[:len(idx)]), ff)
+                    JQ = phase_net.times_feedback(J)
                     upd = forward_update(phase_net, x, data.train.y[idx], wake_settings,
-                                         jacobian=J, feedforward=ff)
-                    g_Q = expected_update_from_jacobian(phase_net, J, JSJ, sleep_params)
+                                         loop_gain=JQ, feedforward=ff)
+                    g_Q = expected_update_from_jacobian(phase_net, J, JSJ, sleep_params, JQ)
                     apply_update(cfg, net, opts["forward"], upd)
                     apply_feedback_update(cfg, net, opts["sleep"], g_Q)
                     loss_sum += upd.loss * len(idx)
