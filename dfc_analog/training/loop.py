@@ -192,7 +192,7 @@ def make_feedback_optimizer(cfg: Config, net: DFCNetwork, lr: float) -> torch.op
     if cfg.fb_optimizer == "sgd":
         return torch.optim.SGD(list(net.Q), lr=lr, weight_decay=cfg.fb_weight_decay)
     return torch.optim.Adam(list(net.Q), lr=lr, betas=tuple(cfg.adam_betas),
-                            eps=cfg.fb_adam_eps, weight_decay=cfg.fb_weight_decay)
+                            eps=cfg.fb_adam_eps, weight_decay=cfg.fb_weight_decay, foreach=True)
 
 
 def apply_feedback_update(cfg: Config, net: DFCNetwork, opt, g_Q) -> None:
