@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dfc_analog.model.network import DFCNetwork, phi_departure, tanh_departure
+from dfc_analog.model.network import DFCNetwork, fold_matmul, phi_departure, tanh_departure
 
 # Widest output layer for which the Rosenbrock solve keeps the feed-forward coupling
 # (WakeDynamics.stiff_part): it stores L tensors of B x Σ n_i x n_L and inverts B n_L x n_L.
@@ -244,7 +244,7 @@ class WakeDynamics(nn.Module):
         for k in range(L - 1):
             for i in range(k + 1, L):      # L^k Q is zero in the first k layers
                 below = prev[:, :, n[i - 1] - shift:n[i] - shift] * slopes[i - 1].unsqueeze(1)
-                paths[k, :, :, n[i] - n[1]:n[i + 1] - n[1]] = below @ net.W[i].T
+                paths[k, :, :, n[i] - n[1]:n[i + 1] - n[1]] = fold_matmul(below, net.W[i].T)
             prev, shift = paths[k], n[1]
         return slopes, paths
 

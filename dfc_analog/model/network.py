@@ -32,6 +32,13 @@ def all_finite(tensors) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
+def fold_matmul(T: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+    """T (..., k) @ M (k, m) as one matrix product over all leading dimensions of T. torch's
+    matmul does not fold a batched T when M requires grad (a weight), even where no graph is
+    recorded, and its batched product was then 1.35x slower (1280 × 256 × 256 on one core)."""
+    return (T.reshape(-1, T.shape[-1]) @ M).view(*T.shape[:-1], M.shape[-1])
+
+
 def activation_slope(name: str, v: torch.Tensor, r: torch.Tensor | None = None) -> torch.Tensor:
     """φ'(v) of activation ``name``; ``r``: φ(v) where the caller has it."""
     phi, dphi = _PHI[name]
@@ -178,7 +185,7 @@ class DFCNetwork(nn.Module):
             d_i = self.dphi(i, vs[i], rs[i]).unsqueeze(1)
             # J_{L-1} = diag(φ_L') W_L diag(φ_{L-1}'), elementwise: no product with a diagonal
             product = (d_L.unsqueeze(2) * self.W[i + 1] if i == L - 2
-                       else blocks[i + 1] @ self.W[i + 1])
+                       else fold_matmul(blocks[i + 1], self.W[i + 1]))
             if out is None:
                 blocks[i] = product.mul_(d_i)
             else:
@@ -195,7 +202,8 @@ class DFCNetwork(nn.Module):
         D = None                                               # D_iᵀ: (B, n_L, n_i)
         for i, v in enumerate(vs):
             dphi = self.dphi(i, v, None if rs is None else rs[i]).unsqueeze(1)
-            D = self.Q[i].T * dphi if D is None else (D @ self.W[i].T).add_(self.Q[i].T).mul_(dphi)
+            D = (self.Q[i].T * dphi if D is None
+                 else fold_matmul(D, self.W[i].T).add_(self.Q[i].T).mul_(dphi))
         return D.transpose(1, 2)
 
     def times_feedback(self, J: torch.Tensor) -> torch.Tensor:

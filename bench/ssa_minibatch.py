@@ -1,0 +1,136 @@
+"""One MNIST minibatch of DFC-SSA with the expected feedback update (single-phase schedule)
+against one BP minibatch, part by part.
+
+Both run from their presets (``mnist-dfc-ssa-exp-single``, ``mnist-bp``: 784-256-256-256-10,
+tanh, float32, minibatch 128) on one synthetic MNIST-sized minibatch, through the training
+loop's own functions, alternately, and the medians over ``--repeats`` pairs are printed:
+
+  - BP: the gradient (autograd) and the optimizer step (``apply_update``);
+  - DFC-SSA, single phase: the feed-forward pass, J and J Σ² Jᵀ (``sleep_jacobian``) with
+    J Q, Lemma 1's steady state and eq. (5) (``forward_update``), the expected feedback update
+    (``expected_update_from_jacobian``), and the two optimizer steps;
+
+each part in milliseconds and in BP minibatches, then the matrix-product arithmetic of both
+(``mnist_table.product_flops`` for BP; for DFC-SSA the forward pass, J, J Σ² Jᵀ, J Q, the
+steady-state sweep, eq. (5)'s outer products and Σ_b J_bᵀ Y_b), and ends with
+
+    RESULT ssa_single_vs_bp=<x> arithmetic_ratio=<y>
+
+Alternating the two keeps a busy or throttled machine from favouring either.
+
+    python bench/ssa_minibatch.py [--repeats 200] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dfc_analog.config.presets import preset_config  # noqa: E402
+from dfc_analog.config.seeds import generator  # noqa: E402
+from dfc_analog.learning.forward import ForwardSettings, forward_update  # noqa: E402
+from dfc_analog.learning.sleep import SleepParams  # noqa: E402
+from dfc_analog.learning.sleep_expected import (expected_update_from_jacobian,  # noqa: E402
+                                                sleep_jacobian)
+from dfc_analog.model.network import DFCNetwork  # noqa: E402
+from dfc_analog.training.loop import (apply_feedback_update, apply_update,  # noqa: E402
+                                      make_feedback_optimizer, make_optimizer)
+
+sys.path.insert(0, str(ROOT / "bench"))
+from mnist_table import product_flops  # noqa: E402
+
+
+def ssa_flops(n: list) -> int:
+    """Matrix-product FLOPs per sample of the single-phase DFC-SSA minibatch (leading terms)."""
+    forward = 2 * sum(a * b for a, b in zip(n[:-1], n[1:]))
+    hidden_above_first = 2 * sum(a * b for a, b in zip(n[1:-2], n[2:-1]))
+    n_L, N = n[-1], sum(n[1:])
+    jacobian = n_L * hidden_above_first
+    n_L_products = 2 * N * n_L ** 2                     # J Σ² Jᵀ, J Q, Σ_b J_bᵀ Y_b: one each
+    sweep = forward - 2 * n[0] * n[1]                   # layer 1's basal part is the forward's
+    outer = forward                                     # eq. (5): Δv_i r_{i-1}ᵀ
+    return forward + jacobian + 3 * n_L_products + sweep + outer
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=200, help="minibatch pairs timed")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    cfg, bcfg = preset_config("mnist-dfc-ssa-exp-single"), preset_config("mnist-bp")
+    net = DFCNetwork.from_config(cfg, generator("network", cfg.seed))
+    bnet = DFCNetwork.from_config(bcfg, generator("network", bcfg.seed))
+    settings, bp_settings = ForwardSettings.from_config(cfg), ForwardSettings.from_config(bcfg)
+    sleep = SleepParams.from_config(cfg)
+    opt_w, opt_q = make_optimizer(cfg, net), make_feedback_optimizer(cfg, net, cfg.fb_lr)
+    opt_bp = make_optimizer(bcfg, bnet)
+    B, n = cfg.batch_size, cfg.layer_sizes
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(B, n[0], generator=gen, dtype=net.dtype)
+    x = x * (torch.rand(B, n[0], generator=gen, dtype=net.dtype) < 0.2)   # MNIST-like: 80 % zero
+    y = torch.randint(n[-1], (B,), generator=gen)
+    J_buf = torch.empty(B, n[-1], sum(n[1:]), dtype=net.dtype)
+    JSJ_buf = torch.empty(B, n[-1], n[-1], dtype=net.dtype)
+
+    def bp() -> list:
+        t0 = time.perf_counter()
+        upd = forward_update(bnet, x, y, bp_settings)
+        t1 = time.perf_counter()
+        apply_update(bcfg, bnet, opt_bp, upd)
+        return [t1 - t0, time.perf_counter() - t1]
+
+    def ssa() -> list:
+        t = [time.perf_counter()]
+        ff = net.feedforward(x)
+        t.append(time.perf_counter())
+        J, JSJ = sleep_jacobian(net, x, sleep, (J_buf, JSJ_buf), ff)
+        JQ = net.times_feedback(J)
+        t.append(time.perf_counter())
+        upd = forward_update(net, x, y, settings, loop_gain=JQ, feedforward=ff)
+        t.append(time.perf_counter())
+        g_Q = expected_update_from_jacobian(net, J, JSJ, sleep, JQ)
+        t.append(time.perf_counter())
+        apply_update(cfg, net, opt_w, upd)
+        apply_feedback_update(cfg, net, opt_q, g_Q)
+        t.append(time.perf_counter())
+        return [b - a for a, b in zip(t, t[1:])]
+
+    for _ in range(5):
+        bp(), ssa()
+    bp_times, ssa_times = [], []
+    for _ in range(args.repeats):
+        bp_times.append(bp())
+        ssa_times.append(ssa())
+    bp_parts = [statistics.median(c) for c in zip(*bp_times)]
+    ssa_parts = [statistics.median(c) for c in zip(*ssa_times)]
+    bp_total = statistics.median(sum(t) for t in bp_times)
+    ssa_total = statistics.median(sum(t) for t in ssa_times)
+    print(f"784-256-256-256-10, minibatch {B}, {net.dtype}, {args.threads} thread(s), medians of "
+          f"{args.repeats} alternating pairs")
+    print(f"  BP:  {bp_total * 1e3:6.2f} ms  (gradient {bp_parts[0] * 1e3:.2f}, optimizer step "
+          f"{bp_parts[1] * 1e3:.2f})")
+    names = ("feed-forward pass", "J, J Σ² Jᵀ and J Q", "Lemma 1 and eq. (5)",
+             "expected feedback update", "optimizer steps (W, Q)")
+    print(f"  DFC-SSA, single phase: {ssa_total * 1e3:6.2f} ms = {ssa_total / bp_total:.2f} BP "
+          f"minibatches")
+    for name, part in zip(names, ssa_parts):
+        print(f"    {name:26s} {part * 1e3:6.2f} ms  {part / bp_total:5.2f} BP")
+    bp_flops, ssa_f = product_flops(bcfg)[0], ssa_flops(n)
+    print(f"  matrix-product arithmetic per sample: BP {bp_flops / 1e6:.2f} MFLOP, DFC-SSA single "
+          f"phase {ssa_f / 1e6:.2f} MFLOP ({ssa_f / bp_flops:.2f}x)")
+    print(f"RESULT ssa_single_vs_bp={ssa_total / bp_total:.2f} "
+          f"arithmetic_ratio={ssa_f / bp_flops:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
