@@ -184,8 +184,10 @@ class WakeDynamics(nn.Module):
         if n_L > COUPLED_MAX_OUTPUTS:
             return self._uncoupled_solve(y, a_v, a_u, beta, kappa)
         if self.paths is None:
-            self.__dict__["paths"] = self._loop_paths()
-        slopes, paths = self.paths
+            slopes, paths = self._loop_paths()
+            # with storage for Kᵀ (below), formed anew at every step into the same memory
+            self.__dict__["paths"] = (slopes, paths, paths.new_empty(paths.shape[1:]))
+        slopes, paths, KT_store = self.paths
         eye = torch.eye(n_L, dtype=y.dtype, device=y.device)
         D_L = slopes[L - 1]
         # H = (I a_v - βL)⁻¹ Q = Q / a_v + K per sample, K = Σ_k β^k / a_v^{k+1} L^k Q on the
@@ -197,7 +199,7 @@ class WakeDynamics(nn.Module):
         for k in range(1, L):
             weight = beta ** k / a_v ** (k + 1)
             if KT is None:
-                KT = torch.mul(paths[0], weight)
+                KT = torch.mul(paths[0], weight, out=KT_store)
             else:
                 KT[:, :, n[k] - n[1]:].add_(paths[k - 1][:, :, n[k] - n[1]:], alpha=weight)
         P = self.Q[n[L - 1]:N].div(a_v).expand(y.shape[0], -1, -1)
