@@ -50,6 +50,16 @@ CLASSIFIERS = ("bp", "dfa", "dfc-ssa", "dfc", "dfc-ss", "dfc-ssa-exp", "dfc-exp"
 AUTOENCODERS = ("bp", "dfa", "dfc", "dfc-exp")
 
 
+def layer_products(n: list) -> tuple[int, int, int]:
+    """FLOPs per sample of one vector through the layers of sizes ``n``: all of them (the
+    forward pass), those above the first, and the hidden ones above the first (the Jacobian's
+    rows go back through these; its output block is elementwise)."""
+    def through(pairs):
+        return 2 * sum(a * b for a, b in pairs)
+    return (through(zip(n[:-1], n[1:])), through(zip(n[1:-1], n[2:])),
+            through(zip(n[1:-2], n[2:-1])))
+
+
 def product_flops(cfg) -> tuple[int, int]:
     """Floating-point operations (2 per multiply-add) of the matrix products per training sample:
     one BP step (forward pass, then gradients of the weights and of the hidden activations), and
@@ -63,14 +73,12 @@ def product_flops(cfg) -> tuple[int, int]:
     (32 n_L³, then 48 n_L³ per doubling: 4 doublings on MNIST in float32) are left out
     (``sleep_expected``)."""
     n = cfg.layer_sizes
-    forward = 2 * sum(a * b for a, b in zip(n[:-1], n[1:]))
-    above_first = 2 * sum(a * b for a, b in zip(n[1:-1], n[2:]))
+    forward, above_first, hidden_above_first = layer_products(n)
     bp = 2 * forward + above_first
     if not cfg.train_feedback or cfg.schedule == "single-phase":      # no sleep passes
         return bp, 0
     if cfg.sleep == "expected":
         n_L_products = 2 * sum(n[1:]) * n[-1] ** 2           # one (n_L × Σ n_i)(Σ n_i × n_L)
-        hidden_above_first = 2 * sum(a * b for a, b in zip(n[1:-2], n[2:-1]))
         jacobians = forward + n[-1] * hidden_above_first + n_L_products
         return bp, jacobians + cfg.sleep_epochs * (2 * n_L_products + 18 * n[-1] ** 3)
     steps = max(1, int(round(cfg.t_end_fb / cfg.dt_fb)))

@@ -11,8 +11,9 @@ loop's own functions, alternately, and the medians over ``--repeats`` pairs are 
     (``expected_update_from_jacobian``), and the two optimizer steps;
 
 each part in milliseconds and in BP minibatches, then the matrix-product arithmetic of both
-(``mnist_table.product_flops`` for BP; for DFC-SSA the forward pass, J, J Σ² Jᵀ, J Q, the
-steady-state sweep, eq. (5)'s outer products and Σ_b J_bᵀ Y_b), and ends with
+(``mnist_table.product_flops`` for BP; for DFC-SSA the forward pass, J, J Σ² Jᵀ, J Q, Q u, the
+steady-state sweep, eq. (5)'s outer products, Σ_b J_bᵀ Y_b and the n_L-sized algebra), and
+ends with
 
     RESULT ssa_single_vs_bp=<x> arithmetic_ratio=<y>
 
@@ -44,19 +45,21 @@ from dfc_analog.training.loop import (apply_feedback_update, apply_update,  # no
                                       make_feedback_optimizer, make_optimizer)
 
 sys.path.insert(0, str(ROOT / "bench"))
-from mnist_table import product_flops  # noqa: E402
+from mnist_table import layer_products, product_flops  # noqa: E402
 
 
 def ssa_flops(n: list) -> int:
-    """Matrix-product FLOPs per sample of the single-phase DFC-SSA minibatch (leading terms)."""
-    forward = 2 * sum(a * b for a, b in zip(n[:-1], n[1:]))
-    hidden_above_first = 2 * sum(a * b for a, b in zip(n[1:-2], n[2:-1]))
+    """Matrix-product FLOPs per sample of the single-phase DFC-SSA minibatch, the Lyapunov
+    solve's own products left out (32 n_L³ + 48 n_L³ per doubling, as ``product_flops``)."""
+    forward, _, hidden_above_first = layer_products(n)
     n_L, N = n[-1], sum(n[1:])
     jacobian = n_L * hidden_above_first
     n_L_products = 2 * N * n_L ** 2                     # J Σ² Jᵀ, J Q, Σ_b J_bᵀ Y_b: one each
     sweep = forward - 2 * n[0] * n[1]                   # layer 1's basal part is the forward's
     outer = forward                                     # eq. (5): Δv_i r_{i-1}ᵀ
-    return forward + jacobian + 3 * n_L_products + sweep + outer
+    control = 2 * N * n_L                               # Lemma 1's Δv = Q u
+    algebra = 18 * n_L ** 3                             # n_L-sized products around the Lyapunov
+    return forward + jacobian + 3 * n_L_products + sweep + outer + control + algebra
 
 
 def main(argv=None) -> int:

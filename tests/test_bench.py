@@ -15,6 +15,7 @@ from dfc_analog.config.presets import preset_config
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from mnist_table import product_flops  # noqa: E402
 import single_phase  # noqa: E402
+import ssa_minibatch  # noqa: E402
 
 aten = torch.ops.aten
 
@@ -90,6 +91,34 @@ def test_expected_sleep_product_flops_match_the_code(monkeypatch):
     # without the kept Jacobians one pass costs the forward pass and the Jacobian again
     single = counted(lambda: sleep_expected.expected_feedback_update(net, x, p))
     assert single * cfg.sleep_epochs > 2.5 * epoch
+
+
+def test_single_phase_ssa_flops_match_the_code(monkeypatch):
+    """The single-phase DFC-SSA minibatch's count (``bench/ssa_minibatch.py``) is the products
+    the training loop executes, the Lyapunov solve left out, up to the per-minibatch
+    Q Σ_b E[w uᵀ] (0.5 % at batch 16)."""
+    from dfc_analog.learning import sleep_expected
+    from dfc_analog.learning.forward import ForwardSettings, forward_update
+    cfg = preset_config("mnist-dfc-ssa-exp-single", dtype="float64",
+                        layer_sizes=[784, 64, 48, 32, 10])
+    g = torch.Generator().manual_seed(0)
+    net = DFCNetwork.from_config(cfg, g)
+    batch = 16
+    x = torch.rand(batch, 784, generator=g, dtype=torch.float64)
+    y = torch.randint(10, (batch,), generator=g)
+    monkeypatch.setattr(sleep_expected, "lyapunov", lambda A, F, shift: torch.zeros_like(A))
+    p, settings = SleepParams.from_config(cfg), ForwardSettings.from_config(cfg)
+
+    def minibatch():
+        ff = net.feedforward(x)
+        J, JSJ = sleep_expected.sleep_jacobian(net, x, p, feedforward=ff)
+        JQ = net.times_feedback(J)
+        forward_update(net, x, y, settings, loop_gain=JQ, feedforward=ff)
+        sleep_expected.expected_update_from_jacobian(net, J, JSJ, p, JQ)
+
+    executed = counted(minibatch)
+    expected = batch * ssa_minibatch.ssa_flops(cfg.layer_sizes)
+    assert expected <= executed < 1.01 * expected
 
 
 def test_single_phase_preset_is_the_benched_configuration(monkeypatch):
