@@ -70,7 +70,8 @@ def product_flops(cfg) -> tuple[int, int]:
     the hidden layers above the first, the output layer's block being elementwise, and J Σ² Jᵀ;
     ``FeedbackJacobians``) and each pass adds J Q and
     Σ_b Jᵀ Y and 18 n_L³ of 2n_L × 2n_L algebra around the Lyapunov solve, whose own products
-    (32 n_L³, then 48 n_L³ per doubling: 4 doublings on MNIST in float32) are left out
+    (32 n_L³, then 48 n_L³ per doubling: 4 doublings on MNIST in float32, the last without its
+    squaring) are left out
     (``sleep_expected``)."""
     n = cfg.layer_sizes
     forward, above_first, hidden_above_first = layer_products(n)
