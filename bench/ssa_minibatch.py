@@ -67,6 +67,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=200, help="minibatch pairs timed")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
+    if args.repeats < 1 or args.threads < 1:
+        parser.error("--repeats and --threads must be at least 1.")
     torch.set_num_threads(args.threads)
 
     cfg, bcfg = preset_config("mnist-dfc-ssa-exp-single"), preset_config("mnist-bp")
