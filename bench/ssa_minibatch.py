@@ -6,9 +6,9 @@ tanh, float32, minibatch 128) on one synthetic MNIST-sized minibatch, through th
 loop's own functions, alternately, and the medians over ``--repeats`` pairs are printed:
 
   - BP: the gradient (autograd) and the optimizer step (``apply_update``);
-  - DFC-SSA, single phase: the feed-forward pass, J and J Σ² Jᵀ (``sleep_jacobian``) with
-    J Q, Lemma 1's steady state and eq. (5) (``forward_update``), the expected feedback update
-    (``expected_update_from_jacobian``), and the two optimizer steps;
+  - DFC-SSA, single phase: the steps of ``single_phase_ssa_update`` timed one by one (the
+    feed-forward pass, J and J Σ² Jᵀ with J Q, Lemma 1's steady state and eq. (5), the expected
+    feedback update), then the two optimizer steps;
 
 each part in milliseconds and in BP minibatches, then the matrix-product arithmetic of both
 (``mnist_table.product_flops`` for BP; for DFC-SSA the forward pass, J, J Σ² Jᵀ, J Q, Q u, the

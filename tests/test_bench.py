@@ -98,7 +98,7 @@ def test_single_phase_ssa_flops_match_the_code(monkeypatch):
     the training loop executes, the Lyapunov solve left out, up to the per-minibatch
     Q Σ_b E[w uᵀ] (0.5 % at batch 16)."""
     from dfc_analog.learning import sleep_expected
-    from dfc_analog.learning.forward import ForwardSettings, forward_update
+    from dfc_analog.learning.forward import ForwardSettings
     cfg = preset_config("mnist-dfc-ssa-exp-single", dtype="float64",
                         layer_sizes=[784, 64, 48, 32, 10])
     g = torch.Generator().manual_seed(0)
@@ -109,14 +109,7 @@ def test_single_phase_ssa_flops_match_the_code(monkeypatch):
     monkeypatch.setattr(sleep_expected, "lyapunov", lambda A, F, shift: torch.zeros_like(A))
     p, settings = SleepParams.from_config(cfg), ForwardSettings.from_config(cfg)
 
-    def minibatch():
-        ff = net.feedforward(x)
-        J, JSJ = sleep_expected.sleep_jacobian(net, x, p, feedforward=ff)
-        JQ = net.times_feedback(J)
-        forward_update(net, x, y, settings, loop_gain=JQ, feedforward=ff)
-        sleep_expected.expected_update_from_jacobian(net, J, JSJ, p, JQ)
-
-    executed = counted(minibatch)
+    executed = counted(lambda: sleep_expected.single_phase_ssa_update(net, x, y, settings, p))
     expected = batch * ssa_minibatch.ssa_flops(cfg.layer_sizes)
     assert expected <= executed < 1.01 * expected
 

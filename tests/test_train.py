@@ -69,6 +69,8 @@ def test_same_seed_same_run(tmp_path):
     (dict(train_feedback=True, sleep_epochs_init=2, sleep_epochs=1), 13, (2, 2)),  # in a sleep
     (dict(method="dfc", train_feedback=True, schedule="single-phase", sleep_epochs_init=1,
           t_end=1.0, step_size=0.02), 8, (1, 2)),                 # in a single-phase epoch
+    (dict(method="dfc-ssa", train_feedback=True, sleep="expected", schedule="single-phase",
+          sleep_epochs_init=1), 13, (3, 2)),                     # DFC-SSA's single phase
 ])
 def test_interrupted_run_resumes_as_if_never_stopped(tmp_path, monkeypatch, extra, stop_at,
                                                      expected):
@@ -85,7 +87,8 @@ def test_interrupted_run_resumes_as_if_never_stopped(tmp_path, monkeypatch, extr
             return real(*args, **kwargs)
         return call
 
-    for name in ("forward_update", "feedback_update", "single_phase_update"):
+    for name in ("forward_update", "feedback_update", "single_phase_update",
+                 "single_phase_ssa_update"):
         monkeypatch.setattr(train_module, name, interrupting(getattr(train_module, name)))
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "resumed", progress=False)

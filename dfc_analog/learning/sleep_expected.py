@@ -38,6 +38,7 @@ from __future__ import annotations
 import torch
 
 from dfc_analog.errors import DivergenceError
+from dfc_analog.learning.forward import ForwardSettings, ForwardUpdate, forward_update
 from dfc_analog.learning.sleep import SleepParams
 from dfc_analog.model.network import DFCNetwork
 
@@ -168,6 +169,21 @@ def expected_feedback_update(net: DFCNetwork, x: torch.Tensor, p: SleepParams) -
     averaged over the minibatch ``x``. Uses J, Q, σ_i, τ_A, τ_u, α, k_p and the leak of ``p``;
     τ_v, dt and t_end do not enter (assumptions ii and iii)."""
     return expected_update_from_jacobian(net, *sleep_jacobian(net, x, p), p)
+
+
+@torch.no_grad()
+def single_phase_ssa_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor,
+                            settings: ForwardSettings, p: SleepParams,
+                            out: tuple = None) -> tuple:
+    """One minibatch of DFC-SSA in the single-phase schedule: J once at the feed-forward state,
+    used for Lemma 1's forward update (J Q) and for the expected feedback update at the same
+    state; returns (ForwardUpdate, g_Q). ``out``: two tensors for J and J Σ² Jᵀ
+    (:func:`sleep_jacobian`), kept by the caller across minibatches."""
+    ff = net.feedforward(x)
+    J, JSJ = sleep_jacobian(net, x, p, out, ff)
+    JQ = net.times_feedback(J)
+    upd = forward_update(net, x, y, settings, loop_gain=JQ, feedforward=ff)
+    return upd, expected_update_from_jacobian(net, J, JSJ, p, JQ)
 
 
 class FeedbackJacobians:

@@ -34,7 +34,7 @@ from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.network import DFCNetwork, all_finite
 from dfc_analog.learning.sleep import SleepParams, feedback_update
 from dfc_analog.learning.sleep_expected import (FeedbackJacobians, expected_feedback_update,
-                                                expected_update_from_jacobian, sleep_jacobian)
+                                                single_phase_ssa_update)
 from dfc_analog.learning.single_phase import SinglePhaseParams, single_phase_update
 from dfc_analog.theory import DIAGNOSTICS, condition2_ratio, diagnostics
 
@@ -377,14 +377,9 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool, wake, sleep, si
                     loss_sum += upd.loss * len(idx)
                 elif phase.kind == "wake" and single_ssa:
                     # one J for Lemma 1 and the expected feedback update, at the same state
-                    phase_net = phase_network(index, b)
-                    ff = phase_net.feedforward(x)
-                    J, JSJ = sleep_jacobian(phase_net, x, sleep_params,
-                                            (J_buf[:len(idx)], JSJ_buf[:len(idx)]), ff)
-                    JQ = phase_net.times_feedback(J)
-                    upd = forward_update(phase_net, x, data.train.y[idx], wake_settings,
-                                         loop_gain=JQ, feedforward=ff)
-                    g_Q = expected_update_from_jacobian(phase_net, J, JSJ, sleep_params, JQ)
+                    upd, g_Q = single_phase_ssa_update(
+                        phase_network(index, b), x, data.train.y[idx], wake_settings,
+                        sleep_params, (J_buf[:len(idx)], JSJ_buf[:len(idx)]))
                     apply_update(cfg, net, opts["forward"], upd)
                     apply_feedback_update(cfg, net, opts["sleep"], g_Q)
                     loss_sum += upd.loss * len(idx)
