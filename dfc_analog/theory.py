@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from dfc_analog.learning.forward import (backprop_update, lemma1_control, ssa_state,
-                                         steady_state_update)
+from dfc_analog.learning.forward import (backprop_update, lemma1_control, signals_update,
+                                         ssa_state)
 from dfc_analog.learning.targets import loss_gradient, output_target
 from dfc_analog.learning.updates import angle_deg
 from dfc_analog.model.dynamics import ControllerParams
@@ -164,8 +164,8 @@ def diagnostics(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, update, cfg,
         return out
     _, delta = output_target(r_ff[-1], y, cfg.loss, cfg.loss_reduction, cfg.target_stepsize)
     _, dv = lemma1_control(net, v_ff, delta, params.alpha_eff, r_ff=r_ff)
-    v_ss, basal, r_ss = ssa_state(net, x, dv, v_ff)
-    gW, gb = steady_state_update(net, x, v_ss, params.plasticity, basal, r_ss)
+    v_ss, r_ss, deltas = ssa_state(net, x, dv, v_ff, r_ff, params.plasticity)
+    gW, gb = signals_update(deltas, [x] + r_ss[:-1])
     out["angle_ssa"] = angle_deg(actual, gW + gb)
     k = min(eig_samples, len(x))
     cond3, full = stability(net, [v[:k] for v in v_ss], params)

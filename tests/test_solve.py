@@ -120,7 +120,7 @@ def test_fused_dopri5_takes_torchdiffeqs_steps(setup, monkeypatch):
 def test_vector_field_is_equations_1_and_4(make_net, batch, acts, leak):
     """The departure-form vector field equals eqs. (1) and (4) written on absolute voltages,
     and the eq. (5) signal read back from it equals φ(v) - φ(W r + b)."""
-    from dfc_analog.model.dynamics import PlasticityIntegral, WakeDynamics
+    from dfc_analog.model.dynamics import WakeDynamics, plasticity_signals
     net = make_net(sizes=(6, 5, 4, 3), activations=acts)
     with torch.no_grad():
         for b in net.b:
@@ -142,7 +142,7 @@ def test_vector_field_is_equations_1_and_4(make_net, batch, acts, leak):
         du = (e - params.alpha * (u_int if leak == "integral" else u)) / params.tau_u
         expected = torch.cat(dv + [du], dim=1) / dyn.scale
         torch.testing.assert_close(f, expected, rtol=1e-10, atol=1e-10)
-        delta, pre = PlasticityIntegral(dyn, 1.0).signals(y0)
+        delta, pre = plasticity_signals(dyn, y0)
         want = torch.cat([rs[i] - net.phi(i, basal[i]) for i in range(3)], dim=1)
         torch.testing.assert_close(delta, want, rtol=1e-10, atol=1e-12)
         for got, r in zip(pre, [x] + rs[:-1]):

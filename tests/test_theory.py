@@ -202,17 +202,28 @@ def test_steady_state_rule_matches_explicit_formula(make_net, batch):
         r_prev = net.phi(i, vs[i])
 
 
-def test_ssa_sweep_hands_the_rule_its_basal_potentials(make_net, batch):
-    """The DFC-SSA sweep's basal parts and rates (layer 1's basal part taken from the
-    feed-forward pass) are those the rule would compute: the update is the same to the bit with
-    and without them."""
+def test_ssa_sweep_forms_the_rule_signal_without_cancellation(make_net, batch):
+    """The DFC-SSA sweep's eq. (5) / (9) signal, formed as the departure φ(v_B + Δv) - φ(v_B),
+    equals the rule recomputed from the absolute state (float64), and keeps its digits in
+    float32 for a departure of 1e-5, where the plain difference φ(v) - φ(v_B) does not."""
+    from dfc_analog.learning.forward import signals_update
+    from tests.conftest import angle_deg
     net = make_net()
     x, _ = batch(B=8)
-    dv = 0.05 * torch.randn(8, sum(net.layer_sizes[1:]), dtype=x.dtype,
-                            generator=torch.Generator().manual_seed(3))
-    vs, basal, rs = ssa_state(net, x, dv, net.feedforward(x)[0])
-    for plasticity in ("rate", "voltage"):
-        with_basal = steady_state_update(net, x, vs, plasticity, basal, rs)
-        recomputed = steady_state_update(net, x, vs, plasticity)
-        for a, b in zip(with_basal[0] + with_basal[1], recomputed[0] + recomputed[1]):
-            assert torch.equal(a, b)
+    v_ff, r_ff = net.feedforward(x)
+    for scale in (0.05, 1e-5):
+        dv = scale * torch.randn(8, sum(net.layer_sizes[1:]), dtype=x.dtype,
+                                 generator=torch.Generator().manual_seed(3))
+        for plasticity in ("rate", "voltage"):
+            vs, rs, deltas = ssa_state(net, x, dv, v_ff, r_ff, plasticity)
+            ours = sum(signals_update(deltas, [x] + rs[:-1]), [])
+            recomputed = sum(steady_state_update(net, x, vs, plasticity), [])
+            for a, b in zip(ours, recomputed):
+                torch.testing.assert_close(a, b, rtol=1e-12 / scale, atol=1e-14)
+            if scale < 1e-3 and plasticity == "rate":
+                net32, x32, dv32 = make_net(dtype=torch.float32), x.float(), dv.float()
+                v32, r32 = net32.feedforward(x32)
+                vs32, rs32, d32 = ssa_state(net32, x32, dv32, v32, r32, plasticity)
+                assert angle_deg(sum(signals_update(d32, [x32] + rs32[:-1]), []), ours) < 1e-2
+                assert angle_deg(sum(steady_state_update(net32, x32, vs32, plasticity), []),
+                                 ours) > 0.1

@@ -25,7 +25,7 @@ import torch
 from dfc_analog.learning.targets import output_target, task_loss
 from dfc_analog.learning.updates import trajectory_update
 from dfc_analog.model.dynamics import ControllerParams
-from dfc_analog.model.network import DFCNetwork
+from dfc_analog.model.network import DFCNetwork, phi_departure
 from dfc_analog.model.trajectory import Trajectory
 from dfc_analog.solvers.wake import SolverSettings, WakeResult, simulate_wake
 
@@ -66,22 +66,26 @@ class ForwardUpdate:
 
 
 @torch.no_grad()
-def steady_state_update(net: DFCNetwork, x: torch.Tensor, vs, plasticity: str,
-                        basal: list | None = None, rates: list | None = None):
-    """Eq. (5) / (9) evaluated at one network state ``vs`` (the DFC-SS rule). ``basal``: the
-    basal potentials W_i φ(v_{i-1}) + b_i of that state, ``rates``: its φ(v_i), where the caller
-    has them (:func:`ssa_state`), else computed here."""
-    B = x.shape[0]
-    gW, gb = [], []
+def steady_state_update(net: DFCNetwork, x: torch.Tensor, vs, plasticity: str):
+    """Eq. (5) / (9) evaluated at one network state ``vs`` of absolute voltages (the DFC-SS rule
+    on a trajectory's last point; the solvers' own states go through the departures instead)."""
+    deltas, pres = [], []
     r_prev = x
     for i, v in enumerate(vs):
-        v_basal = net.basal(i, r_prev) if basal is None else basal[i]
-        r = net.phi(i, v) if rates is None else rates[i]
-        delta = v - v_basal if plasticity == "voltage" else r - net.phi(i, v_basal)
-        gW.append(-(2.0 / B) * delta.T @ r_prev)
-        gb.append(-(2.0 / B) * delta.sum(0))
+        v_basal = net.basal(i, r_prev)
+        r = net.phi(i, v)
+        deltas.append(v - v_basal if plasticity == "voltage" else r - net.phi(i, v_basal))
+        pres.append(r_prev)
         r_prev = r
-    return gW, gb
+    return signals_update(deltas, pres)
+
+
+def signals_update(deltas, pres):
+    """The DFC-SS scale of eq. (5) from its signals at one state: g_W_i = -(2/B) Δ_iᵀ r_{i-1},
+    g_b_i = -(2/B) Σ_b Δ_i, for Δ_i (B, n_i) and r_{i-1} (B, n_{i-1}) per layer."""
+    B = pres[0].shape[0]
+    return ([-(2.0 / B) * delta.T @ pre for delta, pre in zip(deltas, pres)],
+            [-(2.0 / B) * delta.sum(0) for delta in deltas])
 
 
 @torch.no_grad()
@@ -99,20 +103,29 @@ def lemma1_control(net: DFCNetwork, v_ff, delta: torch.Tensor, alpha_eff: float,
 
 
 @torch.no_grad()
-def ssa_state(net: DFCNetwork, x: torch.Tensor, dv_flat: torch.Tensor, v_ff=None):
+def ssa_state(net: DFCNetwork, x: torch.Tensor, dv_flat: torch.Tensor, v_ff=None, r_ff=None,
+              plasticity: str = "rate"):
     """Nonlinear sweep v_i = W_i φ(v_{i-1}) + b_i + Δv_i of the DFC-SSA steady state; returns
-    (v_i, their basal parts W_i φ(v_{i-1}) + b_i and their rates φ(v_i), for
-    :func:`steady_state_update`). ``v_ff``: the feed-forward voltages where the caller has them
-    (layer 1's basal part is v_1^-: its input x does not move)."""
-    vs, basal, rs = [], [], []
+    (v_i, φ(v_i), Δ_i) per layer, Δ_i the eq. (5) signal φ(v_i) - φ(v_B,i), formed as the
+    departure φ(v_B,i + Δv_i) - φ(v_B,i) without cancellation (in float32 the plain difference
+    lost 0.45° of a trained MNIST network's update), or Δv_i itself for eq. (9). ``v_ff``,
+    ``r_ff``: the feed-forward voltages and rates where the caller has them (layer 1's basal part
+    is v_1^-: its input x does not move)."""
+    vs, rs, deltas = [], [], []
     r = x
     for i, dv in enumerate(net.split_layers(dv_flat)):
-        basal.append(v_ff[0] if i == 0 and v_ff is not None else net.basal(i, r))
-        v = basal[-1] + dv
-        r = net.phi(i, v)
-        vs.append(v)
+        if i == 0 and v_ff is not None:
+            basal = v_ff[0]
+            r_basal = net.phi(0, basal) if r_ff is None else r_ff[0]
+        else:
+            basal = net.basal(i, r)
+            r_basal = net.phi(i, basal)
+        dr = phi_departure(net.activations[i], basal, r_basal, dv)
+        r = r_basal + dr
+        vs.append(basal + dv)
         rs.append(r)
-    return vs, basal, rs
+        deltas.append(dv if plasticity == "voltage" else dr)
+    return vs, rs, deltas
 
 
 def backprop_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, loss: str):
@@ -160,8 +173,8 @@ def forward_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, settings: 
             return ForwardUpdate(*dfa_update(net, x, delta, v_ff, r_ff), batch_loss)
         if method == "dfc-ssa":
             _, dv = lemma1_control(net, v_ff, delta, params.alpha_eff, loop_gain, r_ff)
-            vs, basal, rs = ssa_state(net, x, dv, v_ff)
-            gW, gb = steady_state_update(net, x, vs, params.plasticity, basal, rs)
+            _, rs, deltas = ssa_state(net, x, dv, v_ff, r_ff, params.plasticity)
+            gW, gb = signals_update(deltas, [x] + rs[:-1])
             return ForwardUpdate(gW, gb, batch_loss)
         if source is not None:
             times = torch.linspace(0.0, settings.t_end, settings.points, dtype=torch.float64)
@@ -174,9 +187,10 @@ def forward_update(net: DFCNetwork, x: torch.Tensor, y: torch.Tensor, settings: 
             L = net.num_layers
             return ForwardUpdate(g[:L], g[L:], batch_loss)
         wake = simulate_wake(net, x, r_star, params, settings.solver, settings.t_end,
-                             accumulate=(method == "dfc"))
-        if method == "dfc-ss":
-            gW, gb = steady_state_update(net, x, wake.v, params.plasticity)
+                             accumulate=(method == "dfc"), steady=(method == "dfc-ss"),
+                             nudge=delta)
+        if method == "dfc-ss":      # from the departures at T, without cancellation
+            gW, gb = signals_update(wake.delta, wake.pre)
             return ForwardUpdate(gW, gb, batch_loss, wake)
         scale = -2.0 / (x.shape[0] * settings.t_end)
         gW = [scale * wake.d[0].T @ x] + [scale * M for M in wake.M]

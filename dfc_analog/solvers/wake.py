@@ -16,7 +16,8 @@ from torchdiffeq import odeint
 from dfc_analog.config.options import ADAPTIVE_SOLVERS, FIXED_SOLVERS
 from dfc_analog.solvers.dormand_prince import dormand_prince
 from dfc_analog.solvers.rosenbrock import rosenbrock_w
-from dfc_analog.model.dynamics import ControllerParams, PlasticityIntegral, WakeDynamics
+from dfc_analog.model.dynamics import (ControllerParams, PlasticityIntegral, WakeDynamics,
+                                       plasticity_signals)
 from dfc_analog.errors import ConfigError, DivergenceError
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.model.trajectory import Trajectory
@@ -52,18 +53,23 @@ class WakeResult:
     t_end: float
     d: list = field(default_factory=list)   # ∫ Δ_i dt per sample (if accumulated)
     M: list = field(default_factory=list)   # ∫ Δ_iᵀ r_{i-1} dt, i ≥ 2 (if accumulated)
+    delta: list = field(default_factory=list)  # Δ_i(T) per sample (if asked, ``steady``)
+    pre: list = field(default_factory=list)    # r_{i-1}(T), r_0 = x (if asked, ``steady``)
     trajectory: Trajectory | None = None
     nfe: int = 0
 
 
 def simulate_wake(net: DFCNetwork, x: torch.Tensor, r_star: torch.Tensor,
                   params: ControllerParams, solver: SolverSettings, t_end: float,
-                  times: torch.Tensor | None = None, accumulate: bool = False) -> WakeResult:
+                  times: torch.Tensor | None = None, accumulate: bool = False,
+                  steady: bool = False, nudge: torch.Tensor | None = None) -> WakeResult:
     """Integrate eqs. (1) and (4) from the feed-forward state over [0, t_end].
 
     ``times`` (optional, increasing, within [0, t_end]) asks for a :class:`Trajectory` on that
     grid; without it only the final state is kept. ``accumulate`` integrates the eq. (5) signal
-    along the way (:class:`~dfc_analog.model.dynamics.PlasticityIntegral`). The method is
+    along the way (:class:`~dfc_analog.model.dynamics.PlasticityIntegral`); ``steady`` keeps it
+    at t_end (for DFC-SS), both formed from the departures, without cancellation. ``nudge``: δ
+    of eq. (3) where the caller has it (see :class:`WakeDynamics`). The method is
     ``SOLVERS[solver.method]``.
     """
     if solver.method not in SOLVERS:
@@ -74,7 +80,7 @@ def simulate_wake(net: DFCNetwork, x: torch.Tensor, r_star: torch.Tensor,
                           f"{solver.max_steps}: raise step_size or max_steps.")
     with torch.no_grad():
         v_ff, _ = net.feedforward(x)
-        dyn = WakeDynamics(net, x, r_star, params, v_ff)
+        dyn = WakeDynamics(net, x, r_star, params, v_ff, nudge)
         integral = PlasticityIntegral(dyn, t_end) if accumulate else None
         y0 = dyn.initial_state()
         y_end, states, t_grid = SOLVERS[solver.method](dyn, y0, t_end, times, solver, integral)
@@ -84,6 +90,9 @@ def simulate_wake(net: DFCNetwork, x: torch.Tensor, r_star: torch.Tensor,
         result = WakeResult(v=list(vs), u=u, u_int=u_int, t_end=t_end, nfe=dyn.nfe)
         if integral is not None:
             result.d, result.M = integral.d, integral.M
+        if steady:
+            delta, result.pre = plasticity_signals(dyn, y_end)
+            result.delta = list(net.split_layers(delta))
         if times is not None:
             result.trajectory = build_trajectory(dyn, t_grid, states)
         return result
