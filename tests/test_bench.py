@@ -130,3 +130,14 @@ def test_single_phase_preset_is_the_benched_configuration(monkeypatch):
                  "sleep_epochs_init", "tau_hp", "alpha", "k_p", "t_end"):
         a, b = getattr(benched, name), getattr(preset, name)
         assert a == b if isinstance(a, str) else math.isclose(a, b, rel_tol=1e-3), name
+
+
+def test_solver_tolerance_bench_runs(capsys):
+    """``bench/solver_tolerance.py`` compares a preset's DFC update at a loose tolerance with a
+    tight float64 solve and ends with its RESULT line."""
+    import solver_tolerance
+    assert solver_tolerance.main(["--presets", "mnist-train-loss-dfc", "--batch", "4",
+                                  "--rtols", "1e-2", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    angle = float(out.split("RESULT worst_angle_deg=")[1].split()[0])
+    assert 0 <= angle < 1.0 and "at_rtol=0.01" in out

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from dfc_analog.errors import ConfigError, DivergenceError
-from dfc_analog.model.network import DFCNetwork, phi_departure, tanh_departure
+from dfc_analog.model.network import DFCNetwork, phi_departure, small_tanh_, tanh_departure
 from dfc_analog.solvers.wake import STATE_LIMIT
 
 
@@ -149,7 +149,8 @@ def _simulate(net: DFCNetwork, inputs: dict, noise: torch.Tensor, p: SleepParams
             if i > 0:
                 d[:, block].addmm_(dr[:, blocks[i - 1]], WT[i])
             if net.activations[i] == "tanh":
-                tanh_departure(torch.tanh(d[:, block]), r0[:, block], gain[i], out=dr[:, block])
+                tanh_departure(small_tanh_(d[:, block].clone()), r0[:, block], gain[i],
+                               out=dr[:, block])
             elif net.activations[i] == "linear":
                 dr[:, block] = d[:, block]
             else:

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dfc_analog.model.network import DFCNetwork, fold_matmul, phi_departure, tanh_departure
+from dfc_analog.model.network import (DFCNetwork, fold_matmul, phi_departure, small_tanh_,
+                                      tanh_departure)
 
 # Widest output layer for which the Rosenbrock solve keeps the feed-forward coupling
 # (WakeDynamics.stiff_part): it stores L tensors of B x Σ n_i x n_L and inverts B n_L x n_L.
@@ -109,7 +110,7 @@ class WakeDynamics(nn.Module):
         """(φ(v^- + s z) - φ(v^-)) / s for a scaled voltage departure z of all layers (B, Σ n_i)."""
         net, s, n, L = self.net, self.scale, self.offsets, self.net.num_layers
         if self.all_tanh:
-            dr = tanh_departure(torch.mul(z, s).tanh_(), self.r_ff, self.tanh_gain)
+            dr = tanh_departure(small_tanh_(torch.mul(z, s)), self.r_ff, self.tanh_gain)
             if self.linear_output:
                 dr[:, n[L - 1]:] = z[:, n[L - 1]:]
             return dr

@@ -51,12 +51,31 @@ def phi_departure(name: str, v0: torch.Tensor, r0: torch.Tensor, d: torch.Tensor
     if name == "linear":
         return d.clone()
     if name == "tanh":
-        return tanh_departure(torch.tanh(d), r0, 1.0 - r0 * r0)
+        return tanh_departure(small_tanh_(d.clone()), r0, 1.0 - r0 * r0)
     if name == "sigmoid":     # σ(a + d) - σ(a) = -expm1(-d) σ(a + d) (1 - σ(a))
         return torch.expm1(-d).neg_().mul_(torch.sigmoid(v0 + d)).mul_(1.0 - r0)
     if name == "relu":        # exact where both sides are active
         return torch.where((v0 > 0) & (v0 + d > 0), d, torch.relu(v0 + d) - r0)
     raise ValueError(f"unknown activation '{name}'")
+
+
+# Below this |d| the odd Taylor polynomial d - d³/3 + 2d⁵/15 gives tanh d in float32: its
+# truncation, 17 d⁷/315, is under 1.5e-8 of d, below float32's rounding (6e-8).
+SMALL_TANH = 0.08
+
+
+def small_tanh_(d: torch.Tensor) -> torch.Tensor:
+    """tanh d in place, for departures d of the order of the nudge (the wake phase's rate
+    departures). On the CPU in float32, where torch's tanh costs about 4 ns per element, a
+    tensor whose every |d| < SMALL_TANH takes the Taylor polynomial instead (five elementwise
+    operations; maximum relative error 9e-8 against 6e-8 of torch's tanh); else, and in float64 or
+    on a GPU, torch's tanh."""
+    if d.dtype == torch.float32 and d.device.type == "cpu" and d.numel():
+        low, high = torch.aminmax(d)
+        if max(-float(low), float(high)) < SMALL_TANH:
+            d2 = torch.square(d)
+            return d.mul_(d2.mul(2.0 / 15.0).sub_(1.0 / 3.0).mul_(d2).add_(1.0))
+    return d.tanh_()
 
 
 def tanh_departure(t: torch.Tensor, r0: torch.Tensor, gain: torch.Tensor,
