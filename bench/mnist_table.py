@@ -48,6 +48,7 @@ from dfc_analog.training.loop import (finished_metrics, metric_name, reported,  
 CLASSIFIERS = ("bp", "dfa", "dfc-ssa", "dfc", "dfc-ss", "dfc-ssa-exp", "dfc-exp", "dfc-ss-exp",
                "dfc-ssa-exp-single")
 AUTOENCODERS = ("bp", "dfa", "dfc", "dfc-exp")
+LAST_EPOCHS = 5       # epochs averaged in the steadier column beside Table 1's statistic
 
 
 def layer_products(n: list) -> tuple[int, int, int]:
@@ -152,8 +153,12 @@ def main(argv=None) -> int:
             wall = time.perf_counter() - t0
             value, epoch = reported(cfg, rows)
             trained = rows[1:]
+            test_key = "test_error" if cfg.loss == "cross_entropy" else "test_loss"
             results[method] = dict(
                 value=value, epoch=epoch, metric=metric_name(cfg), wall=wall,
+                # the test metric averaged over the last LAST_EPOCHS epochs: steadier than the
+                # one epoch that the best validation picks (ties on one validation digit)
+                last=statistics.fmean(r[test_key] for r in trained[-LAST_EPOCHS:]),
                 flops=product_flops(cfg),
                 # medians over epochs: a busy moment of a shared machine moves one epoch's
                 # seconds, not the method's
@@ -171,17 +176,21 @@ def main(argv=None) -> int:
     base = results.get("bp")
     print()
     w = max([12, *map(len, results)])
-    print(f"{'method':{w}s} {'metric':>12s} {'best ep':>7s} {'epochs':>6s} {'wake s/ep':>9s} "
+    print(f"{'method':{w}s} {'metric':>12s} {'best ep':>7s} {'last-' + str(LAST_EPOCHS):>8s} "
+          f"{'epochs':>6s} {'wake s/ep':>9s} "
           f"{'sleep s/ep':>10s} {'total s/ep':>10s} {'wake/BP':>8s} {'total/BP':>8s} "
           f"{'nfe/batch':>9s}")
     for method, r in results.items():
         total = r["wake"] + r["sleep"]
         rel = (f"{r['wake'] / base['wake']:8.1f} {total / (base['wake'] + base['sleep']):8.1f}"
                if base else f"{'-':>8s} {'-':>8s}")
-        shown = f"{r['value']:.2f}%" if "error" in r["metric"] else f"{r['value']:.4f}"
-        print(f"{method:{w}s} {shown:>12s} {r['epoch']:7d} {args.epochs:6d} {r['wake']:9.2f} "
+        shown, last = (f"{r[k]:.2f}%" if "error" in r["metric"] else f"{r[k]:.4f}"
+                       for k in ("value", "last"))
+        print(f"{method:{w}s} {shown:>12s} {r['epoch']:7d} {last:>8s} {args.epochs:6d} "
+              f"{r['wake']:9.2f} "
               f"{r['sleep']:10.2f} {total:10.2f} {rel} {r['nfe']:9.0f}")
-    print(f"metric: {next(iter(results.values()))['metric']} at the epoch of best validation")
+    print(f"metric: {next(iter(results.values()))['metric']} at the epoch of best validation; "
+          f"last-{LAST_EPOCHS}: its mean over the last {LAST_EPOCHS} epochs")
     sleeping = [m for m, r in results.items() if r["flops"][1] and r["sleep"] > 0]
     if base and sleeping:
         bp_flops = base["flops"][0]
@@ -209,11 +218,14 @@ def main(argv=None) -> int:
     expected = [m for m in results if "-exp" in m]
     for m in expected:
         twin = results.get(m.split("-exp")[0])
-        vs_twin = f", {results[m]['value'] - twin['value']:+.2f} points from its simulated-sleep " \
-            f"twin" if twin else ""
-        print(f"{m}: whole epoch {ratio(m):.2f}x BP's (wake "
-              f"{results[m]['wake'] / base['wake']:.2f}x, sleep passes {results[m]['sleep'] / base['wake']:.2f}x), test error "
-              f"{results[m]['value'] - base['value']:+.2f} points from BP's{vs_twin}")
+        r = results[m]
+        vs_twin = (f", {r['value'] - twin['value']:+.2f} points from its simulated-sleep twin"
+                   if twin else "")
+        last_twin = f", {r['last'] - twin['last']:+.2f} from the twin's" if twin else ""
+        print(f"{m}: whole epoch {ratio(m):.2f}x BP's (wake {r['wake'] / base['wake']:.2f}x, "
+              f"sleep passes {r['sleep'] / base['wake']:.2f}x), test error "
+              f"{r['value'] - base['value']:+.2f} points from BP's{vs_twin}; over the last "
+              f"{LAST_EPOCHS} epochs {r['last'] - base['last']:+.2f} from BP's{last_twin}")
     if {"dfc-ssa-exp", "dfc-exp"} <= set(results):
         print(f"RESULT bp={base['value']:.2f} dfc_ssa_exp={results['dfc-ssa-exp']['value']:.2f} "
               f"dfc_exp={results['dfc-exp']['value']:.2f} "

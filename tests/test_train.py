@@ -186,3 +186,15 @@ def test_run_trained_on_a_gpu_loads_on_the_cpu(tmp_path, monkeypatch):
     assert cfg.device == "cpu" and net.device.type == "cpu"
     with np.load(run / "weights.npz") as w:
         np.testing.assert_array_equal(w["W1"], net.W[0].detach().double().numpy())
+
+
+def test_a_finished_run_is_found_with_a_relative_data_dir(tmp_path, monkeypatch):
+    """A run records data_dir as an absolute path; finished_metrics (the benches' --reuse) still
+    recognises the run when asked with the same folder written relatively, and not with
+    another folder."""
+    monkeypatch.chdir(tmp_path)
+    cfg = Config(**{**SMALL, "epochs": 1}, data_dir="data")
+    train(cfg, tmp_path / "run", progress=False)
+    rows = train_module.finished_metrics(tmp_path / "run", cfg)
+    assert rows is not None and len(rows) == 2
+    assert train_module.finished_metrics(tmp_path / "run", cfg.replace(data_dir="other")) is None

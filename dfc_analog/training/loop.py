@@ -181,6 +181,7 @@ def finished_metrics(run: Path, cfg: Config) -> list | None:
         return None
     state = runio.load_checkpoint(run)
     stored = Config.from_dict(state["config"])   # fields added since take their defaults
+    cfg = cfg.replace(data_dir=os.path.abspath(cfg.data_dir))     # as a run records it
     if stored != cfg or state["pass"] < len(schedule(cfg)):
         return None
     return state["metrics"]
