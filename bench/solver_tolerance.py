@@ -89,6 +89,10 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", help="folder with the run's dataset files (with --run)")
     ap.add_argument("--threads", type=int, help="torch threads")
     args = ap.parse_args(argv)
+    if not all(0 < r < 1 for r in args.rtols):
+        ap.error(f"every tolerance must lie between 0 and 1, got {args.rtols}")
+    if args.batch < 1:
+        ap.error(f"--batch must be at least 1, got {args.batch}")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
