@@ -11,7 +11,10 @@ epochs (cut for time: ``--epochs``; the feedback pre-training is the presets' un
 epoch of best validation error (Table 1's rule), the seconds of one wake epoch (forward-weight
 training only), of its sleep epochs (the trained-feedback methods' X = 3 feedback passes), and of
 the whole epoch (medians over the epochs), each relative to BP. Evaluation after each epoch is
-excluded from every timing. The last line is
+excluded from every timing. With several seeds (``--seed 42 1 2 3 4``; Table 1 reports mean ± std
+over 5) every error is the mean ± std over them, differences between methods are paired by seed
+(the same seed gives every method the same initial weights and minibatch order), and times are
+medians over the seeds of each seed's ratio. The last line is
 
     RESULT bp=<err%> dfc_ssa_exp=<err%> dfc_exp=<err%> ssa_exp_time_ratio=<x> dfc_exp_time_ratio=<y>
 
@@ -39,11 +42,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dfc_analog import Config, runio  # noqa: E402
+from dfc_analog import runio  # noqa: E402
 from dfc_analog.errors import DFCError  # noqa: E402
 from dfc_analog.config.presets import preset_config  # noqa: E402
-from dfc_analog.training.loop import (finished_metrics, metric_name, reported,  # noqa: E402
-                                      run_training, schedule)
+from dfc_analog.training.loop import (finished_metrics, mean_std, metric_name,  # noqa: E402
+                                      reported, run_training)
 
 CLASSIFIERS = ("bp", "dfa", "dfc-ssa", "dfc", "dfc-ss", "dfc-ssa-exp", "dfc-exp", "dfc-ss-exp",
                "dfc-ssa-exp-single")
@@ -88,6 +91,71 @@ def product_flops(cfg) -> tuple[int, int]:
     return bp, cfg.sleep_epochs * (forward + steps * per_step)
 
 
+def train_method(args, task: str, method: str, seed: int) -> dict:
+    """One method's run for one seed (trained, or with ``--reuse`` found finished in its
+    folder ``OUT/seed-<seed>/<task>-<method>``): its numbers for the table."""
+    overrides = dict(data_dir=args.data_dir, epochs=args.epochs, diagnostics=False, seed=seed)
+    cfg = preset_config(f"{task}-{method}", **overrides)
+    if cfg.train_feedback and args.pretrain_epochs is not None:
+        cfg = cfg.replace(sleep_epochs_init=args.pretrain_epochs)
+    if args.dtype:
+        cfg = cfg.replace(dtype=args.dtype)
+    if args.device:
+        cfg = cfg.replace(device=args.device)
+    run = Path(args.out) / f"seed-{seed}" / f"{task}-{method}"
+    rows = finished_metrics(run, cfg) if args.reuse else None
+    t0 = time.perf_counter()
+    if rows is None:
+        if (run / runio.CHECKPOINT).exists():
+            (run / runio.CHECKPOINT).unlink()
+        rows = run_training(cfg, run, progress=sys.stderr.isatty())
+    wall = time.perf_counter() - t0
+    value, epoch = reported(cfg, rows)
+    trained = rows[1:]
+    test_key = "test_error" if cfg.loss == "cross_entropy" else "test_loss"
+    r = dict(value=value, epoch=epoch, metric=metric_name(cfg), wall=wall,
+             # the test metric averaged over the last LAST_EPOCHS epochs: steadier than the
+             # one epoch that the best validation picks (ties on one validation digit)
+             last=statistics.fmean(row[test_key] for row in trained[-LAST_EPOCHS:]),
+             flops=product_flops(cfg),
+             # medians over epochs: a busy moment of a shared machine moves one epoch's
+             # seconds, not the method's
+             wake=statistics.median(row["seconds"] for row in trained),
+             sleep=statistics.median(row["sleep_seconds"] for row in trained),
+             nfe=statistics.fmean(row["nfe_per_batch"] for row in trained))
+    print(f"  seed {seed} {method:8s} {r['metric']} {value:.4g} (epoch {epoch}), wake epoch "
+          f"{r['wake']:.2f} s, sleep {r['sleep']:.2f} s, wall {wall:.0f} s"
+          f"{' (finished run reused)' if wall < 1 else ''}", flush=True)
+    return r
+
+
+def across_seeds(by_seed: dict) -> dict:
+    """One method's runs ``{seed: numbers}`` over the seeds: mean and std of the test metrics
+    (``value``, ``last``), medians over the seeds of the seconds per epoch (each run's own
+    median over its epochs), the mean evaluations per minibatch and the best epochs."""
+    runs = list(by_seed.values())
+    return dict(value=mean_std(r["value"] for r in runs), last=mean_std(r["last"] for r in runs),
+                wake=statistics.median(r["wake"] for r in runs),
+                sleep=statistics.median(r["sleep"] for r in runs),
+                nfe=statistics.fmean(r["nfe"] for r in runs),
+                epochs=[r["epoch"] for r in runs], metric=runs[0]["metric"],
+                flops=runs[0]["flops"])
+
+
+def paired(a: dict, b: dict, key: str) -> tuple[float, float]:
+    """Mean and std over the seeds of ``a[seed][key] - b[seed][key]``: two methods started from
+    the same seed's initial weights and minibatch order, compared seed by seed."""
+    return mean_std(a[s][key] - b[s][key] for s in a if s in b)
+
+
+def time_ratio(a: dict, base: dict, parts=("wake", "sleep")) -> float:
+    """Seconds per epoch of method ``a``'s ``parts`` (default the whole epoch, wake + sleep)
+    relative to ``base``'s whole epoch: the median over the seeds of the ratio within each
+    seed's runs."""
+    return statistics.median(sum(a[s][p] for p in parts) / (base[s]["wake"] + base[s]["sleep"])
+                             for s in a if s in base)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -109,8 +177,12 @@ def main(argv=None) -> int:
                         help="'cpu', 'cuda' or 'cuda:N' for every method (default: the presets' "
                              "cpu)")
     parser.add_argument("--out", default=str(ROOT / "runs" / "bench-mnist-table"),
-                        help="folder for the runs (one sub-folder per method, overwritten)")
-    parser.add_argument("--seed", type=int, default=42)
+                        help="folder for the runs (one sub-folder per seed and method, "
+                             "overwritten)")
+    parser.add_argument("--seed", type=int, nargs="+", default=[42],
+                        help="one or more seeds; with several, every number is the mean ± std "
+                             "over them (Table 1 reports 5 seeds), differences are paired by "
+                             "seed and time ratios are medians over the seeds")
     parser.add_argument("--reuse", action="store_true",
                         help="take the numbers of a method whose run folder already holds a "
                              "finished run with the same settings instead of training it again "
@@ -119,6 +191,10 @@ def main(argv=None) -> int:
                         help="torch threads (default: torch's choice); 1 is faster on a machine "
                              "whose cores are busy with other work")
     args = parser.parse_args(argv)
+    if len(set(args.seed)) != len(args.seed):
+        print(f"error: --seed lists a seed twice ({' '.join(map(str, args.seed))}); give each "
+              f"seed once", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     task = "mnist-autoencoder" if args.autoencoder else "mnist"
@@ -128,69 +204,56 @@ def main(argv=None) -> int:
         f"{args.pretrain_epochs} epochs"
     where = f"{threads} threads" if not (args.device or "cpu").startswith("cuda") else \
         torch.cuda.get_device_name(args.device) if torch.cuda.is_available() else args.device
+    seeds = ' '.join(map(str, args.seed))
     print(f"{task} presets on {args.data_dir}: {args.epochs} epochs each, feedback pre-training "
-          f"{pretrain}, seed {args.seed}, {where}, diagnostics off", flush=True)
+          f"{pretrain}, seed{'s' if len(args.seed) > 1 else ''} {seeds}, {where}, diagnostics "
+          f"off", flush=True)
 
-    results = {}
+    runs = {}           # method -> {seed: numbers}
     try:
-        for method in methods:
-            overrides = dict(data_dir=args.data_dir, epochs=args.epochs, diagnostics=False,
-                             seed=args.seed)
-            cfg = preset_config(f"{task}-{method}", **overrides)
-            if cfg.train_feedback and args.pretrain_epochs is not None:
-                cfg = cfg.replace(sleep_epochs_init=args.pretrain_epochs)
-            if args.dtype:
-                cfg = cfg.replace(dtype=args.dtype)
-            if args.device:
-                cfg = cfg.replace(device=args.device)
-            run = Path(args.out) / f"{task}-{method}"
-            rows = finished_metrics(run, cfg) if args.reuse else None
-            t0 = time.perf_counter()
-            if rows is None:
-                if (run / runio.CHECKPOINT).exists():
-                    (run / runio.CHECKPOINT).unlink()
-                rows = run_training(cfg, run, progress=sys.stderr.isatty())
-            wall = time.perf_counter() - t0
-            value, epoch = reported(cfg, rows)
-            trained = rows[1:]
-            test_key = "test_error" if cfg.loss == "cross_entropy" else "test_loss"
-            results[method] = dict(
-                value=value, epoch=epoch, metric=metric_name(cfg), wall=wall,
-                # the test metric averaged over the last LAST_EPOCHS epochs: steadier than the
-                # one epoch that the best validation picks (ties on one validation digit)
-                last=statistics.fmean(r[test_key] for r in trained[-LAST_EPOCHS:]),
-                flops=product_flops(cfg),
-                # medians over epochs: a busy moment of a shared machine moves one epoch's
-                # seconds, not the method's
-                wake=statistics.median(r["seconds"] for r in trained),
-                sleep=statistics.median(r["sleep_seconds"] for r in trained),
-                nfe=statistics.fmean(r["nfe_per_batch"] for r in trained))
-            r = results[method]
-            print(f"  {method:8s} {r['metric']} {value:.4g} (epoch {epoch}), wake epoch "
-                  f"{r['wake']:.2f} s, sleep {r['sleep']:.2f} s, wall {wall:.0f} s"
-                  f"{' (finished run reused)' if wall < 1 else ''}", flush=True)
+        for seed in args.seed:
+            for method in methods:
+                runs.setdefault(method, {})[seed] = train_method(args, task, method, seed)
     except DFCError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return report(runs, args.epochs, len(args.seed), args.autoencoder)
 
-    base = results.get("bp")
+
+def report(runs: dict, epochs: int, n_seeds: int, autoencoder: bool) -> int:
+    """The table over the seeds, the arithmetic of the sleep passes, the comparisons with BP and
+    with the simulated-sleep twins, and the RESULT line (means over the seeds)."""
+    results = {m: across_seeds(by_seed) for m, by_seed in runs.items()}
+    base, bp = results.get("bp"), runs.get("bp")
+    several = n_seeds > 1
+    error = "error" in next(iter(results.values()))["metric"]
+
+    def shown(pair):
+        mean, std = pair
+        text = f"{mean:.2f}" if error else f"{mean:.4f}"
+        if several:
+            text += f"±{std:.2f}" if error else f"±{std:.4f}"
+        return text + ("%" if error else "")
+
     print()
     w = max([12, *map(len, results)])
-    print(f"{'method':{w}s} {'metric':>12s} {'best ep':>7s} {'last-' + str(LAST_EPOCHS):>8s} "
+    c = 13 if several else 8
+    print(f"{'method':{w}s} {'metric':>{c + 4}s} {'best ep':>7s} {'last-' + str(LAST_EPOCHS):>{c}s} "
           f"{'epochs':>6s} {'wake s/ep':>9s} "
           f"{'sleep s/ep':>10s} {'total s/ep':>10s} {'wake/BP':>8s} {'total/BP':>8s} "
           f"{'nfe/batch':>9s}")
     for method, r in results.items():
         total = r["wake"] + r["sleep"]
-        rel = (f"{r['wake'] / base['wake']:8.1f} {total / (base['wake'] + base['sleep']):8.1f}"
-               if base else f"{'-':>8s} {'-':>8s}")
-        shown, last = (f"{r[k]:.2f}%" if "error" in r["metric"] else f"{r[k]:.4f}"
-                       for k in ("value", "last"))
-        print(f"{method:{w}s} {shown:>12s} {r['epoch']:7d} {last:>8s} {args.epochs:6d} "
-              f"{r['wake']:9.2f} "
+        rel = (f"{time_ratio(runs[method], bp, ('wake',)):8.1f} "
+               f"{time_ratio(runs[method], bp):8.1f}" if base else f"{'-':>8s} {'-':>8s}")
+        best = str(r["epochs"][0]) if not several else "-"
+        print(f"{method:{w}s} {shown(r['value']):>{c + 4}s} {best:>7s} {shown(r['last']):>{c}s} "
+              f"{epochs:6d} {r['wake']:9.2f} "
               f"{r['sleep']:10.2f} {total:10.2f} {rel} {r['nfe']:9.0f}")
     print(f"metric: {next(iter(results.values()))['metric']} at the epoch of best validation; "
-          f"last-{LAST_EPOCHS}: its mean over the last {LAST_EPOCHS} epochs")
+          f"last-{LAST_EPOCHS}: its mean over the last {LAST_EPOCHS} epochs"
+          + (f"; mean ± std over {n_seeds} seeds, seconds the median over them" if several
+             else ""))
     sleeping = [m for m, r in results.items() if r["flops"][1] and r["sleep"] > 0]
     if base and sleeping:
         bp_flops = base["flops"][0]
@@ -202,35 +265,41 @@ def main(argv=None) -> int:
         print(f"one epoch's sleep passes in matrix-product FLOPs relative to a BP epoch "
               f"({bp_flops / 1e6:.2f} MFLOP per sample), at this fraction of BP's FLOP/s: "
               f"{', '.join(shares)}")
-    if args.autoencoder or not base:
+    if autoencoder or not base:
         return 0
 
-    def ratio(m):
-        return (results[m]["wake"] + results[m]["sleep"]) / (base["wake"] + base["sleep"])
+    def points(pair):
+        mean, std = pair
+        return f"{mean:+.2f}" + (f" ± {std:.2f}" if several else "")
 
+    value = {m: r["value"][0] for m, r in results.items()}
     if {"dfc-ssa", "dfc"} <= set(results):
         print(f"wake epochs only (sleep passes excluded), relative to BP: dfc_ssa="
-              f"{results['dfc-ssa']['wake'] / base['wake']:.2f} dfc="
-              f"{results['dfc']['wake'] / base['wake']:.2f}")
-        print(f"simulated sleep: bp={base['value']:.2f} dfc_ssa={results['dfc-ssa']['value']:.2f} "
-              f"dfc={results['dfc']['value']:.2f} "
-              f"{'dfa=%.2f ' % results['dfa']['value'] if 'dfa' in results else ''}ssa_time_ratio={ratio('dfc-ssa'):.2f} dfc_time_ratio={ratio('dfc'):.2f}")
-    expected = [m for m in results if "-exp" in m]
-    for m in expected:
-        twin = results.get(m.split("-exp")[0])
-        r = results[m]
-        vs_twin = (f", {r['value'] - twin['value']:+.2f} points from its simulated-sleep twin"
-                   if twin else "")
-        last_twin = f", {r['last'] - twin['last']:+.2f} from the twin's" if twin else ""
-        print(f"{m}: whole epoch {ratio(m):.2f}x BP's (wake {r['wake'] / base['wake']:.2f}x, "
-              f"sleep passes {r['sleep'] / base['wake']:.2f}x), test error "
-              f"{r['value'] - base['value']:+.2f} points from BP's{vs_twin}; over the last "
-              f"{LAST_EPOCHS} epochs {r['last'] - base['last']:+.2f} from BP's{last_twin}")
+              f"{time_ratio(runs['dfc-ssa'], bp, ('wake',)):.2f} dfc="
+              f"{time_ratio(runs['dfc'], bp, ('wake',)):.2f}")
+        print(f"simulated sleep: bp={value['bp']:.2f} dfc_ssa={value['dfc-ssa']:.2f} "
+              f"dfc={value['dfc']:.2f} "
+              f"{'dfa=%.2f ' % value['dfa'] if 'dfa' in results else ''}"
+              f"ssa_time_ratio={time_ratio(runs['dfc-ssa'], bp):.2f} "
+              f"dfc_time_ratio={time_ratio(runs['dfc'], bp):.2f}")
+    if several:
+        print(f"differences in points, paired by seed: mean ± std over the {n_seeds} seeds")
+    for m in (m for m in results if "-exp" in m):
+        twin = runs.get(m.split("-exp")[0])
+        vs_twin = (f", {points(paired(runs[m], twin, 'value'))} points from its simulated-sleep "
+                   f"twin" if twin else "")
+        last_twin = f", {points(paired(runs[m], twin, 'last'))} from the twin's" if twin else ""
+        print(f"{m}: whole epoch {time_ratio(runs[m], bp):.2f}x BP's (wake "
+              f"{time_ratio(runs[m], bp, ('wake',)):.2f}x, sleep passes "
+              f"{time_ratio(runs[m], bp, ('sleep',)):.2f}x), "
+              f"test error {points(paired(runs[m], bp, 'value'))} points from BP's{vs_twin}; "
+              f"over the last {LAST_EPOCHS} epochs {points(paired(runs[m], bp, 'last'))} from "
+              f"BP's{last_twin}")
     if {"dfc-ssa-exp", "dfc-exp"} <= set(results):
-        print(f"RESULT bp={base['value']:.2f} dfc_ssa_exp={results['dfc-ssa-exp']['value']:.2f} "
-              f"dfc_exp={results['dfc-exp']['value']:.2f} "
-              f"ssa_exp_time_ratio={ratio('dfc-ssa-exp'):.2f} "
-              f"dfc_exp_time_ratio={ratio('dfc-exp'):.2f}")
+        print(f"RESULT bp={value['bp']:.2f} dfc_ssa_exp={value['dfc-ssa-exp']:.2f} "
+              f"dfc_exp={value['dfc-exp']:.2f} "
+              f"ssa_exp_time_ratio={time_ratio(runs['dfc-ssa-exp'], bp):.2f} "
+              f"dfc_exp_time_ratio={time_ratio(runs['dfc-exp'], bp):.2f}")
     return 0
 
 

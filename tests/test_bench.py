@@ -13,7 +13,7 @@ from dfc_analog import DFCNetwork, SleepParams, feedback_update
 from dfc_analog.config.presets import preset_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from mnist_table import product_flops  # noqa: E402
+from mnist_table import product_flops, report  # noqa: E402
 import single_phase  # noqa: E402
 import ssa_minibatch  # noqa: E402
 
@@ -141,3 +141,29 @@ def test_solver_tolerance_bench_runs(capsys):
     out = capsys.readouterr().out
     angle = float(out.split("RESULT worst_angle_deg=")[1].split()[0])
     assert 0 <= angle < 1.0 and "at_rtol=0.01" in out
+
+
+def test_mnist_table_over_seeds_reports_means_and_paired_differences(capsys):
+    """With several seeds the MNIST bench reports each method's mean ± sample std, differences
+    paired by seed and time ratios as medians over the seeds; the RESULT line holds the means."""
+    def run(value, last, wake, sleep=0.0):
+        return dict(value=value, last=last, wake=wake, sleep=sleep, epoch=3, nfe=0.0,
+                    metric="test error", flops=(1, 0))
+    runs = {"bp": {1: run(5.0, 5.2, 1.0), 2: run(6.0, 5.4, 2.0), 3: run(5.5, 5.3, 1.0)},
+            "dfc-exp": {1: run(5.5, 5.1, 20.0, 5.0), 2: run(6.1, 5.5, 48.0, 12.0),
+                        3: run(5.3, 5.3, 30.0, 6.0)},
+            "dfc": {1: run(6.0, 5.2, 60.0, 20.0), 2: run(5.9, 5.6, 100.0, 40.0),
+                    3: run(5.4, 5.0, 70.0, 10.0)},
+            "dfc-ssa-exp": {1: run(5.1, 5.0, 3.0, 4.0), 2: run(5.9, 5.5, 6.0, 8.0),
+                            3: run(5.6, 5.4, 3.0, 4.0)}}
+    assert report(runs, epochs=20, n_seeds=3, autoencoder=False) == 0
+    out = capsys.readouterr().out
+    # dfc-exp - bp per seed: +0.5, +0.1, -0.2 (mean 0.133, std 0.351); dfc-exp - dfc: -0.5,
+    # +0.2, -0.1 (mean -0.133, std 0.351); whole epochs 25, 30, 36 BP epochs (median 30)
+    line = next(x for x in out.splitlines() if x.startswith("dfc-exp:"))
+    assert "whole epoch 30.00x BP's" in line and "wake 24.00x" in line, line
+    assert "+0.13 ± 0.35 points from BP's" in line, line
+    assert "-0.13 ± 0.35 points from its simulated-sleep twin" in line, line
+    assert "5.50±0.50%" in out and "5.63±0.42%" in out, out
+    assert out.splitlines()[-1] == ("RESULT bp=5.50 dfc_ssa_exp=5.53 dfc_exp=5.63 "
+                                    "ssa_exp_time_ratio=7.00 dfc_exp_time_ratio=30.00")

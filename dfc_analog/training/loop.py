@@ -82,20 +82,27 @@ def reported(cfg: Config, rows: list) -> tuple:
     return best["test_error" if cfg.loss == "cross_entropy" else "test_loss"], best["epoch"]
 
 
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value): Table 1's mean ± std over
+    seeds."""
+    import statistics
+
+    values = list(values)
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def summary_table(results: dict) -> tuple:
     """Table-1-style mean ± std over seeds. ``results`` maps a row label to (metric name,
     [values per seed]); returns (markdown text, csv text)."""
     import io
     import csv
-    import statistics
 
     md = ["| run | metric | mean ± std | seeds | values |", "| --- | --- | --- | --- | --- |"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["run", "metric", "mean", "std", "seeds", "values"])
     for label, (metric, values) in results.items():
-        mean = statistics.fmean(values)
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        mean, std = mean_std(values)
         shown = " ".join(f"{v:.4g}" for v in values)
         md.append(f"| {label} | {metric} | {mean:.4g} ± {std:.2g} | {len(values)} | {shown} |")
         writer.writerow([label, metric, repr(mean), repr(std), len(values), shown])
