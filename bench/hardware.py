@@ -103,6 +103,8 @@ def problem(sizes, seed: int = 0):
 
 def bench(sizes, t_end: float, seed: int = 0, spice: bool = True,
           transient: bool = True) -> dict:
+    """Every stage of the module docstring for the network of ``sizes``, each printed as soon
+    as it is done (the large network's transients take long); returns the numbers."""
     options = SpiceOptions(reltol=RELTOL)
     real, model, x, r_star, realise_s = problem(sizes, seed)
     times = output_times(t_end, t_end / 100)
@@ -110,63 +112,55 @@ def bench(sizes, t_end: float, seed: int = 0, spice: bool = True,
     text = write_crossbar_netlist(real, PARAMS, x[0].numpy(), r_star[0].numpy(), "wake", t_end,
                                   times, SETTLE, options, TIME_SCALE)
     export_s = time.perf_counter() - start
-    out = {"sizes": sizes, "realise_s": realise_s, "export_s": export_s,
-           "netlist_mb": len(text.encode()) / 1e6, "lines": text.count("\n"),
-           "resistors": sum(1 for line in text.splitlines() if line[:1] == "R"),
-           "devices": real.device_count()}
+    out = {"sizes": sizes, "realise_s": realise_s, "export_s": export_s}
+    print(f"\n{'-'.join(map(str, sizes))} on pcm ({real.device_count()} devices):")
+    print(f"  realise {realise_s:.3f} s, export {export_s:.2f} s: netlist "
+          f"{len(text.encode()) / 1e6:.2f} MB, {text.count(chr(10))} lines, "
+          f"{sum(1 for line in text.splitlines() if line[:1] == 'R')} resistors", flush=True)
 
     ff_times = np.linspace(0, 3.0, 301)
-    model_e = model_energy(real, PARAMS, x[0].numpy(), None, 3.0, ff_times, TIME_SCALE)
+    m = model_energy(real, PARAMS, x[0].numpy(), None, 3.0, ff_times, TIME_SCALE)
     start = time.perf_counter()
     emu = simulate_hardware_wake(model, x, r_star, t_end, torch.as_tensor(times), 1e-9, 1e-9)
-    out.update(model_energy=model_e, emulation_s=time.perf_counter() - start)
+    out.update(model_energy=m, emulation_s=time.perf_counter() - start)
     if not spice:
+        print(f"  inference (3 τ_u), emulation {m.seconds:.2f} s: {m.line()}")
+        print(f"  wake transient: emulation {out['emulation_s']:.2f} s (ngspice not run)")
         return out
-    out.update(operating_point(real, model, x))
+    op = operating_point(real, model, x)
+    out.update(op)
+    print(f"  operating point (ngspice .op, controller off): {op['op_s']:.2f} s "
+          f"({op['op_cpu_s']:.2f} s CPU); circuit vs emulation max |Δ rate| "
+          f"{op['op_err']:.3g} of the range; static power circuit "
+          f"{op['static_circuit']:.4g} W, model {op['static_model']:.4g} W (ratio "
+          f"{op['static_model'] / op['static_circuit']:.4f})", flush=True)
     if not transient:
+        print(f"  inference (3 τ_u), emulation {m.seconds:.2f} s: {m.line()}")
+        print(f"  wake transient: emulation {out['emulation_s']:.2f} s (ngspice transients not "
+              f"run)")
         return out
     cpu = child_cpu()
-    circ_e, _ = circuit_energy(real, PARAMS, x[0].numpy(), None, 3.0, ff_times, TIME_SCALE,
-                               options)
-    inference_cpu = child_cpu() - cpu
+    c, _ = circuit_energy(real, PARAMS, x[0].numpy(), None, 3.0, ff_times, TIME_SCALE, options)
+    out.update(circuit_energy=c, inference_cpu_s=child_cpu() - cpu)
+    print(f"  inference transient (3 τ_u): ngspice {c.seconds:.2f} s "
+          f"({out['inference_cpu_s']:.2f} s CPU), emulation {m.seconds:.2f} s")
+    print(f"    {c.line()}")
+    print(f"    {m.line()}", flush=True)
     start, cpu = time.perf_counter(), child_cpu()
     circ = simulate_hardware_circuit(real, PARAMS, x[0], r_star[0], t_end, times, TIME_SCALE,
                                      options, SETTLE)
-    out.update(circuit_energy=circ_e, wake_tran_s=time.perf_counter() - start,
-               wake_tran_cpu_s=child_cpu() - cpu, inference_cpu_s=inference_cpu)
+    out.update(wake_tran_s=time.perf_counter() - start, wake_tran_cpu_s=child_cpu() - cpu)
     settings = ValidationSettings(spice=options, scaling=Scaling(TIME_SCALE, V_SCALE))
     signals, _ = compare(emu, circ, settings)
     varying = {n: e for n, e in signals.items() if not e.floored} or signals
     worst = max(varying, key=lambda n: varying[n].max)
     out.update(emul_err=varying[worst].max, worst=worst,
                within_tol=all(e.passed for e in signals.values()))
+    print(f"  wake transient: ngspice {out['wake_tran_s']:.2f} s ({out['wake_tran_cpu_s']:.2f} s "
+          f"CPU), emulation {out['emulation_s']:.2f} s; circuit vs emulation: max normalised "
+          f"error {out['emul_err']:.3g} ({worst}), "
+          f"{'within' if out['within_tol'] else 'OUTSIDE'} dfc-validate's tolerance", flush=True)
     return out
-
-
-def report(r: dict) -> None:
-    m = r["model_energy"]
-    print(f"\n{'-'.join(map(str, r['sizes']))} on pcm ({r['devices']} devices):")
-    print(f"  realise {r['realise_s']:.3f} s, export {r['export_s']:.2f} s: netlist "
-          f"{r['netlist_mb']:.2f} MB, {r['lines']} lines, {r['resistors']} resistors")
-    if "op_s" in r:
-        print(f"  operating point (ngspice .op, controller off): {r['op_s']:.2f} s "
-              f"({r['op_cpu_s']:.2f} s CPU); circuit vs emulation max |Δ rate| "
-              f"{r['op_err']:.3g} of the range; static power circuit "
-              f"{r['static_circuit']:.4g} W, model {r['static_model']:.4g} W (ratio "
-              f"{r['static_model'] / r['static_circuit']:.4f})")
-    if "circuit_energy" not in r:
-        print(f"  inference (3 τ_u), emulation {m.seconds:.2f} s: {m.line()}")
-        print(f"  wake transient: emulation {r['emulation_s']:.2f} s (ngspice transients not "
-              f"run)")
-        return
-    c = r["circuit_energy"]
-    print(f"  inference transient (3 τ_u): ngspice {c.seconds:.2f} s ({r['inference_cpu_s']:.2f} "
-          f"s CPU), emulation {m.seconds:.2f} s")
-    print(f"    {c.line()}")
-    print(f"    {m.line()}")
-    print(f"  wake transient: ngspice {r['wake_tran_s']:.2f} s ({r['wake_tran_cpu_s']:.2f} s "
-          f"CPU), emulation {r['emulation_s']:.2f} s; circuit vs emulation: max normalised error {r['emul_err']:.3g} ({r['worst']}), "
-          f"{'within' if r['within_tol'] else 'OUTSIDE'} dfc-validate's tolerance")
 
 
 def main(argv=None) -> None:
@@ -181,11 +175,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     print(f"machine: shared, {torch.get_num_threads()} torch threads; pcm preset, v_scale "
-          f"{V_SCALE} V, {TIME_SCALE:g} s per τ_u")
+          f"{V_SCALE} V, {TIME_SCALE:g} s per τ_u", flush=True)
     for sizes in ([15, 10, 10, 5],) + (() if args.small_only else ([784, 256, 256, 256, 10],)):
         r = bench(sizes, args.t_end, spice=not args.emulation_only,
                   transient=not (args.large_op_only and sizes[0] == 784))
-        report(r)
     if args.emulation_only or "circuit_energy" not in r:
         return
     c, m = r["circuit_energy"], r["model_energy"]
