@@ -73,7 +73,7 @@ def product_flops(cfg) -> tuple[int, int]:
     J is computed once per sample and epoch (a forward pass, the Jacobian: n_L rows back through
     the hidden layers above the first, the output layer's block being elementwise, and J Σ² Jᵀ;
     ``FeedbackJacobians``) and each pass adds J Q and
-    Σ_b Jᵀ Y and 18 n_L³ of 2n_L × 2n_L algebra around the Lyapunov solve, whose own products
+    Σ_b Jᵀ Y and 12 n_L³ of n_L × n_L algebra around the Lyapunov solve, whose own products
     (32 n_L³, then 48 n_L³ per doubling: 4 doublings on MNIST in float32, the last without its
     squaring) are left out
     (``sleep_expected``)."""
@@ -85,7 +85,7 @@ def product_flops(cfg) -> tuple[int, int]:
     if cfg.sleep == "expected":
         n_L_products = 2 * sum(n[1:]) * n[-1] ** 2           # one (n_L × Σ n_i)(Σ n_i × n_L)
         jacobians = forward + n[-1] * hidden_above_first + n_L_products
-        return bp, jacobians + cfg.sleep_epochs * (2 * n_L_products + 18 * n[-1] ** 3)
+        return bp, jacobians + cfg.sleep_epochs * (2 * n_L_products + 12 * n[-1] ** 3)
     steps = max(1, int(round(cfg.t_end_fb / cfg.dt_fb)))
     per_step = above_first + 2 * 2 * sum(n[1:]) * n[-1]
     return bp, cfg.sleep_epochs * (forward + steps * per_step)

@@ -58,7 +58,7 @@ def ssa_flops(n: list) -> int:
     sweep = forward - 2 * n[0] * n[1]                   # layer 1's basal part is the forward's
     outer = forward                                     # eq. (5): Δv_i r_{i-1}ᵀ
     control = 2 * N * n_L                               # Lemma 1's Δv = Q u
-    algebra = 18 * n_L ** 3                             # n_L-sized products around the Lyapunov
+    algebra = 12 * n_L ** 3                             # n_L-sized products around the Lyapunov
     return forward + jacobian + 3 * n_L_products + sweep + outer + control + algebra
 
 

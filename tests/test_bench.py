@@ -80,7 +80,7 @@ def test_expected_sleep_product_flops_match_the_code(monkeypatch):
     net = DFCNetwork.from_config(cfg, g)
     batch = 4
     x = torch.randn(batch, 784, generator=g, dtype=torch.float64)
-    monkeypatch.setattr(sleep_expected, "lyapunov", lambda A, F, shift: torch.zeros_like(A))
+    monkeypatch.setattr(sleep_expected, "cayley_lyapunov", lambda h, R, F: torch.zeros_like(R))
     p = SleepParams.from_config(cfg)
     kept = []
     epoch = counted(lambda: kept.append(sleep_expected.FeedbackJacobians(net, x, p)))
@@ -106,7 +106,7 @@ def test_single_phase_ssa_flops_match_the_code(monkeypatch):
     batch = 16
     x = torch.rand(batch, 784, generator=g, dtype=torch.float64)
     y = torch.randint(10, (batch,), generator=g)
-    monkeypatch.setattr(sleep_expected, "lyapunov", lambda A, F, shift: torch.zeros_like(A))
+    monkeypatch.setattr(sleep_expected, "cayley_lyapunov", lambda h, R, F: torch.zeros_like(R))
     p, settings = SleepParams.from_config(cfg), ForwardSettings.from_config(cfg)
 
     executed = counted(lambda: sleep_expected.single_phase_ssa_update(net, x, y, settings, p))

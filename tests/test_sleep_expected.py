@@ -8,7 +8,8 @@ import torch
 from dfc_analog import Config, DFCNetwork, DivergenceError, run_training
 from dfc_analog.data import load_dataset
 from dfc_analog.learning.sleep import SleepParams, feedback_update
-from dfc_analog.learning.sleep_expected import (FeedbackJacobians, commuting_block_inverse,
+from dfc_analog.learning.sleep_expected import (FeedbackJacobians, cayley_lyapunov,
+                                                commuting_block_inverse,
                                                 expected_feedback_update, lyapunov)
 from dfc_analog.theory import condition2_ratio
 from dfc_analog.training.loop import apply_feedback_update
@@ -43,7 +44,7 @@ def test_lyapunov_matches_the_kronecker_solve(n):
     assert float((P32 - reference).norm() / reference.norm()) < 1e-4
     # any shift h > 0 with its resolvent (hI + A)⁻¹ gives the same P
     h = torch.full((16, 1, 1), 0.7, dtype=torch.float64)
-    P_h = lyapunov(A, F, shift=(h, torch.linalg.inv(h * torch.eye(n, dtype=torch.float64) + A)))
+    P_h = cayley_lyapunov(h, torch.linalg.inv(h * torch.eye(n, dtype=torch.float64) + A), F)
     assert float((P_h - reference).norm() / reference.norm()) < 1e-10
 
 

@@ -25,7 +25,8 @@ the leak on the whole control (τ_u du_int/dt = e - α u). Its stationary moment
 the last of which, averaged over the minibatch and divided by σ̂² = max(σ, 0.01)², is returned:
 the format and scale of :func:`.sleep.feedback_update`, whose time average it is in the limit of
 a long phase. Per sample it costs J (one Jacobian), a few n_L × n_L products and one batched
-2n_L × 2n_L Lyapunov solve (:func:`lyapunov`, batched products and one n_L × n_L inverse).
+2n_L × 2n_L Lyapunov solve (:func:`cayley_lyapunov`: batched products, and one n_L × n_L
+inverse that also gives K).
 
 J and J Σ² Jᵀ depend on the forward weights and the input only, Q enters after them
 (:func:`sleep_jacobian`, :func:`expected_update_from_jacobian`). Within one epoch's X sleep
@@ -43,29 +44,31 @@ from dfc_analog.learning.sleep import SleepParams
 from dfc_analog.model.network import DFCNetwork
 
 
-def lyapunov(A: torch.Tensor, F: torch.Tensor, max_doublings: int = 60,
-             shift: tuple | None = None) -> torch.Tensor:
+def lyapunov(A: torch.Tensor, F: torch.Tensor, max_doublings: int = 60) -> torch.Tensor:
     """P with A P + P Aᵀ = F for batches (B, n, n): the stationary covariance of
     dx = -A x dt + noise of intensity F, unique when every eigenvalue of A has a positive real
-    part. Solved by the Cayley transform and Smith's doubling, batched products only: with
-    h > 0 and R = (hI + A)⁻¹, A_d = R (hI - A) = 2h R - I and F_d = 2h R F Rᵀ the equation is
-    P = A_d P A_dᵀ + F_d, whose series Σ_k A_d^k F_d A_d^kᵀ doubles its terms per step
-    (P ← P + A_d P A_dᵀ, A_d ← A_d²) until the terms left, A_d^(2^k) P A_d^(2^k)ᵀ, are below
-    the working precision relative to P. A_d's eigenvalues (h - λ)/(h + λ) lie inside the unit
-    circle exactly when A is stable, so the doubling's convergence is also the stability check
-    (Condition 3 of the sleep dynamics): :class:`DivergenceError` when A_d^(2^k) does not vanish.
-    ``shift`` = (h, R), h of shape (B, 1, 1), where the caller has R cheaper than an inverse of
-    A (:func:`commuting_block_inverse`); by default h = tr A / n and R by LU."""
+    part. Solved by the Cayley transform with the shift h = tr A / n, R = (hI + A)⁻¹ by LU, and
+    Smith's doubling (:func:`cayley_lyapunov`)."""
     n = A.shape[-1]
-    eye = torch.eye(n, dtype=A.dtype, device=A.device)
-    if shift is None:
-        h = (torch.diagonal(A, dim1=-2, dim2=-1).sum(-1) / n).clamp_min(1e-12)[:, None, None]
-        R = torch.linalg.inv(h * eye + A)
-    else:
-        h, R = shift
+    h = (torch.diagonal(A, dim1=-2, dim2=-1).sum(-1) / n).clamp_min(1e-12)[:, None, None]
+    R = torch.linalg.inv(h * torch.eye(n, dtype=A.dtype, device=A.device) + A)
+    return cayley_lyapunov(h, R, F, max_doublings)
+
+
+def cayley_lyapunov(h, R: torch.Tensor, F: torch.Tensor, max_doublings: int = 60) -> torch.Tensor:
+    """P with A P + P Aᵀ = F (batches (B, n, n)) from the Cayley transform of A: a shift h > 0
+    (a number or a (B, 1, 1) tensor) and R = (hI + A)⁻¹, which the caller may have cheaper than
+    an inverse of A (:func:`commuting_block_inverse`). With A_d = R (hI - A) = 2h R - I and
+    F_d = 2h R F Rᵀ the equation is P = A_d P A_dᵀ + F_d, whose series Σ_k A_d^k F_d A_d^kᵀ
+    doubles its terms per step (P ← P + A_d P A_dᵀ, A_d ← A_d²) until the terms left,
+    A_d^(2^k) P A_d^(2^k)ᵀ, are below the working precision relative to P; batched products only.
+    A_d's eigenvalues (h - λ)/(h + λ) lie inside the unit circle exactly when A is stable, so the
+    doubling's convergence is also the stability check (Condition 3 of the sleep dynamics):
+    :class:`DivergenceError` when A_d^(2^k) does not vanish."""
+    eye = torch.eye(R.shape[-1], dtype=R.dtype, device=R.device)
     Ad = 2 * h * R - eye
     P = (2 * h) * (R @ F @ R.transpose(1, 2))
-    tol = torch.finfo(A.dtype).eps ** 0.25
+    tol = torch.finfo(R.dtype).eps ** 0.25
     for _ in range(max_doublings):
         # after this update P sums the series' first 2^(k+1) terms; the rest, A_d^(2^(k+1)) P_∞
         # (…)ᵀ, is below ‖A_d‖⁴ ‖P_∞‖ (A_d = A_d^(2^k) now): stop once ‖A_d‖⁴ < ε
@@ -86,24 +89,11 @@ def commuting_block_inverse(M: torch.Tensor, a0, a1: float, b: float, c1: float,
     commute, and Z⁻¹ = [[d I, -b I], [-c1 M, a0 I + a1 M]] D⁻¹ blockwise with the Schur
     determinant D = (a0 I + a1 M) d - b c1 M: one n × n inverse instead of a 2n × 2n one. The
     sleep controller's A (and hI + A) has this form with M = J Q."""
-    Dinv, MDinv = _schur_inverse(M, a0, a1, b, c1, d)
-    return torch.cat([torch.cat([d * Dinv, -b * Dinv], 2),
-                      torch.cat([-c1 * MDinv, a0 * Dinv + a1 * MDinv], 2)], 1)
-
-
-def _schur_inverse(M: torch.Tensor, a0, a1: float, b: float, c1: float, d) -> tuple:
-    """(D⁻¹, M D⁻¹) of :func:`commuting_block_inverse`."""
     eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
     Dinv = torch.linalg.inv((a0 * d) * eye + (a1 * d - b * c1) * M)
-    return Dinv, M @ Dinv
-
-
-def _sigma2(net: DFCNetwork, p: SleepParams) -> torch.Tensor:
-    """σ_i² of eq. (12) per neuron, stacked over layers (Σ n_i,): σ in the hidden layers, σ_L
-    at the output."""
-    return torch.cat([torch.full((n,), (p.sigma_output if i == net.num_layers - 1 else p.sigma)
-                                 ** 2, dtype=net.dtype, device=net.device)
-                      for i, n in enumerate(net.layer_sizes[1:])])
+    MDinv = M @ Dinv
+    return torch.cat([torch.cat([d * Dinv, -b * Dinv], 2),
+                      torch.cat([-c1 * MDinv, a0 * Dinv + a1 * MDinv], 2)], 1)
 
 
 @torch.no_grad()
@@ -136,27 +126,31 @@ def expected_update_from_jacobian(net: DFCNetwork, J: torch.Tensor, JSJ: torch.T
     JQ = net.times_feedback(J) if loop_gain is None else loop_gain
     eye = torch.eye(n_L, dtype=JQ.dtype, device=JQ.device).expand(B, n_L, n_L)
     c = 1.0 if p.leak == "integral" else 1.0 - p.alpha * p.k_p
-    # A = [[(I + k_p JQ)/τ_A, -I/τ_A], [c JQ/τ_u, α I/τ_u]]: blocks a0 I + a1 JQ, b I, c1 JQ, d I
+    # A = [[(I + k_p JQ)/τ_A, -I/τ_A], [c JQ/τ_u, α I/τ_u]]: blocks a0 I + a1 JQ, b I, c1 JQ, d I.
+    # One inverse serves twice: R = (sI + A)⁻¹, s = 1/τ_A, gives K below and is the Cayley
+    # transform of the Lyapunov solve (shift h = s).
     a0, a1, b, c1, d = 1 / p.tau_a, p.k_p / p.tau_a, -1 / p.tau_a, c / p.tau_u, p.alpha / p.tau_u
-    A = torch.cat([torch.cat([a0 * eye + a1 * JQ, b * eye], 2),
-                   torch.cat([c1 * JQ, d * eye], 2)], 1)
-    # Bc = [β1 I; β2 I]; K = -(1/(2τ_A)) ((I/τ_A + A)⁻¹ Bc)ᵀ, from the blocks of the inverse
     b1, b2, s = p.k_p / p.tau_a, c / p.tau_u, 1 / p.tau_a
-    Dinv, MDinv = _schur_inverse(JQ, a0 + s, a1, b, c1, d + s)
-    K = torch.cat([((d + s) * b1 - b * b2) * Dinv,
-                   ((a0 + s) * b2) * Dinv + (a1 * b2 - c1 * b1) * MDinv], 1).transpose(1, 2) \
-        * (-0.5 / p.tau_a)                                             # (B, n_L, 2n_L)
+    R = commuting_block_inverse(JQ, a0 + s, a1, b, c1, d + s)
+    # Bc = [β1 I; β2 I]; K = -(1/(2τ_A)) (R Bc)ᵀ
+    K = (b1 * R[:, :, :n_L] + b2 * R[:, :, n_L:]).transpose(1, 2) * (-0.5 / p.tau_a)
     GK = JSJ @ K
-    F = torch.cat([b1 * GK, b2 * GK], 1)                             # Bc J Σ² Jᵀ K
-    h = ((a0 + d) / 2 + (a1 / (2 * n_L)) * torch.diagonal(JQ, dim1=-2, dim2=-1).sum(-1)
-         ).clamp_min(1e-12)[:, None, None]                             # tr A / (2 n_L)
-    P = lyapunov(A, -(F + F.transpose(1, 2)),
-                 shift=(h, commuting_block_inverse(JQ, a0 + h, a1, b, c1, d + h)))
-    E_u = torch.cat([-p.k_p * JQ, eye], 2)                           # u = E_u x - k_p J η
-    Cwu = P[:, :n_L] @ E_u.transpose(1, 2) - p.k_p * K[:, :, :n_L].transpose(1, 2) @ JSJ
-    Y = K @ E_u.transpose(1, 2) - (p.k_p / (2 * p.tau_a)) * eye       # E[η uᵀ] = Σ² Jᵀ Y
+    F = torch.cat([-b1 * GK, -b2 * GK], 1)                           # -Bc J Σ² Jᵀ K
+    P = cayley_lyapunov(s, R, F + F.transpose(1, 2))
+    # u = E_u x - k_p J η with E_u = [-k_p JQ, I], so for any M = [M_w, M_u]:
+    # M E_uᵀ = M_u - k_p M_w JQᵀ, one fused product each
+    JQt = JQ.transpose(1, 2)
+    Cwu = torch.baddbmm(P[:, :n_L, n_L:], P[:, :n_L, :n_L], JQt, alpha=-p.k_p)
+    Cwu.baddbmm_(K[:, :, :n_L].transpose(1, 2), JSJ, alpha=-p.k_p)
+    Y = torch.baddbmm(K[:, :, n_L:] - (p.k_p / (2 * p.tau_a)) * eye, K[:, :, :n_L], JQt,
+                      alpha=-p.k_p)                                   # E[η uᵀ] = Σ² Jᵀ Y
+    # g = (Q Σ_b Cwu_b + Σ² Σ_b J_bᵀ Y_b) / (B σ̂²), σ² per layer on the rows of Jᵀ Y
+    scale = 1.0 / (B * p.sigma_hat ** 2)
     YtJ = Y.flatten(0, 1).T @ J.flatten(0, 1)                         # (Σ_b J_bᵀ Y_b)ᵀ
-    g = (Q @ Cwu.sum(0) + _sigma2(net, p)[:, None] * YtJ.T) / (B * p.sigma_hat ** 2)
+    hidden = J.shape[2] - n_L
+    YtJ[:, :hidden] *= p.sigma ** 2 * scale
+    YtJ[:, hidden:] *= p.sigma_output ** 2 * scale
+    g = torch.addmm(YtJ.T, Q, Cwu.sum(0), alpha=scale)
     if not bool(torch.isfinite(g).all()):
         raise DivergenceError("the expected sleep-phase update is not finite; raise alpha_fb.")
     return list(torch.split(g, net.layer_sizes[1:], dim=0))

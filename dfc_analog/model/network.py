@@ -202,13 +202,15 @@ class DFCNetwork(nn.Module):
             blocks[L - 1].zero_().diagonal(dim1=-2, dim2=-1).copy_(d_L)
         for i in range(L - 2, -1, -1):
             d_i = self.dphi(i, vs[i], rs[i]).unsqueeze(1)
-            # J_{L-1} = diag(φ_L') W_L diag(φ_{L-1}'), elementwise: no product with a diagonal
-            product = (d_L.unsqueeze(2) * self.W[i + 1] if i == L - 2
-                       else fold_matmul(blocks[i + 1], self.W[i + 1]))
-            if out is None:
-                blocks[i] = product.mul_(d_i)
-            else:
-                torch.mul(product, d_i, out=blocks[i])
+            if i == L - 2:
+                # J_{L-1} = diag(φ_L') W_L diag(φ_{L-1}'), elementwise: no product with a
+                # diagonal, and none with φ_L' = 1 of a linear output
+                blocks[i] = torch.mul(self.W[i + 1], d_i, out=blocks[i])
+                if self.activations[L - 1] != "linear":
+                    blocks[i].mul_(d_L.unsqueeze(2))
+                continue
+            product = fold_matmul(blocks[i + 1], self.W[i + 1])
+            blocks[i] = torch.mul(product, d_i, out=blocks[i])
         return blocks
 
     def jacobian_feedback(self, vs, rs=None) -> torch.Tensor:
