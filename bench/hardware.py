@@ -123,10 +123,14 @@ def bench(sizes, t_end: float, seed: int = 0, spice: bool = True,
     start = time.perf_counter()
     emu = simulate_hardware_wake(model, x, r_star, t_end, torch.as_tensor(times), 1e-9, 1e-9)
     out.update(model_energy=m, emulation_s=time.perf_counter() - start)
-    if not spice:
+
+    def model_only(why: str) -> dict:
         print(f"  inference (3 τ_u), emulation {m.seconds:.2f} s: {m.line()}")
-        print(f"  wake transient: emulation {out['emulation_s']:.2f} s (ngspice not run)")
+        print(f"  wake transient: emulation {out['emulation_s']:.2f} s ({why})")
         return out
+
+    if not spice:
+        return model_only("ngspice not run")
     op = operating_point(real, model, x)
     out.update(op)
     print(f"  operating point (ngspice .op, controller off): {op['op_s']:.2f} s "
@@ -135,10 +139,7 @@ def bench(sizes, t_end: float, seed: int = 0, spice: bool = True,
           f"{op['static_circuit']:.4g} W, model {op['static_model']:.4g} W (ratio "
           f"{op['static_model'] / op['static_circuit']:.4f})", flush=True)
     if not transient:
-        print(f"  inference (3 τ_u), emulation {m.seconds:.2f} s: {m.line()}")
-        print(f"  wake transient: emulation {out['emulation_s']:.2f} s (ngspice transients not "
-              f"run)")
-        return out
+        return model_only("ngspice transients not run")
     cpu = child_cpu()
     c, _ = circuit_energy(real, PARAMS, x[0].numpy(), None, 3.0, ff_times, TIME_SCALE, options)
     out.update(circuit_energy=c, inference_cpu_s=child_cpu() - cpu)
