@@ -10,7 +10,8 @@ from dfc_analog.data import load_dataset
 from dfc_analog.learning.sleep import SleepParams, feedback_update
 from dfc_analog.learning.sleep_expected import (FeedbackJacobians, cayley_lyapunov,
                                                 commuting_block_inverse,
-                                                expected_feedback_update, lyapunov)
+                                                expected_feedback_update, lyapunov,
+                                                sleep_jacobian)
 from dfc_analog.theory import condition2_ratio
 from dfc_analog.training.loop import apply_feedback_update
 
@@ -189,6 +190,33 @@ def test_float32_gives_the_float64_update(make_net, batch):
                     expected_feedback_update(net64, x, p)):
         assert float((a.double() - b).norm() / b.norm()) < 1e-4
 
+
+@pytest.mark.parametrize("output", ["linear", "tanh"])
+def test_noise_covariance_through_the_jacobian(output):
+    """sleep_jacobian's J Σ² Jᵀ = σ² J_h J_hᵀ + σ_L² J_L J_Lᵀ against autograd's J of r_L with
+    respect to the voltages (the apical inputs), for a linear output (J_L = I) and a tanh one."""
+    gen = torch.Generator().manual_seed(8)
+    net = DFCNetwork([6, 5, 4, 3], ["tanh", "tanh", output], dtype=torch.float64, generator=gen,
+                     feedback_init="xavier")
+    x = torch.rand(7, 6, generator=gen, dtype=torch.float64) * 2 - 1
+    p = SleepParams(sigma=0.02, sigma_output=0.005)
+
+    def output_rate(dv):                  # r_L with Δv_i added to each layer's voltage
+        r = x
+        for i, d in enumerate(net.split_layers(dv)):
+            r = net.phi(i, net.basal(i, r) + d)
+        return r
+
+    with torch.no_grad():
+        J, JSJ = sleep_jacobian(net, x, p)
+    sigma2 = torch.diag(torch.tensor([p.sigma ** 2] * 9 + [p.sigma_output ** 2] * 3,
+                                     dtype=torch.float64))
+    for b in range(x.shape[0]):           # the samples are independent: one Δv for all
+        Jb = torch.autograd.functional.jacobian(
+            lambda dv: output_rate(dv.expand(x.shape[0], -1))[b],
+            torch.zeros(12, dtype=torch.float64))
+        torch.testing.assert_close(J[b], Jb, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(JSJ[b], Jb @ sigma2 @ Jb.T, rtol=1e-12, atol=1e-18)
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_kept_jacobians_give_the_recomputed_update(dtype, tol):

@@ -157,6 +157,21 @@ def test_per_tensor_clipping_is_clip_grad_norm_one_tensor_at_a_time():
         assert torch.equal(p.grad, g)
 
 
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 30.0])
+def test_clipping_together_is_clip_grad_norm(scale):
+    gen = torch.Generator().manual_seed(6)
+    grads = [torch.randn(256, 10, generator=gen) * scale for _ in range(3)] + \
+        [torch.randn(10, 10, generator=gen) * scale]
+    expected = [torch.nn.Parameter(g.clone()) for g in grads]
+    for p, g in zip(expected, grads):
+        p.grad = g.clone()
+    torch.nn.utils.clip_grad_norm_(expected, 1.0)
+    clipped = [g.clone() for g in grads]
+    train_module.clip_together_(clipped, 1.0)
+    for p, g in zip(expected, clipped):
+        assert torch.equal(p.grad, g)
+
 def test_diverging_dynamics_stop_without_writing_nans(tmp_path):
     # Euler with Δt/τ_v = 2.5 is unstable: the state explodes within the first minibatch
     cfg = Config(**SMALL, solver="authors-euler", step_size=0.5, t_end=50.0)

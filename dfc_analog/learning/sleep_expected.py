@@ -111,7 +111,11 @@ def sleep_jacobian(net: DFCNetwork, x: torch.Tensor, p: SleepParams, out: tuple 
     hidden = N - n_L
     JSJ = torch.matmul(J[:, :, :hidden], J[:, :, :hidden].transpose(1, 2),
                        out=None if out is None else out[1]).mul_(p.sigma ** 2)
-    JSJ.baddbmm_(J[:, :, hidden:], J[:, :, hidden:].transpose(1, 2), alpha=p.sigma_output ** 2)
+    if net.activations[-1] == "linear":          # J_L = I: J_L J_Lᵀ = I
+        JSJ.diagonal(dim1=-2, dim2=-1).add_(p.sigma_output ** 2)
+    else:
+        JSJ.baddbmm_(J[:, :, hidden:], J[:, :, hidden:].transpose(1, 2),
+                     alpha=p.sigma_output ** 2)
     return J, JSJ
 
 

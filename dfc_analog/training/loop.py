@@ -136,6 +136,13 @@ def clip_each_(grads: list, max_norm: float) -> None:
     torch._foreach_mul_(grads, [torch.clamp(max_norm / (n + 1e-6), max=1.0) for n in norms])
 
 
+def clip_together_(grads: list, max_norm: float) -> None:
+    """Clip the tensors together to the norm ``max_norm`` (their concatenation's): the numbers
+    of ``torch.nn.utils.clip_grad_norm_``, in three batched calls."""
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
+
+
 def _check_step(net: DFCNetwork, which: str, kinds: str) -> None:
     """The weights the step changed (``kinds``: 'Wb' or 'Q') must be finite after it: a NaN or
     inf there is the optimizer's doing (a finite update times a huge rate), not the dynamics'.
@@ -209,7 +216,7 @@ def apply_feedback_update(cfg: Config, net: DFCNetwork, opt, g_Q) -> None:
     for q, g in zip(net.Q, g_Q):
         q.grad = g.to(q.dtype)
     if cfg.fb_clip_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(list(net.Q), cfg.fb_clip_grad_norm)
+        clip_together_([q.grad for q in net.Q], cfg.fb_clip_grad_norm)
     opt.step()
     opt.zero_grad(set_to_none=True)
     _check_step(net, "feedback optimizer", "Q")
