@@ -69,6 +69,14 @@ def test_lyapunov_reports_an_unstable_controller():
     A[1, 2, 2] = -0.1
     with pytest.raises(DivergenceError, match="raise alpha_fb"):
         lyapunov(A, torch.eye(3, dtype=torch.float64).expand(2, 3, 3))
+    # an eigenvalue -h of A makes hI + A singular: its block inverse is not finite, and the
+    # solve stops at once with the same report
+    a0, a1, b, c1, d = 2.0, 0.5, -1.0, 0.8, 1.5
+    M = torch.eye(3, dtype=torch.float64).expand(2, 3, 3) * (-a0 * d / (a1 * d - b * c1))
+    R = commuting_block_inverse(M, a0, a1, b, c1, d)
+    assert not bool(torch.isfinite(R).all())
+    with pytest.raises(DivergenceError, match="raise alpha_fb"):
+        cayley_lyapunov(1.0, R, torch.eye(6, dtype=torch.float64).expand(2, 6, 6))
 
 
 def linear_net(seed=3, sizes=(5, 4, 3, 2)):

@@ -36,6 +36,8 @@ J Q, Jᵀ Y and the Lyapunov solve only.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from dfc_analog.errors import DivergenceError
@@ -73,6 +75,8 @@ def cayley_lyapunov(h, R: torch.Tensor, F: torch.Tensor, max_doublings: int = 60
         # after this update P sums the series' first 2^(k+1) terms; the rest, A_d^(2^(k+1)) P_∞
         # (…)ᵀ, is below ‖A_d‖⁴ ‖P_∞‖ (A_d = A_d^(2^k) now): stop once ‖A_d‖⁴ < ε
         norm = float(torch.linalg.matrix_norm(Ad).max())
+        if not math.isfinite(norm):                 # a singular hI + A: A is not stable
+            break
         P = torch.baddbmm(P, Ad @ P, Ad.transpose(1, 2))
         if norm < tol:
             return P
@@ -90,7 +94,9 @@ def commuting_block_inverse(M: torch.Tensor, a0, a1: float, b: float, c1: float,
     determinant D = (a0 I + a1 M) d - b c1 M: one n × n inverse instead of a 2n × 2n one. The
     sleep controller's A (and hI + A) has this form with M = J Q."""
     eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
-    Dinv = torch.linalg.inv((a0 * d) * eye + (a1 * d - b * c1) * M)
+    # without the singularity check's wait: a singular D gives non-finite entries, which the
+    # caller's checks report (for the sleep controller, Z singular means A is unstable)
+    Dinv = torch.linalg.inv_ex((a0 * d) * eye + (a1 * d - b * c1) * M)[0]
     MDinv = M @ Dinv
     return torch.cat([torch.cat([d * Dinv, -b * Dinv], 2),
                       torch.cat([-c1 * MDinv, a0 * Dinv + a1 * MDinv], 2)], 1)
