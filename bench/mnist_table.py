@@ -71,8 +71,8 @@ def product_flops(cfg) -> tuple[int, int]:
     products W_i Δr_{i-1} of the layers above the first, Q u and v_A uᵀ; ``sleep._simulate``).
     With the expected sleep phase the forward weights stay fixed over the epoch's passes, so
     J is computed once per sample and epoch (a forward pass, the Jacobian: n_L rows back through
-    the hidden layers above the first, the output layer's block being elementwise, and J Σ² Jᵀ;
-    ``FeedbackJacobians``) and each pass adds J Q and
+    the hidden layers above the first, the output layer's block being elementwise, and J Σ² Jᵀ,
+    :func:`noise_covariance`; ``FeedbackJacobians``) and each pass adds J Q and
     Σ_b Jᵀ Y and 12 n_L³ of n_L × n_L algebra around the Lyapunov solve, whose own products
     (32 n_L³, then 48 n_L³ per doubling: 4 doublings on MNIST in float32, the last without its
     squaring) are left out
@@ -84,11 +84,19 @@ def product_flops(cfg) -> tuple[int, int]:
         return bp, 0
     if cfg.sleep == "expected":
         n_L_products = 2 * sum(n[1:]) * n[-1] ** 2           # one (n_L × Σ n_i)(Σ n_i × n_L)
-        jacobians = forward + n[-1] * hidden_above_first + n_L_products
+        jacobians = forward + n[-1] * hidden_above_first + noise_covariance(cfg)
         return bp, jacobians + cfg.sleep_epochs * (2 * n_L_products + 12 * n[-1] ** 3)
     steps = max(1, int(round(cfg.t_end_fb / cfg.dt_fb)))
     per_step = above_first + 2 * 2 * sum(n[1:]) * n[-1]
     return bp, cfg.sleep_epochs * (forward + steps * per_step)
+
+
+def noise_covariance(cfg) -> int:
+    """FLOPs per sample of J Σ² Jᵀ (``sleep_jacobian``): J_h J_hᵀ over the hidden columns, and
+    J_L J_Lᵀ unless the output is linear (J_L = I adds σ_L² I)."""
+    n = cfg.layer_sizes
+    columns = sum(n[1:]) - (n[-1] if cfg.activations[-1] == "linear" else 0)
+    return 2 * columns * n[-1] ** 2
 
 
 def train_method(args, task: str, method: str, seed: int) -> dict:

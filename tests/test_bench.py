@@ -110,9 +110,46 @@ def test_single_phase_ssa_flops_match_the_code(monkeypatch):
     p, settings = SleepParams.from_config(cfg), ForwardSettings.from_config(cfg)
 
     executed = counted(lambda: sleep_expected.single_phase_ssa_update(net, x, y, settings, p))
-    expected = batch * ssa_minibatch.ssa_flops(cfg.layer_sizes)
+    expected = batch * ssa_minibatch.ssa_flops(cfg)
     assert expected <= executed < 1.01 * expected
 
+
+def test_overlapped_single_phase_gives_the_sequential_weights():
+    """``bench/ssa_minibatch.py --overlap``: the feedback update on a second thread while the
+    forward update runs leaves W, b and Q bit for bit where the training loop's sequential
+    minibatch does (neither update reads what the other writes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dfc_analog.learning.forward import ForwardSettings
+    from dfc_analog.learning.sleep_expected import single_phase_ssa_update
+    from dfc_analog.training.loop import (apply_feedback_update, apply_update,
+                                          make_feedback_optimizer, make_optimizer)
+    cfg = preset_config("mnist-dfc-ssa-exp-single", layer_sizes=[784, 48, 32, 24, 10])
+    nets = [DFCNetwork.from_config(cfg, torch.Generator().manual_seed(1)) for _ in range(2)]
+    opts = [(make_optimizer(cfg, n), make_feedback_optimizer(cfg, n, cfg.fb_lr)) for n in nets]
+    g = torch.Generator().manual_seed(2)
+    settings, p = ForwardSettings.from_config(cfg), SleepParams.from_config(cfg)
+    with ThreadPoolExecutor(1) as pool:
+        for _ in range(3):
+            x = torch.rand(32, 784, generator=g)
+            y = torch.randint(10, (32,), generator=g)
+            upd, g_Q = single_phase_ssa_update(nets[0], x, y, settings, p)
+            apply_update(cfg, nets[0], opts[0][0], upd)
+            apply_feedback_update(cfg, nets[0], opts[0][1], g_Q)
+            ssa_minibatch.overlapped_minibatch(cfg, nets[1], x, y, *opts[1], pool)
+    for (name, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_ssa_minibatch_bench_runs_its_variants(capsys):
+    threads = torch.get_num_threads()
+    try:
+        ssa_minibatch.main(["--repeats", "1", "--adam", "fused", "--overlap"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "fused Adam" in out and "overlapped on two threads" in out
+    assert out.splitlines()[-1].startswith("RESULT ssa_single_vs_bp=")
 
 def test_single_phase_preset_is_the_benched_configuration(monkeypatch):
     """``mnist-dfc-single`` holds what ``bench/single_phase.py --mnist --pretrain-epochs 10
