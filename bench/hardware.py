@@ -23,6 +23,7 @@ wake_tran_s=<z> wake_tran_cpu_s=<c>`` for the large network (the CPU seconds of 
 process, which a busy machine does not inflate as it does the wall time).
 
     .venv/bin/python bench/hardware.py [--t-end T] [--small-only] [--large-op-only]
+    .venv/bin/python bench/hardware.py --layer-alone K    # layer K of the large net alone
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ import torch
 from dfc_analog.circuit.crossbar import saved_vectors, write_crossbar_netlist
 from dfc_analog.circuit.energy import circuit_energy, circuit_power, model_energy, model_power
 from dfc_analog.circuit.graph import Scaling, neuron_name
-from dfc_analog.circuit.netlist import SpiceOptions, output_times
+from dfc_analog.circuit.netlist import SWITCH_RISE, SpiceOptions, output_times
 from dfc_analog.circuit.simulate import run_netlist, simulate_hardware_circuit
 from dfc_analog.hardware import load_spec, realise_network
 from dfc_analog.learning import output_target
@@ -164,6 +165,33 @@ def bench(sizes, t_end: float, seed: int = 0, spice: bool = True,
     return out
 
 
+def layer_alone(sizes, k: int, seed: int = 0) -> None:
+    """Layer ``k`` of the network of ``sizes`` alone in ngspice (the inference transient, 3 τ_u,
+    with the controller; ``write_crossbar_netlist(..., layers=[k], drivers=...)``): layer 1 on
+    the input's sources, a later layer's rows driven by layer k-1's rates, the emulation's at rest and at the feed-forward state of x,
+    stepping at the input's switch-on. A timing measurement of one layer of a layer-by-layer
+    simulation (in the circuit the drivers rise with layer k-1's own dynamics); prints the
+    wall and CPU seconds and the netlist's size."""
+    real, model, x, _, _ = problem(sizes, seed)
+    offset = sum(sizes[1:k - 1])
+    with torch.no_grad():
+        rest, ff = (model.feedforward(v)["rate"][0, offset:offset + sizes[k - 1]].numpy()
+                    * real.v_scale for v in (torch.zeros_like(x), x))
+    t_on = SETTLE * TIME_SCALE
+    t = np.array([0.0, t_on - SWITCH_RISE * TIME_SCALE, t_on, (SETTLE + 3.0) * TIME_SCALE])
+    rate = np.stack([rest, rest, ff, ff])
+    text = write_crossbar_netlist(real, PARAMS, x[0].numpy(), None, "inference", 3.0,
+                                  output_times(3.0, 0.03), SETTLE, SpiceOptions(reltol=RELTOL),
+                                  TIME_SCALE, layers=[k],
+                                  drivers={k - 1: (t, rate, -rate)} if k > 1 else None)
+    start, cpu = time.perf_counter(), child_cpu()
+    run_netlist(text, saved_vectors(real, [k]))
+    print(f"{'-'.join(map(str, sizes))} on pcm, layer {k} alone (inference, 3 τ_u): netlist "
+          f"{len(text.encode()) / 1e6:.2f} MB, "
+          f"{sum(1 for line in text.splitlines() if line[:1] == 'R')} resistors; ngspice "
+          f"{time.perf_counter() - start:.1f} s ({child_cpu() - cpu:.1f} s CPU)")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--t-end", type=float, default=5.0, help="wake phase in τ_u (default 5)")
@@ -173,8 +201,16 @@ def main(argv=None) -> None:
     parser.add_argument("--large-op-only", action="store_true",
                         help="the large net's ngspice operating point only, not its transients "
                              "(which take about an hour on 2 cores, README); no RESULT line")
+    parser.add_argument("--layer-alone", type=int, default=None, metavar="K",
+                        help="only time layer K (1..4) of the large net alone in ngspice, its "
+                             "rows driven by sources (a layer-by-layer inference's step)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
+    if args.layer_alone is not None:
+        if not 1 <= args.layer_alone <= 4:
+            parser.error("--layer-alone takes a layer of 784-256-256-256-10: 1, 2, 3 or 4.")
+        layer_alone([784, 256, 256, 256, 10], args.layer_alone)
+        return
     print(f"machine: shared, {torch.get_num_threads()} torch threads; pcm preset, v_scale "
           f"{V_SCALE} V, {TIME_SCALE:g} s per τ_u", flush=True)
     for sizes in ([15, 10, 10, 5],) + (() if args.small_only else ([784, 256, 256, 256, 10],)):

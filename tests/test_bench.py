@@ -6,6 +6,7 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -204,3 +205,15 @@ def test_mnist_table_over_seeds_reports_means_and_paired_differences(capsys):
     assert "5.50±0.50%" in out and "5.63±0.42%" in out, out
     assert out.splitlines()[-1] == ("RESULT bp=5.50 dfc_ssa_exp=5.53 dfc_exp=5.63 "
                                     "ssa_exp_time_ratio=7.00 dfc_exp_time_ratio=30.00")
+
+
+def test_hardware_bench_times_one_layer_alone(capsys):
+    """``bench/hardware.py --layer-alone K`` on the small network: layer 2 alone, its rows driven
+    by sources, runs in ngspice."""
+    from tests.test_validate import ngspice_missing
+    if ngspice_missing():
+        pytest.skip("libngspice is not installed")
+    import hardware
+    hardware.layer_alone([15, 10, 10, 5], 2)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("15-10-10-5 on pcm, layer 2 alone") and "ngspice" in line

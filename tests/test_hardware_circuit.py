@@ -177,6 +177,50 @@ def test_emulation_and_circuit_agree_at_tight_tolerance(make_net):
         assert float((a - b).abs().max()) <= 1e-4 * float(a.max() - a.min()), name
 
 
+@needs_ngspice
+@pytest.mark.parametrize("phase", ["inference", "wake"])
+def test_layers_driven_by_their_input_layer_waveforms_are_the_whole_circuit(make_net, phase):
+    """The op-amps' outputs are ideal sources: layers 2-3 alone, their rows driven by layer 1's
+    waveforms from the whole circuit's run (linear between its time points), give that run's
+    layer-2 and layer-3 nodes, to the interpolation between the time points (reltol 1e-6). In
+    the wake phase the controller, which r_L drives, is in both netlists."""
+    net = make_net()
+    params = ControllerParams()
+    real = realise_network(net, HardwareSpec.from_dict(SPEC), seed=2, v_scale=0.5)
+    x = np.random.default_rng(1).uniform(-1, 1, 15)
+    with torch.no_grad():
+        r_star = HardwareModel(real, params).feedforward(
+            torch.tensor(x)[None])["rate"][0, -5:].numpy() + 0.05
+    names = [f"l{i}_{c}_{k}" for i in (2, 3) for c in ("soma", "rate", "vg")
+             for k in range(real.layer_sizes[i])]
+    drivers = [f"l1_{c}_{k}" for c in ("rate", "raten") for k in range(10)]
+    kw = dict(phase=phase, t_end=1.0, options=TIGHT, r_star=r_star if phase == "wake" else None)
+    whole = run_netlist(write_crossbar_netlist(real, params, x, **kw), names + drivers)
+    t = whole["time"]
+    rate, raten = (np.stack([whole[f"l1_{c}_{k}"] for k in range(10)], 1)
+                   for c in ("rate", "raten"))
+    text = write_crossbar_netlist(real, params, x, layers=[2, 3], drivers={1: (t, rate, raten)},
+                                  **kw)
+    assert "Xs1_0 " not in text and "Bd_l1_rate_0 " in text
+    part = run_netlist(text, names)
+    for name in names:
+        a = whole[name]
+        b = np.interp(t, part["time"], part[name])
+        assert np.abs(a - b).max() <= 1e-4 * max(np.ptp(a), 1e-3), name
+
+
+def test_layer_subsets_need_their_drivers(make_net):
+    real = realise_network(make_net(), HardwareSpec.from_dict(SPEC), seed=2, v_scale=0.5)
+    x = np.zeros(15)
+    with pytest.raises(ConfigError, match="layers must be numbers from 1 to 3"):
+        write_crossbar_netlist(real, ControllerParams(), x, phase="op", layers=[0, 2])
+    with pytest.raises(ConfigError, match=r"the rows of layers \[1\] need drivers"):
+        write_crossbar_netlist(real, ControllerParams(), x, phase="op", layers=[2, 3])
+    t = np.array([0.0, 1e-6])
+    with pytest.raises(ConfigError, match="drivers of layer 1 must be"):
+        write_crossbar_netlist(real, ControllerParams(), x, phase="op", layers=[2],
+                               drivers={1: (t, np.zeros((2, 10)), np.zeros((2, 9)))})
+
 def test_ideal_hardware_changes_nothing(run_dir, tmp_path, capsys):  # noqa: F811
     """--hardware ideal: the validation takes today's path (the same numbers) and the export
     writes today's netlist, byte for byte."""

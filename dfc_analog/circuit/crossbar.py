@@ -107,17 +107,50 @@ def sense_names(real: Realisation) -> dict:
     return out
 
 
-def saved_vectors(real: Realisation) -> list:
+def saved_vectors(real: Realisation, layers=None) -> list:
     """What a simulation keeps: somas, both rows, virtual grounds, controller nodes, the column
-    sense currents and the supply currents (the network's and the controller's)."""
+    sense currents and the supply currents (the network's and the controller's); of the
+    ``layers`` (None: all) where the netlist holds only those."""
     names = []
     sizes = real.layer_sizes
-    for i in range(1, len(sizes)):
+    keep = range(1, len(sizes)) if layers is None else layers
+    for i in keep:
         names += [neuron_name(i, c, k) for c in ("soma", "rate", "raten", "vg")
                   for k in range(sizes[i])]
     names += [controller_name(s, m) for s in ("error", "int", "u") for m in range(sizes[-1])]
-    return names + [f"{v}#branch" for tiles in sense_names(real).values() for v in tiles] + \
+    return names + [f"{v}#branch" for (_, i, _), tiles in sense_names(real).items()
+                    if i in keep for v in tiles] + \
         ["vdd#branch", "vss#branch", "vddc#branch", "vssc#branch"]
+
+
+def _layer_subset(real: Realisation, layers, drivers) -> tuple:
+    """(sorted layers, {j: (t, rate, raten)} of the driven input layers) of
+    :func:`write_crossbar_netlist`, checked."""
+    L = len(real.layer_sizes) - 1
+    if layers is None:
+        return list(range(1, L + 1)), {}
+    layers = sorted(set(int(i) for i in layers))
+    if not layers or layers[0] < 1 or layers[-1] > L:
+        raise ConfigError(f"layers must be numbers from 1 to {L}, got {layers}.")
+    if real.read_interval is not None and len(layers) < L:
+        raise ConfigError("a netlist of some layers only has no read-noise process; write the "
+                          "whole network.")
+    drivers = dict(drivers or {})
+    needed = sorted({i - 1 for i in layers if i > 1 and i - 1 not in layers})
+    if sorted(drivers) != needed:
+        raise ConfigError(f"the rows of layers {needed} need drivers (and only those), got "
+                          f"{sorted(drivers)}.")
+    out = {}
+    for j in needed:
+        t, rate, raten = (np.asarray(a, dtype=np.float64) for a in drivers[j])
+        shape = (t.shape[0], real.layer_sizes[j])
+        if t.ndim != 1 or rate.shape != shape or raten.shape != shape or \
+                not np.all(np.diff(t) > 0):
+            raise ConfigError(f"drivers of layer {j} must be increasing times (T,) and rates "
+                              f"(T, {real.layer_sizes[j]}) V, got {t.shape}, {rate.shape}, "
+                              f"{raten.shape}.")
+        out[j] = (t, rate, raten)
+    return layers, out
 
 
 def opamp_subcircuit(real: Realisation) -> list:
@@ -303,7 +336,8 @@ def read_noise_lines(real: Realisation, x: np.ndarray, t_on: float, noise=None) 
 def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_star=None,
                            phase: str = "wake", t_end: float = 5.0, times=None,
                            settle: float = 1.0, options: SpiceOptions | None = None,
-                           time_scale: float = 1e-6, read_noise=None) -> str:
+                           time_scale: float = 1e-6, read_noise=None, layers=None,
+                           drivers: dict | None = None) -> str:
     """The crossbar netlist (module docstring) of ``real`` for input ``x`` (n_0,) and target
     ``r_star`` (n_L,; the wake phase), for ``phase`` 'op', 'feedforward' or 'wake' as
     :func:`dfc_analog.circuit.netlist.write_netlist`, or 'inference': the network at rest on
@@ -312,6 +346,15 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
     A realisation with a read-noise process gets its per-column sources in the transient
     phases (:func:`read_noise_lines`; ``read_noise``: unit samples for PWL sources, None for
     TRNOISE).
+
+    ``layers`` (numbers 1..L; None: all) writes those layers' crossbars and neurons only, with
+    the controller. The op-amps' outputs are ideal sources, so a layer whose input layer j is
+    left out sees exactly what it would see in the whole circuit when its rows r and -r are
+    driven by j's waveforms: ``drivers[j] = (t, rate, raten)``, t (T,) s of this netlist's
+    clock, rate and raten (T, n_j) V, written as B-sources ``pwl(TIME, ...)`` (a PWL source
+    would put a breakpoint at each of the T corners, which ngspice's own output sets as close as
+    1e-16 s around a switch, and stall the step control); the row loads on j's drivers are then
+    not in the circuit.
     """
     if phase not in HARDWARE_PHASES:
         raise ConfigError(f"unknown phase '{phase}': choose one of "
@@ -324,6 +367,7 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
     vs, R_r, tile = real.v_scale, real.resistance, real.spec.crossbar_size
     sizes, L = real.layer_sizes, len(real.layer_sizes) - 1
     n_L = sizes[-1]
+    layers, drivers = _layer_subset(real, layers, drivers)
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     if x.shape != (sizes[0],):
         raise ConfigError(f"input x must have shape ({sizes[0]},), got {x.shape}.")
@@ -372,7 +416,9 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
         return (f"PWL(0 0 {_fmt(t_on - SWITCH_RISE * time_scale)} 0 {_fmt(t_on)} "
                 f"{_fmt(value)})")
 
-    if not options.sum_inputs:
+    if 1 not in layers:
+        lines.append("* (layer 1 is not in this netlist)")
+    elif not options.sum_inputs:
         for j in range(sizes[0]):
             lines += [f"Vin_{j} in_{j} 0 {source(x[j] * vs)}",
                       f"Vinn_{j} inn_{j} 0 {source(-x[j] * vs)}"]
@@ -382,7 +428,15 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
     R_w, R_row = spec.synapse.wire_resistance, spec.synapse.row_wire_resistance
     wires = R_w > 0 or R_row > 0
     wired = wired_layers(real, 1)[0] if wires and options.sum_inputs else None
+    for j, (t, rate, raten) in drivers.items():
+        lines.append(f"* layer {j} is not in this netlist: its rows r and -r as sources")
+        for k in range(sizes[j]):
+            for node, v in zip(rows(j, k), (rate[:, k], raten[:, k])):
+                lines += _wrap(f"Bd_{node} {node} 0 V = pwl(TIME",
+                               [f", {_fmt(a)}, {_fmt(b)}" for a, b in zip(t, v)] + [")"], 6)
     for i, lr in enumerate(real.layers, start=1):
+        if i not in layers:
+            continue
         G_pos, G_neg = lr.G_pos.numpy(), lr.G_neg.numpy()
         GQ_pos, GQ_neg = lr.GQ_pos.numpy(), lr.GQ_neg.numpy()
         n_in = sizes[i - 1]
@@ -474,7 +528,7 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
               for m in range(n_L)]
     lines += ["", options_line(options)]
     lines += _wrap(".save", [f"i({v.removesuffix('#branch')})" if v.endswith("#branch") else v
-                             for v in saved_vectors(real)], 8)
+                             for v in saved_vectors(real, layers)], 8)
     lines.append(analysis_line(phase, times, t_end, settle, time_scale,
                                options.step_limit(params.tau_v)))
     if phase != "op":
@@ -484,7 +538,8 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
         lines += [f".meas tran q_vdd INTEG i(vdd) {window}",
                   f".meas tran q_vss INTEG i(vss) {window}",
                   f".meas tran e_supply param='-({_fmt(sup.vdd)}*q_vdd+({_fmt(sup.vss)})*q_vss)'"]
-        lines += _wrap(".print tran", [f"V({neuron_name(L, 'rate', m)})" for m in range(n_L)]
+        lines += _wrap(".print tran", [f"V({neuron_name(L, 'rate', m)})" for m in range(n_L)
+                                       if L in layers]
                        + [f"V({controller_name('u', m)})" for m in range(n_L)], 8)
     lines.append(".end")
     return "\n".join(lines) + "\n"
