@@ -553,7 +553,9 @@ def test_two_trainings_into_one_folder(tmp_path):
     winner = next(k for k, (code, _, _) in enumerate(results) if code == 0)
     loser_err = results[1 - winner][2]
     assert "Traceback" not in loser_err and loser_err.count("error:") == 1
-    assert "in use by process" in loser_err or "already holds a run" in loser_err
+    # the holder names itself in the lock file just after taking the lock: a loser that
+    # reads it in between is told of "another process"
+    assert "is in use by" in loser_err or "already holds a run" in loser_err
     cfg, net = runio.load_run(tmp_path / "run")
     state = runio.load_checkpoint(tmp_path / "run", runio.CHECKPOINT_KEYS)
     assert cfg.seed == (1, 2)[winner] and state["config"]["seed"] == cfg.seed
