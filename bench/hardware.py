@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
 
 import numpy as np
@@ -39,6 +40,7 @@ from dfc_analog.circuit.energy import circuit_energy, circuit_power, model_energ
 from dfc_analog.circuit.graph import Scaling, neuron_name
 from dfc_analog.circuit.netlist import SWITCH_RISE, SpiceOptions, output_times
 from dfc_analog.circuit.simulate import run_netlist, simulate_hardware_circuit
+from dfc_analog.errors import DFCError
 from dfc_analog.hardware import load_spec, realise_network
 from dfc_analog.learning import output_target
 from dfc_analog.model.dynamics import ControllerParams
@@ -168,8 +170,9 @@ def bench(sizes, t_end: float, seed: int = 0, spice: bool = True,
 def layer_alone(sizes, k: int, seed: int = 0) -> None:
     """Layer ``k`` of the network of ``sizes`` alone in ngspice (the inference transient, 3 τ_u,
     with the controller; ``write_crossbar_netlist(..., layers=[k], drivers=...)``): layer 1 on
-    the input's sources, a later layer's rows driven by layer k-1's rates, the emulation's at rest and at the feed-forward state of x,
-    stepping at the input's switch-on. A timing measurement of one layer of a layer-by-layer
+    the input's sources, a later layer's rows driven by layer k-1's rates, the emulation's at
+    rest and at the feed-forward state of x, stepping at the input's switch-on. A timing
+    measurement of one layer of a layer-by-layer
     simulation (in the circuit the drivers rise with layer k-1's own dynamics); prints the
     wall and CPU seconds and the netlist's size."""
     real, model, x, _, _ = problem(sizes, seed)
@@ -225,4 +228,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DFCError as exc:        # a missing ngspice, a failed run: one sentence
+        sys.exit(f"error: {exc}")

@@ -71,19 +71,18 @@ def ssa_flops(cfg) -> int:
         control + algebra
 
 
-def overlapped_minibatch(cfg, net, x, y, opt_w, opt_q, pool: ThreadPoolExecutor,
-                         out: tuple = None) -> None:
+def overlapped_minibatch(cfg, net, x, y, settings: ForwardSettings, sleep: SleepParams,
+                         opt_w, opt_q, pool: ThreadPoolExecutor, out: tuple = None) -> None:
     """One single-phase DFC-SSA minibatch with its two updates at once: the feedback update
     (the expected update from J, J Σ² Jᵀ and J Q) on ``pool``'s thread while this one takes
     Lemma 1's forward update and the W step; the Q step last. Neither update reads what the
     other writes, so the weights are those of the sequential minibatch."""
-    sleep = SleepParams.from_config(cfg)
     ff = net.feedforward(x)
     J, JSJ = sleep_jacobian(net, x, sleep, out, ff)
     JQ = net.times_feedback(J)
     g_Q = pool.submit(expected_update_from_jacobian, net, J, JSJ, sleep, JQ)
-    apply_update(cfg, net, opt_w, forward_update(net, x, y, ForwardSettings.from_config(cfg),
-                                                 loop_gain=JQ, feedforward=ff))
+    apply_update(cfg, net, opt_w, forward_update(net, x, y, settings, loop_gain=JQ,
+                                                 feedforward=ff))
     apply_feedback_update(cfg, net, opt_q, g_Q.result())
 
 
@@ -155,7 +154,8 @@ def main(argv=None) -> int:
 
     def ssa_overlapped() -> float:
         t0 = time.perf_counter()
-        overlapped_minibatch(cfg, net, x, y, opt_w, opt_q, pool, (J_buf, JSJ_buf))
+        overlapped_minibatch(cfg, net, x, y, settings, sleep, opt_w, opt_q, pool,
+                             (J_buf, JSJ_buf))
         return time.perf_counter() - t0
 
     variants = (bp, ssa, ssa_overlapped) if args.overlap else (bp, ssa)

@@ -137,7 +137,7 @@ def test_overlapped_single_phase_gives_the_sequential_weights():
             upd, g_Q = single_phase_ssa_update(nets[0], x, y, settings, p)
             apply_update(cfg, nets[0], opts[0][0], upd)
             apply_feedback_update(cfg, nets[0], opts[0][1], g_Q)
-            ssa_minibatch.overlapped_minibatch(cfg, nets[1], x, y, *opts[1], pool)
+            ssa_minibatch.overlapped_minibatch(cfg, nets[1], x, y, settings, p, *opts[1], pool)
     for (name, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
         assert torch.equal(a, b), name
 
