@@ -10,20 +10,24 @@ MNIST DFC controller: τ_v = 0.2, α = 0.001389, k_p = 2, leak 'total'; inputs i
     emulation's feed-forward state: time, the largest rate difference relative to the rates'
     range, and the static power of circuit and model (W);
   - the inference (feed-forward) transient: an input step, 3 τ_u, in ngspice and in the
-    emulation: wall time, energy per inference (J, fJ per MAC; circuit and model) and the
-    settling time of the outputs within 1 %;
+    emulation: wall time, the largest normalised circuit-vs-emulation error over the signal
+    groups (dfc-validate's metric), energy per inference (J, fJ per MAC; circuit and model) and
+    the settling time of the outputs within 1 %; on the large network in one ngspice run per
+    layer (``simulate_inference_by_layers``, ``energy_by_layers``: the whole circuit did not
+    finish in 2 h, README);
   - the wake transient: settle 1 τ_u, then T τ_u with the controller on (eq. 3 target of a
     random class), in ngspice (reltol 1e-4: at 1e-3 the op-amp controller's switch-on leaves
     1.6e-3 of u's range) and in the emulation (dopri5, rtol = atol = 1e-9 in model units):
-    wall times and the largest normalised circuit-vs-emulation error over the signal groups
-    (dfc-validate's metric);
+    wall times and the circuit-vs-emulation error; on the large network in ngspice only with
+    ``--large-wake`` (the controller's loop through every layer cannot be cut into runs);
 
 and ends with ``RESULT emul_err=<x> energy_fj_per_mac=<y> energy_model_vs_circuit=<ratio>
-wake_tran_s=<z> wake_tran_cpu_s=<c>`` for the large network (the CPU seconds of the ngspice
-process, which a busy machine does not inflate as it does the wall time).
+wake_tran_s=<z> wake_tran_cpu_s=<c>`` for the last network: emul_err the largest error of the
+transients ngspice ran, wake_tran_s nan where it did not run the wake (cpu: the CPU seconds of
+the ngspice process, which a busy machine does not inflate as it does the wall time).
 
     .venv/bin/python bench/hardware.py [--t-end T] [--small-only] [--large-op-only]
-    .venv/bin/python bench/hardware.py --layer-alone K    # layer K of the large net alone
+                                       [--large-wake] [--emulation-only]
 """
 from __future__ import annotations
 
@@ -36,10 +40,12 @@ import numpy as np
 import torch
 
 from dfc_analog.circuit.crossbar import saved_vectors, write_crossbar_netlist
-from dfc_analog.circuit.energy import circuit_energy, circuit_power, model_energy, model_power
+from dfc_analog.circuit.energy import (circuit_energy, circuit_power, energy_by_layers,
+                                       model_energy, model_power)
 from dfc_analog.circuit.graph import Scaling, neuron_name
-from dfc_analog.circuit.netlist import SWITCH_RISE, SpiceOptions, output_times
-from dfc_analog.circuit.simulate import run_netlist, simulate_hardware_circuit
+from dfc_analog.circuit.netlist import SpiceOptions, output_times
+from dfc_analog.circuit.simulate import (hardware_trajectory, run_netlist,
+                                        simulate_hardware_circuit, simulate_inference_by_layers)
 from dfc_analog.errors import DFCError
 from dfc_analog.hardware import load_spec, realise_network
 from dfc_analog.learning import output_target
@@ -104,10 +110,12 @@ def problem(sizes, seed: int = 0):
     return real, model, x, r_star, realise_s
 
 
-def bench(sizes, t_end: float, seed: int = 0, spice: bool = True,
-          transient: bool = True) -> dict:
+def bench(sizes, t_end: float, seed: int = 0, spice: bool = True, transient: bool = True,
+          by_layers: bool = False, wake: bool = True) -> dict:
     """Every stage of the module docstring for the network of ``sizes``, each printed as soon
-    as it is done (the large network's transients take long); returns the numbers."""
+    as it is done (the large network's transients take long); ``by_layers``: the inference in
+    one ngspice run per layer; ``wake``: run the wake transient in ngspice. Returns the
+    numbers."""
     options = SpiceOptions(reltol=RELTOL)
     real, model, x, r_star, realise_s = problem(sizes, seed)
     times = output_times(t_end, t_end / 100)
@@ -143,56 +151,57 @@ def bench(sizes, t_end: float, seed: int = 0, spice: bool = True,
           f"{op['static_model'] / op['static_circuit']:.4f})", flush=True)
     if not transient:
         return model_only("ngspice transients not run")
+    ff = torch.as_tensor(ff_times)
+    emu_ff = simulate_hardware_wake(model, x, None, 3.0, ff, 1e-9, 1e-9, from_rest=True)
     cpu = child_cpu()
-    c, _ = circuit_energy(real, PARAMS, x[0].numpy(), None, 3.0, ff_times, TIME_SCALE, options)
+    if by_layers:
+        start = time.perf_counter()
+        circ_ff, runs = simulate_inference_by_layers(real, PARAMS, x[0], 3.0, ff_times,
+                                                     TIME_SCALE, options, SETTLE, progress=True)
+        c = energy_by_layers(real, x[0].numpy(), runs, 3.0, TIME_SCALE, SETTLE,
+                             time.perf_counter() - start)
+    else:
+        c, data = circuit_energy(real, PARAMS, x[0].numpy(), None, 3.0, ff_times, TIME_SCALE,
+                                 options)
+        circ_ff = hardware_trajectory(real, data, ff_times, TIME_SCALE, SETTLE)
     out.update(circuit_energy=c, inference_cpu_s=child_cpu() - cpu)
-    print(f"  inference transient (3 τ_u): ngspice {c.seconds:.2f} s "
-          f"({out['inference_cpu_s']:.2f} s CPU), emulation {m.seconds:.2f} s")
+    out.update(zip(("inference_err", "inference_worst", "inference_within"),
+                   worst_error(emu_ff, circ_ff, options, "feedforward")))
+    how = f"ngspice layer by layer ({len(sizes) - 1} runs)" if by_layers else "ngspice"
+    print(f"  inference transient (3 τ_u): {how} {c.seconds:.2f} s "
+          f"({out['inference_cpu_s']:.2f} s CPU), emulation {m.seconds:.2f} s; circuit vs "
+          f"emulation: max normalised error {out['inference_err']:.3g} "
+          f"({out['inference_worst']}), {'within' if out['inference_within'] else 'OUTSIDE'} "
+          f"dfc-validate's tolerance")
     print(f"    {c.line()}")
     print(f"    {m.line()}", flush=True)
+    if not wake:
+        print(f"  wake transient: emulation {out['emulation_s']:.2f} s; ngspice not run (the "
+              f"controller's loop through every layer cannot be cut into runs per layer, and "
+              f"the whole circuit did not finish in 2 h: README; --large-wake runs it)")
+        return out
     start, cpu = time.perf_counter(), child_cpu()
     circ = simulate_hardware_circuit(real, PARAMS, x[0], r_star[0], t_end, times, TIME_SCALE,
                                      options, SETTLE)
     out.update(wake_tran_s=time.perf_counter() - start, wake_tran_cpu_s=child_cpu() - cpu)
-    settings = ValidationSettings(spice=options, scaling=Scaling(TIME_SCALE, V_SCALE))
-    signals, _ = compare(emu, circ, settings)
-    varying = {n: e for n, e in signals.items() if not e.floored} or signals
-    worst = max(varying, key=lambda n: varying[n].max)
-    out.update(emul_err=varying[worst].max, worst=worst,
-               within_tol=all(e.passed for e in signals.values()))
+    err, worst, within = worst_error(emu, circ, options, "wake")
+    out.update(wake_err=err, worst=worst, within_tol=within)
     print(f"  wake transient: ngspice {out['wake_tran_s']:.2f} s ({out['wake_tran_cpu_s']:.2f} s "
           f"CPU), emulation {out['emulation_s']:.2f} s; circuit vs emulation: max normalised "
-          f"error {out['emul_err']:.3g} ({worst}), "
-          f"{'within' if out['within_tol'] else 'OUTSIDE'} dfc-validate's tolerance", flush=True)
+          f"error {err:.3g} ({worst}), {'within' if within else 'OUTSIDE'} dfc-validate's "
+          f"tolerance", flush=True)
     return out
 
 
-def layer_alone(sizes, k: int, seed: int = 0) -> None:
-    """Layer ``k`` of the network of ``sizes`` alone in ngspice (the inference transient, 3 τ_u,
-    with the controller; ``write_crossbar_netlist(..., layers=[k], drivers=...)``): layer 1 on
-    the input's sources, a later layer's rows driven by layer k-1's rates, the emulation's at
-    rest and at the feed-forward state of x, stepping at the input's switch-on. A timing
-    measurement of one layer of a layer-by-layer
-    simulation (in the circuit the drivers rise with layer k-1's own dynamics); prints the
-    wall and CPU seconds and the netlist's size."""
-    real, model, x, _, _ = problem(sizes, seed)
-    offset = sum(sizes[1:k - 1])
-    with torch.no_grad():
-        rest, ff = (model.feedforward(v)["rate"][0, offset:offset + sizes[k - 1]].numpy()
-                    * real.v_scale for v in (torch.zeros_like(x), x))
-    t_on = SETTLE * TIME_SCALE
-    t = np.array([0.0, t_on - SWITCH_RISE * TIME_SCALE, t_on, (SETTLE + 3.0) * TIME_SCALE])
-    rate = np.stack([rest, rest, ff, ff])
-    text = write_crossbar_netlist(real, PARAMS, x[0].numpy(), None, "inference", 3.0,
-                                  output_times(3.0, 0.03), SETTLE, SpiceOptions(reltol=RELTOL),
-                                  TIME_SCALE, layers=[k],
-                                  drivers={k - 1: (t, rate, -rate)} if k > 1 else None)
-    start, cpu = time.perf_counter(), child_cpu()
-    run_netlist(text, saved_vectors(real, [k]))
-    print(f"{'-'.join(map(str, sizes))} on pcm, layer {k} alone (inference, 3 τ_u): netlist "
-          f"{len(text.encode()) / 1e6:.2f} MB, "
-          f"{sum(1 for line in text.splitlines() if line[:1] == 'R')} resistors; ngspice "
-          f"{time.perf_counter() - start:.1f} s ({child_cpu() - cpu:.1f} s CPU)")
+def worst_error(emu, circ, options, phase: str) -> tuple:
+    """(the largest normalised circuit-vs-emulation error over the signal groups that vary,
+    its group, whether every group is within dfc-validate's tolerance)."""
+    settings = ValidationSettings(phase=phase, spice=options,
+                                  scaling=Scaling(TIME_SCALE, V_SCALE))
+    signals, _ = compare(emu, circ, settings)
+    varying = {n: e for n, e in signals.items() if not e.floored} or signals
+    worst = max(varying, key=lambda n: varying[n].max)
+    return varying[worst].max, worst, all(e.passed for e in signals.values())
 
 
 def main(argv=None) -> None:
@@ -204,28 +213,32 @@ def main(argv=None) -> None:
     parser.add_argument("--large-op-only", action="store_true",
                         help="the large net's ngspice operating point only, not its transients "
                              "(which take about an hour on 2 cores, README); no RESULT line")
-    parser.add_argument("--layer-alone", type=int, default=None, metavar="K",
-                        help="only time layer K (1..4) of the large net alone in ngspice, its "
-                             "rows driven by sources (a layer-by-layer inference's step)")
+    parser.add_argument("--large-wake", action="store_true",
+                        help="also run the large net's wake transient in ngspice (the whole "
+                             "circuit: it did not finish in 2 h on 2 cores, README)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    if args.layer_alone is not None:
-        if not 1 <= args.layer_alone <= 4:
-            parser.error("--layer-alone takes a layer of 784-256-256-256-10: 1, 2, 3 or 4.")
-        layer_alone([784, 256, 256, 256, 10], args.layer_alone)
-        return
     print(f"machine: shared, {torch.get_num_threads()} torch threads; pcm preset, v_scale "
           f"{V_SCALE} V, {TIME_SCALE:g} s per τ_u", flush=True)
     for sizes in ([15, 10, 10, 5],) + (() if args.small_only else ([784, 256, 256, 256, 10],)):
+        large = sizes[0] == 784
         r = bench(sizes, args.t_end, spice=not args.emulation_only,
-                  transient=not (args.large_op_only and sizes[0] == 784))
+                  transient=not (args.large_op_only and large), by_layers=large,
+                  wake=args.large_wake or not large)
     if args.emulation_only or "circuit_energy" not in r:
         return
-    c, m = r["circuit_energy"], r["model_energy"]
-    print(f"RESULT emul_err={r['emul_err']:.3g} energy_fj_per_mac={c.per_mac * 1e15:.4g} "
-          f"energy_model_vs_circuit={m.per_inference / c.per_inference:.4f} "
-          f"wake_tran_s={r['wake_tran_s']:.1f} wake_tran_cpu_s={r['wake_tran_cpu_s']:.1f}")
+    print(result_line(r))
 
+
+def result_line(r: dict) -> str:
+    """The RESULT line of the last network: emul_err is the largest circuit-vs-emulation error
+    of the transients ngspice ran; wake_tran_s nan where the wake transient was not run."""
+    c, m = r["circuit_energy"], r["model_energy"]
+    err = max(r["inference_err"], r.get("wake_err", 0.0))
+    return (f"RESULT emul_err={err:.3g} energy_fj_per_mac={c.per_mac * 1e15:.4g} "
+            f"energy_model_vs_circuit={m.per_inference / c.per_inference:.4f} "
+            f"wake_tran_s={r.get('wake_tran_s', float('nan')):.1f} "
+            f"wake_tran_cpu_s={r.get('wake_tran_cpu_s', float('nan')):.1f}")
 
 if __name__ == "__main__":
     try:

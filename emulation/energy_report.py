@@ -6,7 +6,11 @@ input step, until the outputs settle within 1 %) from ngspice and from the model
 in J and fJ per MAC, with its breakdown; the conductance histogram of each layer; and the spread
 of the settled outputs over realisations (device draws of seeds 0..N-1, emulation).
 
-    .venv/bin/python emulation/energy_report.py [RUN_DIR] [--out DIR] [--seeds N]
+    .venv/bin/python emulation/energy_report.py [RUN_DIR] [--out DIR] [--seeds N] [--by-layers]
+
+``--by-layers`` simulates the inference in one ngspice run per layer, each driven by the
+previous layer's waveforms (exact, as the op-amps' outputs are ideal sources): the way to a
+784-256-256-256-10 network, whose whole circuit ngspice takes hours to solve, in minutes.
 
 Writes energy.md, energy_breakdown.png and conductances_<preset>.png into DIR (default
 emulation/out/energy).
@@ -20,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dfc_analog.circuit.energy import circuit_energy, model_energy
+from dfc_analog.circuit.energy import circuit_energy, energy_by_layers, model_energy
+from dfc_analog.circuit.simulate import simulate_inference_by_layers
 from dfc_analog.data import load_dataset
 from dfc_analog.errors import DFCError
 from dfc_analog.hardware import load_spec, realise_network
@@ -50,6 +55,9 @@ def main(argv=None) -> int:
     parser.add_argument("run_dir", nargs="?", help="run folder (default: a fresh toy network)")
     parser.add_argument("--out", default="emulation/out/energy")
     parser.add_argument("--seeds", type=int, default=8, help="realisations for the spread")
+    parser.add_argument("--by-layers", action="store_true",
+                        help="simulate the inference in one ngspice run per layer (for large "
+                             "networks: minutes where the whole circuit takes hours)")
     args = parser.parse_args(argv)
     try:
         net, params, x, what = network(args.run_dir)
@@ -60,7 +68,13 @@ def main(argv=None) -> int:
         for name in PRESETS:
             spec = load_spec(name)
             real = realise_network(net, spec, 0, V_SCALE)
-            circ, _ = circuit_energy(real, params, x.numpy(), None, WINDOW, times, TIME_SCALE)
+            if args.by_layers:
+                _, runs = simulate_inference_by_layers(real, params, x, WINDOW, times,
+                                                       TIME_SCALE, progress=True)
+                circ = energy_by_layers(real, x.numpy(), runs, WINDOW, TIME_SCALE)
+            else:
+                circ, _ = circuit_energy(real, params, x.numpy(), None, WINDOW, times,
+                                         TIME_SCALE)
             model = model_energy(real, params, x.numpy(), None, WINDOW, times, TIME_SCALE)
             bars[f"{name} circuit"], bars[f"{name} model"] = circ, model
             outputs = torch.stack([

@@ -207,13 +207,18 @@ def test_mnist_table_over_seeds_reports_means_and_paired_differences(capsys):
                                     "ssa_exp_time_ratio=7.00 dfc_exp_time_ratio=30.00")
 
 
-def test_hardware_bench_times_one_layer_alone(capsys):
-    """``bench/hardware.py --layer-alone K`` on the small network: layer 2 alone, its rows driven
-    by sources, runs in ngspice."""
+def test_hardware_bench_simulates_the_inference_layer_by_layer(capsys):
+    """``bench/hardware.py``'s path for the large network on the small one: the inference in one
+    ngspice run per layer, agreeing with the emulation; without the wake transient the RESULT
+    line says wake_tran_s=nan."""
     from tests.test_validate import ngspice_missing
     if ngspice_missing():
         pytest.skip("libngspice is not installed")
     import hardware
-    hardware.layer_alone([15, 10, 10, 5], 2)
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert line.startswith("15-10-10-5 on pcm, layer 2 alone") and "ngspice" in line
+    r = hardware.bench([15, 10, 10, 5], 1.0, by_layers=True, wake=False)
+    out = capsys.readouterr().out
+    assert "ngspice layer by layer (3 runs)" in out and "ngspice not run" in out, out
+    assert r["inference_err"] <= 1e-3 and r["inference_within"]
+    assert abs(r["model_energy"].per_inference / r["circuit_energy"].per_inference - 1) < 0.1
+    line = hardware.result_line(r)
+    assert line.startswith("RESULT emul_err=") and "wake_tran_s=nan" in line, line

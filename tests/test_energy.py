@@ -9,13 +9,18 @@ import torch
 
 from dfc_analog.circuit.crossbar import saved_vectors, write_crossbar_netlist
 from dfc_analog.circuit.energy import (_integrate, circuit_energy, crossbar_power,
-                                       forward_macs, model_energy, settling_time)
+                                       energy_by_layers, forward_macs, model_energy,
+                                       settling_time)
 from dfc_analog.circuit.netlist import SpiceOptions
-from dfc_analog.circuit.simulate import run_netlist
+from dfc_analog.circuit.simulate import (hardware_trajectory, run_netlist,
+                                         simulate_inference_by_layers)
+from dfc_analog.errors import ConfigError
 from dfc_analog.hardware import HardwareSpec, load_spec, realise_network
 from dfc_analog.model.dynamics import ControllerParams
+from dfc_analog.model.hardware import HardwareModel
+from dfc_analog.solvers.wake import simulate_hardware_wake
 
-from tests.test_hardware_circuit import SPEC, one_column
+from tests.test_hardware_circuit import SPEC, TIGHT, one_column
 from tests.test_validate import needs_ngspice
 
 
@@ -100,7 +105,6 @@ def test_wake_phase_energy_of_model_and_circuit(make_net):
     net = make_net()
     real = realise_network(net, load_spec("pcm"), seed=0, v_scale=0.5)
     x = np.linspace(-0.8, 0.9, 15)
-    from dfc_analog.model.hardware import HardwareModel
     with torch.no_grad():
         r_L = HardwareModel(real, ControllerParams()).feedforward(torch.tensor(x)[None])["rate"]
     r_star = r_L[0, -5:].numpy() + 0.05
@@ -127,3 +131,73 @@ def test_bench_small_network_meets_the_goals(capsys):
     assert line.startswith("RESULT ")
     assert float(values["emul_err"]) <= 1e-3
     assert abs(float(values["energy_model_vs_circuit"]) - 1) < 0.1
+
+
+@needs_ngspice
+def test_inference_by_layers_is_the_whole_circuit(make_net):
+    """One ngspice run per layer (simulate_inference_by_layers, energy_by_layers) against the
+    whole circuit's run at reltol 1e-6: every signal to 1e-4 of its range (the interpolation
+    between a run's time points, measured 2e-5) and every energy term to 1e-5 (measured 5e-7),
+    once the loads that a run lacks are added (layer k's W on layer k−1's row stages, the other
+    layers' Q on the controller's summers): the runs' own supplies miss them by far more. The
+    emulation's inference (from rest) agrees with the runs as with the whole circuit."""
+    real = realise_network(make_net(), load_spec("pcm"), seed=2, v_scale=0.5)
+    params = ControllerParams(tau_v=0.2, alpha=0.001389, k_p=2.0, leak="total")
+    x = np.random.default_rng(1).uniform(0, 1, 15)
+    times = np.linspace(0, 3, 301)
+    whole, data = circuit_energy(real, params, x, None, 3.0, times, options=TIGHT)
+    traj, runs = simulate_inference_by_layers(real, params, x, 3.0, times, options=TIGHT)
+    assert len(runs) == 3 and "l2_rate_0" not in runs[0] and "l1_vp_0" in runs[0]
+    parts = energy_by_layers(real, x, runs, 3.0)
+    for name in ("total", "crossbar", "amplifiers", "drivers", "quiescent", "controller"):
+        assert getattr(parts, name) == pytest.approx(getattr(whole, name), rel=1e-5), name
+    assert parts.settling_time == pytest.approx(whole.settling_time, abs=1.01e-8)
+    sup = real.spec.supply
+    own = sum(_integrate(run["time"][run["time"] >= 1e-6],
+                         -(sup.vdd * run["vdd#branch"] + sup.vss * run["vss#branch"])
+                         [run["time"] >= 1e-6]) for run in runs)
+    assert abs(own / whole.amplifiers - 1) > 0.01              # measured 8 %
+    last = runs[-1]["time"] >= 1e-6
+    summers = _integrate(runs[-1]["time"][last], -(sup.vdd * runs[-1]["vddc#branch"] +
+                                                   sup.vss * runs[-1]["vssc#branch"])[last])
+    assert abs(summers / whole.controller - 1) > 1e-3           # measured 5.5e-3
+    with torch.no_grad():
+        emu = simulate_hardware_wake(HardwareModel(real, params), torch.tensor(x)[None], None,
+                                     3.0, torch.tensor(times), 1e-10, 1e-10, from_rest=True)
+    circuit = hardware_trajectory(real, data, times, 1e-6, 1.0)
+    for name in ("soma", "basal", "apical", "rate"):
+        for a, b, c in zip(getattr(circuit, name), getattr(traj, name), getattr(emu, name)):
+            scale = float(a.max() - a.min())
+            assert float((a - b).abs().max()) <= 1e-4 * scale, name
+            assert float((c - b).abs().max()) <= 1e-4 * scale, name
+
+
+def test_energy_by_layers_needs_crossbars_without_wires(make_net):
+    spec = HardwareSpec.from_dict({**SPEC, "synapse": {**SPEC["synapse"],
+                                                       "wire_resistance": 1.0}})
+    real = realise_network(make_net(), spec, seed=2, v_scale=0.5)
+    with pytest.raises(ConfigError, match="without wire resistance"):
+        energy_by_layers(real, np.zeros(15), [], 3.0)
+    model = HardwareModel(realise_network(make_net(), load_spec("pcm"), 2, 0.5),
+                          ControllerParams())
+    with pytest.raises(ConfigError, match="controller off: no target"):
+        simulate_hardware_wake(model, torch.zeros(1, 15, dtype=torch.float64),
+                               torch.zeros(1, 5, dtype=torch.float64), 1.0, None,
+                               from_rest=True)
+
+
+@needs_ngspice
+@pytest.mark.slow
+def test_energy_report_by_layers(tmp_path, capsys):
+    """emulation/energy_report.py --by-layers: every preset's circuit energy from one ngspice
+    run per layer, the model's estimate within 10 % of it."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "emulation"))
+    from energy_report import main
+    assert main(["--by-layers", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    rows = [line.split("|")[1:-1] for line in (tmp_path / "energy.md").read_text().splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip() in
+            ("pcm", "rram", "4bit", "8bit")]
+    assert len(rows) == 4
+    assert all(abs(float(row[4]) - 1) < 0.1 for row in rows), rows

@@ -110,14 +110,19 @@ def sense_names(real: Realisation) -> dict:
 def saved_vectors(real: Realisation, layers=None) -> list:
     """What a simulation keeps: somas, both rows, virtual grounds, controller nodes, the column
     sense currents and the supply currents (the network's and the controller's); of the
-    ``layers`` (None: all) where the netlist holds only those."""
+    ``layers`` (None: all) where the netlist holds only those, and then also what gives the
+    output currents of the amplifiers that drive other layers' crossbars (an energy assembled
+    from runs of single layers, :func:`~dfc_analog.circuit.energy.energy_by_layers`): the
+    row stages' virtual grounds l<i>_vp_k, l<i>_vn_k and the controller summers' ``xctl_m.sm``."""
     names = []
     sizes = real.layer_sizes
     keep = range(1, len(sizes)) if layers is None else layers
     for i in keep:
-        names += [neuron_name(i, c, k) for c in ("soma", "rate", "raten", "vg")
-                  for k in range(sizes[i])]
+        names += [neuron_name(i, c, k) for c in ("soma", "rate", "raten", "vg") +
+                  (() if layers is None else ("vp", "vn")) for k in range(sizes[i])]
     names += [controller_name(s, m) for s in ("error", "int", "u") for m in range(sizes[-1])]
+    if layers is not None:
+        names += [f"xctl_{m}.sm" for m in range(sizes[-1])]
     return names + [f"{v}#branch" for (_, i, _), tiles in sense_names(real).items()
                     if i in keep for v in tiles] + \
         ["vdd#branch", "vss#branch", "vddc#branch", "vssc#branch"]
@@ -367,6 +372,7 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
     vs, R_r, tile = real.v_scale, real.resistance, real.spec.crossbar_size
     sizes, L = real.layer_sizes, len(real.layer_sizes) - 1
     n_L = sizes[-1]
+    whole = layers is None
     layers, drivers = _layer_subset(real, layers, drivers)
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     if x.shape != (sizes[0],):
@@ -528,7 +534,7 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
               for m in range(n_L)]
     lines += ["", options_line(options)]
     lines += _wrap(".save", [f"i({v.removesuffix('#branch')})" if v.endswith("#branch") else v
-                             for v in saved_vectors(real, layers)], 8)
+                             for v in saved_vectors(real, None if whole else layers)], 8)
     lines.append(analysis_line(phase, times, t_end, settle, time_scale,
                                options.step_limit(params.tau_v)))
     if phase != "op":

@@ -38,6 +38,7 @@ import torch
 
 from dfc_analog.circuit.graph import controller_name, neuron_name
 from dfc_analog.circuit.netlist import SpiceOptions
+from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.realise import Realisation
 from dfc_analog.hardware.wires import column_cells, driver_ports, ladder_nodes, tiles
 from dfc_analog.model.dynamics import ControllerParams
@@ -95,33 +96,40 @@ def crossbar_power(real: Realisation, x, p: list, r_pos: list, r_neg: list, u):
     and the control signal ``u`` (T, n_L)."""
     if _wired(real):
         return _flow_power(column_flows(real, x, p, r_pos, r_neg, u))
-    vs = real.v_scale
-    x = np.asarray(x, dtype=np.float64) * vs
+    x = np.asarray(x, dtype=np.float64) * real.v_scale
     T = np.asarray(u).shape[0]
-    xbar = np.zeros(T)
-    drive = np.zeros(T)
-    for i, lr in enumerate(real.layers):
-        vm = np.asarray(p[i])                                       # (T, n_i)
-        Gp, Gn = lr.G_pos.numpy(), lr.G_neg.numpy()
-        if i == 0:
-            pos, neg = np.broadcast_to(x, (T, x.size)), np.broadcast_to(-x, (T, x.size))
-        else:
-            pos, neg = np.asarray(r_pos[i - 1]), np.asarray(r_neg[i - 1])
-        # Σ_kj G_kj (V_j − V_k)² = Σ_j V_j² Σ_k G_kj − 2 Σ_k V_k Σ_j G_kj V_j + Σ_k V_k² Σ_j G_kj
-        for G, rows in ((Gp, neg), (Gn, pos)):
-            xbar += (rows ** 2) @ G.sum(0) - 2 * np.einsum("tk,tk->t", vm, rows @ G.T) + \
-                (vm ** 2) @ G.sum(1)
-            if i == 0:          # the input rows are ideal drivers: V_j Σ_k G_kj (V_j − V_k)
-                drive += (rows ** 2) @ G.sum(0) - np.einsum("tk,tk->t", vm, rows @ G.T)
-        uu = np.asarray(u) * vs
-        for G, rows, driver in ((lr.Gb_pos.numpy()[:, None], np.full((T, 1), -vs), True),
-                                (lr.Gb_neg.numpy()[:, None], np.full((T, 1), vs), True),
-                                (lr.GQ_pos.numpy(), -uu, True), (lr.GQ_neg.numpy(), uu, False)):
-            flow = rows @ G.T                                       # (T, n_i): Σ_j G V_j
-            xbar += (rows ** 2) @ G.sum(0) - 2 * np.einsum("tk,tk->t", vm, flow) + \
-                (vm ** 2) @ G.sum(1)
-            if driver:          # the rows u are the controller's summer output
-                drive += (rows ** 2) @ G.sum(0) - np.einsum("tk,tk->t", vm, flow)
+    xbar, drive = np.zeros(T), np.zeros(T)
+    for i in range(len(real.layers)):
+        pos = np.broadcast_to(x, (T, x.size)) if i == 0 else np.asarray(r_pos[i - 1])
+        neg = np.broadcast_to(-x, (T, x.size)) if i == 0 else np.asarray(r_neg[i - 1])
+        a, b = layer_crossbar_power(real, i, np.asarray(p[i]), pos, neg, u)
+        xbar, drive = xbar + a, drive + b
+    return xbar, drive
+
+
+def layer_crossbar_power(real: Realisation, i: int, vm, pos, neg, u) -> tuple:
+    """(crossbar dissipation, driver power), each (T,) W, of layer ``i``'s crossbars W_{i+1}
+    and Q_{i+1} (``i`` from 0; without wire resistance) at its virtual grounds ``vm`` (T, n) V,
+    its input rows ``pos``, ``neg`` (T, n_in) V and the control signal ``u`` (T, n_L) in model
+    units; the input rows of the first layer count as drivers."""
+    vs, lr = real.v_scale, real.layers[i]
+    T = vm.shape[0]
+    xbar, drive = np.zeros(T), np.zeros(T)
+    # Σ_kj G_kj (V_j − V_k)² = Σ_j V_j² Σ_k G_kj − 2 Σ_k V_k Σ_j G_kj V_j + Σ_k V_k² Σ_j G_kj
+    for G, rows in ((lr.G_pos.numpy(), neg), (lr.G_neg.numpy(), pos)):
+        xbar += (rows ** 2) @ G.sum(0) - 2 * np.einsum("tk,tk->t", vm, rows @ G.T) + \
+            (vm ** 2) @ G.sum(1)
+        if i == 0:          # the input rows are ideal drivers: V_j Σ_k G_kj (V_j − V_k)
+            drive += (rows ** 2) @ G.sum(0) - np.einsum("tk,tk->t", vm, rows @ G.T)
+    uu = np.asarray(u) * vs
+    for G, rows, driver in ((lr.Gb_pos.numpy()[:, None], np.full((T, 1), -vs), True),
+                            (lr.Gb_neg.numpy()[:, None], np.full((T, 1), vs), True),
+                            (lr.GQ_pos.numpy(), -uu, True), (lr.GQ_neg.numpy(), uu, False)):
+        flow = rows @ G.T                                           # (T, n_i): Σ_j G V_j
+        xbar += (rows ** 2) @ G.sum(0) - 2 * np.einsum("tk,tk->t", vm, flow) + \
+            (vm ** 2) @ G.sum(1)
+        if driver:          # the rows u are the controller's summer output
+            drive += (rows ** 2) @ G.sum(0) - np.einsum("tk,tk->t", vm, flow)
     return xbar, drive
 
 
@@ -268,6 +276,87 @@ def circuit_energy(real: Realisation, params: ControllerParams, x, r_star, t_end
     if settled is not None:
         report.to_settle = _integrate(t, p_supply + p_ctl + drive, settled)
     return report, data
+
+
+def energy_by_layers(real: Realisation, x, runs: list, t_end: float,
+                     time_scale: float = 1e-6, settle: float = 1.0,
+                     seconds: float = 0.0) -> EnergyReport:
+    """:func:`circuit_energy` of an inference simulated layer by layer
+    (:func:`~dfc_analog.circuit.simulate.simulate_inference_by_layers`; ``runs`` its vectors per
+    layer, ``seconds`` its wall time), without wire resistance.
+
+    Each run's terms are integrated over its own time points: layer k's amplifiers as ngspice
+    measured their supply current, its crossbars and drivers (:func:`layer_crossbar_power`) from
+    its virtual grounds and from run k−1's rows (linear between that run's points, as the run's
+    driver sources are), the controller from the last run. What a run lacks is added: the load
+    of layer k's W crossbar on layer k−1's row stages, whose class-B outputs draw their own
+    current (r − v_p) / R_r (run k−1) plus that load, and the load of the other layers' Q
+    crossbars on the controller's summers, whose own current is (u − v_sm) / R plus Q_L's
+    load (the last run)."""
+    if _wired(real):
+        raise ConfigError("an energy assembled layer by layer needs crossbars without wire "
+                          "resistance; simulate the whole circuit (circuit_energy).")
+    sup, sizes, L = real.spec.supply, real.layer_sizes, len(real.layer_sizes) - 1
+    vs, R, t_on = real.v_scale, real.resistance, settle * time_scale
+    x = np.asarray(x, dtype=np.float64).reshape(-1) * vs
+
+    def on(run, names, at):
+        """(T, n) vectors ``names`` of ``run`` at the absolute times ``at`` (s)."""
+        return np.stack([np.interp(at, run["time"], run[n]) for n in names], 1)
+
+    def neurons(kind, i):
+        return [neuron_name(i, kind, k) for k in range(sizes[i])]
+
+    last = runs[-1]
+    at_last = last["time"][last["time"] - t_on >= -1e-18]
+    u_last = on(last, [controller_name("u", m) for m in range(sizes[-1])], at_last)
+    u_extra = np.zeros_like(u_last)       # the summers' load in the other layers' Q (A)
+    terms = {"amplifiers": [], "drivers": [], "crossbar": []}
+    for k, run in enumerate(runs, start=1):
+        at = run["time"][run["time"] - t_on >= -1e-18]
+        t = np.clip(at - t_on, 0.0, None)
+        vm = on(run, neurons("vg", k), at)
+        if k == 1:
+            pos, neg = np.broadcast_to(x, (at.size, x.size)), np.broadcast_to(-x, (at.size, x.size))
+        else:
+            pos, neg = on(runs[k - 2], neurons("rate", k - 1), at), \
+                on(runs[k - 2], neurons("raten", k - 1), at)
+        u = on(run, [controller_name("u", m) for m in range(sizes[-1])], at)
+        xbar, drive = layer_crossbar_power(real, k - 1, vm, pos, neg, u / vs)
+        amps = -(sup.vdd * on(run, ["vdd#branch"], at)[:, 0] +
+                 sup.vss * on(run, ["vss#branch"], at)[:, 0])
+        if k > 1:                         # layer k−1's row stages also drive W_k
+            lr = real.layers[k - 1]
+            own = np.concatenate([(pos - on(runs[k - 2], neurons("vp", k - 1), at)) / R,
+                                  (neg - on(runs[k - 2], neurons("vn", k - 1), at)) / R], 1)
+            G_n, G_p = lr.G_neg.numpy(), lr.G_pos.numpy()
+            load = np.concatenate([pos * G_n.sum(0) - vm @ G_n, neg * G_p.sum(0) - vm @ G_p], 1)
+            amps = amps + _class_b(sup, own + load) - _class_b(sup, own)
+        if k < L:
+            GQ = real.layers[k - 1].GQ_neg.numpy()
+            u_extra += u_last * GQ.sum(0) - on(run, neurons("vg", k), at_last) @ GQ
+        for name, power in (("amplifiers", amps), ("drivers", drive), ("crossbar", xbar)):
+            terms[name].append((t, power))
+    t_last = np.clip(at_last - t_on, 0.0, None)
+    GQ = real.layers[-1].GQ_neg.numpy()
+    own = (u_last - on(last, [f"xctl_{m}.sm" for m in range(sizes[-1])], at_last)) / R + \
+        u_last * GQ.sum(0) - on(last, neurons("vg", L), at_last) @ GQ
+    ctl = -(sup.vdd * on(last, ["vddc#branch"], at_last)[:, 0] +
+            sup.vss * on(last, ["vssc#branch"], at_last)[:, 0]) + \
+        _class_b(sup, own + u_extra) - _class_b(sup, own)
+    terms["controller"] = [(t_last, ctl)]
+    energy = {name: sum(_integrate(t, p) for t, p in parts) for name, parts in terms.items()}
+    settled = settling_time(t_last, on(last, neurons("rate", L), at_last))
+    n_amp = 3 * sum(sizes[1:])
+    quiescent = n_amp * sup.quiescent_current * (sup.vdd - sup.vss) * t_end * time_scale
+    report = EnergyReport("circuit", t_end * time_scale,
+                          energy["amplifiers"] + energy["drivers"] + energy["controller"],
+                          energy["crossbar"], energy["amplifiers"], quiescent, energy["drivers"],
+                          energy["controller"], settled, forward_macs(real), seconds)
+    if settled is not None:
+        report.to_settle = sum(_integrate(t, p, settled) for name in
+                               ("amplifiers", "drivers", "controller") for t, p in terms[name])
+    return report
 
 
 def circuit_power(real: Realisation, x, data: dict) -> tuple:

@@ -131,24 +131,82 @@ def simulate_hardware_circuit(real, params: ControllerParams, x, r_star, t_end: 
                               settle: float = 1.0, read_noise=None) -> Trajectory:
     """:func:`simulate_circuit` for the crossbar netlist of a hardware realisation
     (:mod:`dfc_analog.circuit.crossbar`): the same phases and grid, the compartments read off
-    the column sense currents (v_B = −R_f Σ_tiles I_W / v_scale, v_A likewise with I_Q).
-    ``read_noise``: the unit samples of a read-noise process (PWL sources) or None (TRNOISE)."""
-    from dfc_analog.circuit.crossbar import saved_vectors, sense_names, write_crossbar_netlist
+    the column sense currents (:func:`hardware_trajectory`). ``read_noise``: the unit samples of
+    a read-noise process (PWL sources) or None (TRNOISE)."""
+    from dfc_analog.circuit.crossbar import saved_vectors, write_crossbar_netlist
     options = options or SpiceOptions()
-    times = np.asarray(times.detach().cpu() if hasattr(times, "detach") else times,
-                       dtype=np.float64).reshape(-1)
-    to_np = (lambda v: None if v is None else np.asarray(
-        v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float64))
+    times = _numpy(times).reshape(-1)
     phase = "feedforward" if r_star is None else "wake"
-    text = write_crossbar_netlist(real, params, to_np(x), to_np(r_star), phase, t_end, times,
-                                  settle, options, time_scale, to_np(read_noise))
+    text = write_crossbar_netlist(real, params, _numpy(x), _numpy(r_star), phase, t_end, times,
+                                  settle, options, time_scale, _numpy(read_noise))
     data = run_netlist(text, saved_vectors(real), options.isolate)
+    return hardware_trajectory(real, data, times, time_scale, settle)
+
+
+def _numpy(v):
+    """A tensor or array as a float64 numpy array (None stays None)."""
+    return None if v is None else np.asarray(v.detach().cpu() if hasattr(v, "detach") else v,
+                                             dtype=np.float64)
+
+
+def hardware_trajectory(real, data: dict, times, time_scale: float, settle: float) -> Trajectory:
+    """The crossbar netlist's vectors ``data`` as the :class:`Trajectory` on ``times`` (τ_u from
+    the switch-on at ``settle`` τ_u): the compartments read off the column sense currents,
+    v_B = −R_f Σ_tiles I_W / v_scale and v_A likewise with I_Q, and u_int off the inverting
+    integrator's output −u_int."""
+    from dfc_analog.circuit.crossbar import sense_names
+    data = dict(data)
     for (kind, i, k), tiles in sense_names(real).items():
         R_f = float(real.layers[i - 1].R_f[k])
         data[neuron_name(i, "basal" if kind == "W" else "apical", k)] = \
             -R_f * sum(data[f"{v}#branch"] for v in tiles)
-    for m in range(real.layer_sizes[-1]):      # the inverting integrator's output is −u_int
+    for m in range(real.layer_sizes[-1]):
         data[controller_name("int", m)] = -data[controller_name("int", m)]
     scaling = Scaling(time_scale=time_scale, v_scale=real.v_scale, resistance=real.resistance)
     return trajectory_from_vectors(real.layer_sizes, data, scaling, times,
                                    settle * time_scale)
+
+
+def simulate_inference_by_layers(real, params: ControllerParams, x, t_end: float, times,
+                                 time_scale: float = 1e-6, options: SpiceOptions | None = None,
+                                 settle: float = 1.0, progress: bool = False) -> tuple:
+    """The inference phase of the crossbar netlist (at rest on a zero input until t = 0, then
+    the input ``x`` (n_0,) steps on; controller off) in one ngspice run per layer.
+
+    Run k holds layer k and the controller (``write_crossbar_netlist(..., layers=[k])``); its
+    rows r and −r of layer k−1 are driven by run k−1's waveforms. The op-amps' outputs are ideal
+    sources, so this is the whole circuit's inference to the linear interpolation between run
+    k−1's time points, without the fill-in that the chain of layers makes in one circuit matrix
+    (README, "Layer by layer"): hours become minutes on 784-256-256-256-10. The wake phase
+    cannot be cut so, since the controller closes a loop through every layer. ``progress``: a
+    bar over the layers.
+
+    Returns (the :class:`Trajectory` on ``times`` (τ_u), each vector read from the run of its
+    layer and the controller's from the last; the runs' vectors, one dict per layer,
+    :func:`~dfc_analog.circuit.crossbar.saved_vectors` of ``[k]``)."""
+    from tqdm import tqdm
+
+    from dfc_analog.circuit.crossbar import saved_vectors, write_crossbar_netlist
+    options = options or SpiceOptions()
+    times = _numpy(times).reshape(-1)
+    x = _numpy(x).reshape(-1)
+    sizes, runs = real.layer_sizes, []
+    for k in tqdm(range(1, len(sizes)), desc="ngspice, layer by layer", unit="layer",
+                  disable=not progress):
+        drivers = None
+        if k > 1:
+            prev = runs[-1]
+            keep = np.diff(prev["time"], prepend=-np.inf) > 0
+            drivers = {k - 1: (prev["time"][keep], *(
+                np.stack([prev[neuron_name(k - 1, c, j)][keep] for j in range(sizes[k - 1])], 1)
+                for c in ("rate", "raten")))}
+        text = write_crossbar_netlist(real, params, x, None, "inference", t_end, times, settle,
+                                      options, time_scale, layers=[k], drivers=drivers)
+        runs.append(run_netlist(text, saved_vectors(real, [k]), options.isolate))
+    grid = settle * time_scale + times * time_scale
+    merged = {"time": grid}
+    for k, run in enumerate(runs, start=1):
+        names = [n for n in saved_vectors(real, [k]) if n != "time" and
+                 (k == len(runs) or not n.startswith(("ctl_", "xctl_", "vdd", "vss")))]
+        merged.update(zip(names, _sample(run, names, run["time"], grid)))
+    return hardware_trajectory(real, merged, times, time_scale, settle), runs

@@ -239,10 +239,12 @@ HARDWARE_SOLVERS = ("dopri5", "rosenbrock")
 def simulate_hardware_wake(model, x: torch.Tensor, r_star: torch.Tensor | None, t_end: float,
                            times: torch.Tensor, rtol: float = 1e-9, atol: float = 1e-9,
                            max_steps: int = 10_000_000, noise=None,
-                           method: str = "dopri5") -> Trajectory:
+                           method: str = "dopri5", from_rest: bool = False) -> Trajectory:
     """The wake phase (``r_star`` given) or the feed-forward phase (``r_star=None``) of the
     realised circuit (:class:`dfc_analog.model.hardware.HardwareModel`), from its feed-forward
-    equilibrium, at rtol / atol in model units (the model's dtype), read at ``times``. Batched
+    equilibrium (``from_rest``: an inference, from the equilibrium on a zero input, the input
+    stepping to ``x`` at t = 0; controller off), at rtol / atol in model units (the model's
+    dtype), read at ``times``. Batched
     over the samples of ``x`` (B, n_0). ``method``: ``'dopri5'`` (Dormand–Prince) or
     ``'rosenbrock'`` (ROS34PW2 with the exact Jacobian of the realised circuit,
     :class:`~dfc_analog.model.hardware.HardwareJacobian`: its op-amp poles make the
@@ -256,9 +258,11 @@ def simulate_hardware_wake(model, x: torch.Tensor, r_star: torch.Tensor | None, 
         raise ConfigError("the rosenbrock solver cannot integrate the read-noise process (a "
                           "forcing in time with a kink at every read, which its steps do not "
                           "stop at): use dopri5.")
+    if from_rest and r_star is not None:
+        raise ConfigError("an inference (from rest) runs with the controller off: no target.")
     with torch.no_grad():
         dyn = model.dynamics(x, r_star, noise)
-        y0 = model.feedforward(x)["state"]
+        y0 = model.feedforward(torch.zeros_like(x) if from_rest else x)["state"]
         t_grid = _output_times(times, t_end, y0)
         if method == "rosenbrock":
             states = rosenbrock_w(dyn, dyn.stiff_part, y0, t_grid.tolist(), rtol, atol,
