@@ -6,7 +6,8 @@ input step, until the outputs settle within 1 %) from ngspice and from the model
 in J and fJ per MAC, with its breakdown; the conductance histogram of each layer; and the spread
 of the settled outputs over realisations (device draws of seeds 0..N-1, emulation).
 
-    .venv/bin/python emulation/energy_report.py [RUN_DIR] [--out DIR] [--seeds N] [--by-layers]
+    .venv/bin/python emulation/energy_report.py [RUN_DIR] [--out DIR] [--seeds N] [--window T]
+                                                [--by-layers]
 
 ``--by-layers`` simulates the inference in one ngspice run per layer, each driven by the
 previous layer's waveforms (exact, as the op-amps' outputs are ideal sources): the way to a
@@ -36,7 +37,7 @@ from dfc_analog.runio import atomic_write, load_run, save_figure
 from dfc_analog.validation.hardware_plots import conductance_histograms, energy_breakdown
 
 PRESETS = ("pcm", "rram", "4bit", "8bit")
-V_SCALE, TIME_SCALE, WINDOW = 0.5, 1e-6, 3.0
+V_SCALE, TIME_SCALE = 0.5, 1e-6
 
 
 def network(run_dir):
@@ -55,27 +56,33 @@ def main(argv=None) -> int:
     parser.add_argument("run_dir", nargs="?", help="run folder (default: a fresh toy network)")
     parser.add_argument("--out", default="emulation/out/energy")
     parser.add_argument("--seeds", type=int, default=8, help="realisations for the spread")
+    parser.add_argument("--window", type=float, default=3.0,
+                        help="simulated time after the input step, in µs (τ_u; default 3: the "
+                             "toy network settles in 2; 784-256-256-256-10 needs about 5)")
     parser.add_argument("--by-layers", action="store_true",
                         help="simulate the inference in one ngspice run per layer (for large "
                              "networks: minutes where the whole circuit takes hours)")
     args = parser.parse_args(argv)
+    if not args.window > 0:
+        parser.error("--window must be a positive time in µs.")
+    window = args.window
     try:
         net, params, x, what = network(args.run_dir)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        times = np.linspace(0.0, WINDOW, 301)
+        times = np.linspace(0.0, window, int(100 * window) + 1)
         rows, bars = [], {}
         for name in PRESETS:
             spec = load_spec(name)
             real = realise_network(net, spec, 0, V_SCALE)
             if args.by_layers:
-                _, runs = simulate_inference_by_layers(real, params, x, WINDOW, times,
+                _, runs = simulate_inference_by_layers(real, params, x, window, times,
                                                        TIME_SCALE, progress=True)
-                circ = energy_by_layers(real, x.numpy(), runs, WINDOW, TIME_SCALE)
+                circ = energy_by_layers(real, x.numpy(), runs, window, TIME_SCALE)
             else:
-                circ, _ = circuit_energy(real, params, x.numpy(), None, WINDOW, times,
+                circ, _ = circuit_energy(real, params, x.numpy(), None, window, times,
                                          TIME_SCALE)
-            model = model_energy(real, params, x.numpy(), None, WINDOW, times, TIME_SCALE)
+            model = model_energy(real, params, x.numpy(), None, window, times, TIME_SCALE)
             bars[f"{name} circuit"], bars[f"{name} model"] = circ, model
             outputs = torch.stack([
                 HardwareModel(realise_network(net, spec, s, V_SCALE), params, TIME_SCALE)
@@ -94,7 +101,7 @@ def main(argv=None) -> int:
             save_figure(out / f"conductances_{name}.png", conductance_histograms(real), dpi=110)
         save_figure(out / "energy_breakdown.png", energy_breakdown(bars), dpi=110)
         lines = [f"# Energy per inference of {what}", "",
-                 f"Input step at t = 0, window {WINDOW:g} µs, {V_SCALE} V per model unit; energy "
+                 f"Input step at t = 0, window {window:g} µs, {V_SCALE} V per model unit; energy "
                  "until the outputs settle within 1 %. Crossbar, quiescent (the network's "
                  f"op-amps) and controller (its op-amps) shares are of the window's energy. Spread: the settled outputs over {args.seeds} realisations "
                  "(device draws), std per output averaged (model units); bias: |mean − ideal|.",

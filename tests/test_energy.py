@@ -134,14 +134,16 @@ def test_bench_small_network_meets_the_goals(capsys):
 
 
 @needs_ngspice
-def test_inference_by_layers_is_the_whole_circuit(make_net):
+@pytest.mark.parametrize("preset", ["pcm", "pcm-wires", "pcm-mesh"])
+def test_inference_by_layers_is_the_whole_circuit(make_net, preset):
     """One ngspice run per layer (simulate_inference_by_layers, energy_by_layers) against the
     whole circuit's run at reltol 1e-6: every signal to 1e-4 of its range (the interpolation
     between a run's time points, measured 2e-5) and every energy term to 1e-5 (measured 5e-7),
     once the loads that a run lacks are added (layer k's W on layer k−1's row stages, the other
     layers' Q on the controller's summers): the runs' own supplies miss them by far more. The
-    emulation's inference (from rest) agrees with the runs as with the whole circuit."""
-    real = realise_network(make_net(), load_spec("pcm"), seed=2, v_scale=0.5)
+    same with column wires and with meshes. The emulation's inference (from rest) agrees with
+    the runs as with the whole circuit."""
+    real = realise_network(make_net(), load_spec(preset), seed=2, v_scale=0.5)
     params = ControllerParams(tau_v=0.2, alpha=0.001389, k_p=2.0, leak="total")
     x = np.random.default_rng(1).uniform(0, 1, 15)
     times = np.linspace(0, 3, 301)
@@ -172,12 +174,7 @@ def test_inference_by_layers_is_the_whole_circuit(make_net):
             assert float((c - b).abs().max()) <= 1e-4 * scale, name
 
 
-def test_energy_by_layers_needs_crossbars_without_wires(make_net):
-    spec = HardwareSpec.from_dict({**SPEC, "synapse": {**SPEC["synapse"],
-                                                       "wire_resistance": 1.0}})
-    real = realise_network(make_net(), spec, seed=2, v_scale=0.5)
-    with pytest.raises(ConfigError, match="without wire resistance"):
-        energy_by_layers(real, np.zeros(15), [], 3.0)
+def test_an_inference_from_rest_has_no_target(make_net):
     model = HardwareModel(realise_network(make_net(), load_spec("pcm"), 2, 0.5),
                           ControllerParams())
     with pytest.raises(ConfigError, match="controller off: no target"):

@@ -452,15 +452,14 @@ def write_crossbar_netlist(real: Realisation, params: ControllerParams, x, r_sta
         if R_row > 0:               # the row wires of every tile, then the cells on them
             for a in range(len(senses[("W", i, 0)])):
                 if not (norton and wires):
-                    drivers = [node for j in range(a * tile, min((a + 1) * tile, n_in + 1))
-                               for node in (("vref_n", "vref_p") if j == n_in else
-                                            rows(i - 1, j)[::-1])]
-                    lines += _row_wires("W", f"l{i}_t{a}_w", drivers, sizes[i], tile, R_row)
+                    ends = [node for j in range(a * tile, min((a + 1) * tile, n_in + 1))
+                            for node in (("vref_n", "vref_p") if j == n_in else
+                                         rows(i - 1, j)[::-1])]
+                    lines += _row_wires("W", f"l{i}_t{a}_w", ends, sizes[i], tile, R_row)
             for a in range(len(senses[("Q", i, 0)])):
-                drivers = [controller_name(kind, m) for m in range(a * tile,
-                                                                   min((a + 1) * tile, n_L))
-                           for kind in ("un", "u")]
-                lines += _row_wires("Q", f"l{i}_t{a}_q", drivers, sizes[i], tile, R_row)
+                ends = [controller_name(kind, m) for m in range(a * tile, min((a + 1) * tile, n_L))
+                        for kind in ("un", "u")]
+                lines += _row_wires("Q", f"l{i}_t{a}_q", ends, sizes[i], tile, R_row)
             if norton:
                 lines += _mesh_norton(wired, i)
         for k in range(sizes[i]):

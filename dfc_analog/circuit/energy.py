@@ -38,7 +38,6 @@ import torch
 
 from dfc_analog.circuit.graph import controller_name, neuron_name
 from dfc_analog.circuit.netlist import SpiceOptions
-from dfc_analog.errors import ConfigError
 from dfc_analog.hardware.realise import Realisation
 from dfc_analog.hardware.wires import column_cells, driver_ports, ladder_nodes, tiles
 from dfc_analog.model.dynamics import ControllerParams
@@ -150,67 +149,81 @@ def _wired(real: Realisation) -> bool:
 def column_flows(real: Realisation, x, p: list, r_pos: list, r_neg: list, u,
                  chunk: int = 1 << 22) -> list:
     """The crossbars with wire resistance (:mod:`dfc_analog.hardware.wires`), at the voltages of
-    :func:`crossbar_power`: per layer ``xbar`` (T,), the dissipation in the devices and the
-    wire segments, and per cell in wire order the row voltages ``V_W``, ``V_Q`` (T, cells) and
-    the currents ``I_W``, ``I_Q`` (T, cells) the rows drive into the cells, summed over the
-    columns. Each tile column's ladder is solved for its node voltages, ``chunk`` node values at
-    a time; a mesh tile (row-wire resistance) from its port admittances: the drivers deliver
-    i_d = Y V − Tᵀ V₋ and the tile dissipates V·i_d − V₋·(T V + S V₋)."""
-    vs, R_w = real.v_scale, real.spec.synapse.wire_resistance
-    R_row = real.spec.synapse.row_wire_resistance
-    x = np.asarray(x, dtype=np.float64) * vs
-    uu = np.asarray(u, dtype=np.float64) * vs
-    T = uu.shape[0]
+    :func:`crossbar_power`: :func:`layer_flows` of every layer."""
+    x = np.asarray(x, dtype=np.float64) * real.v_scale
+    T = np.asarray(u).shape[0]
     out = []
-    for i, lr in enumerate(real.layers):
-        vm = torch.as_tensor(np.asarray(p[i], dtype=np.float64))              # (T, n_i)
+    for i in range(len(real.layers)):
         pos = np.broadcast_to(x, (T, x.size)) if i == 0 else np.asarray(r_pos[i - 1])
         neg = -pos if i == 0 else np.asarray(r_neg[i - 1])
-        ref = np.broadcast_to(np.array([-vs, vs]), (T, 2))
-        V_W = np.concatenate([np.stack([neg, pos], -1).reshape(T, -1), ref], 1)
-        V_Q = np.stack([-uu, uu], -1).reshape(T, -1)
-        flows = {"xbar": np.zeros(T), "V_W": V_W, "V_Q": V_Q}
-        mesh = driver_ports(lr, real.spec) if R_row > 0 else (None, None)
-        for name, cells, V, ports in zip(("I_W", "I_Q"), column_cells(lr), (V_W, V_Q), mesh):
-            current = np.zeros_like(V)
-            if ports is not None:
-                for _, s, cols, tile in ports:
-                    T_t, S_t, Y_t = tile.T.numpy(), tile.S.numpy(), tile.Y.numpy()
-                    Vd, Vm = V[:, s], vm[:, cols].numpy()
-                    i_d = Vd @ Y_t.T - Vm @ T_t
-                    flows["xbar"] += np.einsum("tc,tc->t", Vd, i_d) - np.einsum(
-                        "tk,tk->t", Vm, Vd @ T_t.T + Vm @ S_t.T)
-                    current[:, s] += i_d
-                flows[name] = current
-                continue
-            V = torch.as_tensor(V)
-            for s in tiles(cells.shape[1], real.spec.crossbar_size):
-                g = cells[:, s]
-                step = max(1, chunk // g.numel())
-                for t in range(0, T, step):
-                    Vc, end = V[t:t + step, None, s], vm[t:t + step]
-                    nodes = ladder_nodes(g, Vc, end, R_w)                  # (t, n_i, cells)
-                    flow = g * (Vc - nodes)
-                    wire = torch.diff(torch.cat([nodes, end[..., None]], -1), dim=-1)
-                    flows["xbar"][t:t + step] += ((flow * (Vc - nodes)).sum((1, 2)) +
-                                                  (wire ** 2).sum((1, 2)) / R_w).numpy()
-                    current[t:t + step, s] = flow.sum(1).numpy()
-            flows[name] = current
-        out.append(flows)
+        out.append(layer_flows(real, i, p[i], pos, neg, u, chunk))
     return out
 
 
+def layer_flows(real: Realisation, i: int, vm, pos, neg, u, chunk: int = 1 << 22) -> dict:
+    """Layer ``i``'s crossbars (``i`` from 0) with wire resistance at its virtual grounds ``vm``
+    (T, n) V, its input rows ``pos``, ``neg`` (T, n_in) V and the control signal ``u`` (T, n_L)
+    in model units: ``xbar`` (T,), the dissipation in the devices and the wire segments, and
+    per cell in wire order the row voltages ``V_W``, ``V_Q`` (T, cells) and the currents
+    ``I_W``, ``I_Q`` (T, cells) the rows drive into the cells, summed over the columns. Each
+    tile column's ladder is solved for its node voltages, ``chunk`` node values at a time; a
+    mesh tile (row-wire resistance) from its port admittances: the drivers deliver
+    i_d = Y V − Tᵀ V₋ and the tile dissipates V·i_d − V₋·(T V + S V₋)."""
+    vs, R_w = real.v_scale, real.spec.synapse.wire_resistance
+    R_row, lr = real.spec.synapse.row_wire_resistance, real.layers[i]
+    uu = np.asarray(u, dtype=np.float64) * vs
+    T = uu.shape[0]
+    vm = torch.as_tensor(np.asarray(vm, dtype=np.float64))                    # (T, n_i)
+    ref = np.broadcast_to(np.array([-vs, vs]), (T, 2))
+    V_W = np.concatenate([np.stack([neg, pos], -1).reshape(T, -1), ref], 1)
+    V_Q = np.stack([-uu, uu], -1).reshape(T, -1)
+    flows = {"xbar": np.zeros(T), "V_W": V_W, "V_Q": V_Q}
+    mesh = driver_ports(lr, real.spec) if R_row > 0 else (None, None)
+    for name, cells, V, ports in zip(("I_W", "I_Q"), column_cells(lr), (V_W, V_Q), mesh):
+        current = np.zeros_like(V)
+        if ports is not None:
+            for _, s, cols, tile in ports:
+                T_t, S_t, Y_t = tile.T.numpy(), tile.S.numpy(), tile.Y.numpy()
+                Vd, Vm = V[:, s], vm[:, cols].numpy()
+                i_d = Vd @ Y_t.T - Vm @ T_t
+                flows["xbar"] += np.einsum("tc,tc->t", Vd, i_d) - np.einsum(
+                    "tk,tk->t", Vm, Vd @ T_t.T + Vm @ S_t.T)
+                current[:, s] += i_d
+            flows[name] = current
+            continue
+        V = torch.as_tensor(V)
+        for s in tiles(cells.shape[1], real.spec.crossbar_size):
+            g = cells[:, s]
+            step = max(1, chunk // g.numel())
+            for t in range(0, T, step):
+                Vc, end = V[t:t + step, None, s], vm[t:t + step]
+                nodes = ladder_nodes(g, Vc, end, R_w)                      # (t, n_i, cells)
+                flow = g * (Vc - nodes)
+                wire = torch.diff(torch.cat([nodes, end[..., None]], -1), dim=-1)
+                flows["xbar"][t:t + step] += ((flow * (Vc - nodes)).sum((1, 2)) +
+                                              (wire ** 2).sum((1, 2)) / R_w).numpy()
+                current[t:t + step, s] = flow.sum(1).numpy()
+        flows[name] = current
+    return flows
+
+
 def _flow_power(flows: list) -> tuple:
-    """(crossbar dissipation, driver power) of :func:`column_flows`: the drivers are the input
-    rows of layer 1, the bias references (the last two cells of a W column) and the −u rows
-    (the even cells of a Q column)."""
+    """(crossbar dissipation, driver power) of :func:`column_flows`: the sums of
+    :func:`_layer_flow_power`."""
     xbar, drive = 0.0, 0.0
     for i, f in enumerate(flows):
-        driven = f["V_W"] * f["I_W"]
-        xbar = xbar + f["xbar"]
-        drive = drive + (driven if i == 0 else driven[:, -2:]).sum(1) + \
-            (f["V_Q"] * f["I_Q"])[:, 0::2].sum(1)
+        a, b = _layer_flow_power(f, i == 0)
+        xbar, drive = xbar + a, drive + b
     return xbar, drive
+
+
+def _layer_flow_power(f: dict, first: bool) -> tuple:
+    """(crossbar dissipation, driver power) of one layer's :func:`layer_flows`: the drivers are
+    the input rows of the ``first`` layer, the bias references (the last two cells of a W
+    column) and the −u rows (the even cells of a Q column)."""
+    driven = f["V_W"] * f["I_W"]
+    return f["xbar"], (driven if first else driven[:, -2:]).sum(1) + \
+        (f["V_Q"] * f["I_Q"])[:, 0::2].sum(1)
 
 
 def settling_time(t: np.ndarray, out: np.ndarray, band: float = 0.01) -> float | None:
@@ -283,21 +296,20 @@ def energy_by_layers(real: Realisation, x, runs: list, t_end: float,
                      seconds: float = 0.0) -> EnergyReport:
     """:func:`circuit_energy` of an inference simulated layer by layer
     (:func:`~dfc_analog.circuit.simulate.simulate_inference_by_layers`; ``runs`` its vectors per
-    layer, ``seconds`` its wall time), without wire resistance.
+    layer, ``seconds`` its wall time).
 
     Each run's terms are integrated over its own time points: layer k's amplifiers as ngspice
-    measured their supply current, its crossbars and drivers (:func:`layer_crossbar_power`) from
-    its virtual grounds and from run k−1's rows (linear between that run's points, as the run's
-    driver sources are), the controller from the last run. What a run lacks is added: the load
-    of layer k's W crossbar on layer k−1's row stages, whose class-B outputs draw their own
-    current (r − v_p) / R_r (run k−1) plus that load, and the load of the other layers' Q
-    crossbars on the controller's summers, whose own current is (u − v_sm) / R plus Q_L's
-    load (the last run)."""
-    if _wired(real):
-        raise ConfigError("an energy assembled layer by layer needs crossbars without wire "
-                          "resistance; simulate the whole circuit (circuit_energy).")
+    measured their supply current, its crossbars and drivers (:func:`layer_crossbar_power`, with
+    wire resistance :func:`layer_flows`) from its virtual grounds and from run k−1's rows
+    (linear between that run's points, as the run's driver sources are), the controller from the
+    last run. What a run lacks is added: the load of layer k's W crossbar on layer k−1's row
+    stages, whose class-B outputs draw their own current (r − v_p) / R_r (run k−1) plus that
+    load, and the load of the other layers' Q crossbars on the controller's summers (linear
+    between their runs' points), whose own current is (u − v_sm) / R plus Q_L's load (the last
+    run)."""
+    solve_meshes(real)
     sup, sizes, L = real.spec.supply, real.layer_sizes, len(real.layer_sizes) - 1
-    vs, R, t_on = real.v_scale, real.resistance, settle * time_scale
+    vs, R, t_on, wired = real.v_scale, real.resistance, settle * time_scale, _wired(real)
     x = np.asarray(x, dtype=np.float64).reshape(-1) * vs
 
     def on(run, names, at):
@@ -307,40 +319,47 @@ def energy_by_layers(real: Realisation, x, runs: list, t_end: float,
     def neurons(kind, i):
         return [neuron_name(i, kind, k) for k in range(sizes[i])]
 
-    last = runs[-1]
-    at_last = last["time"][last["time"] - t_on >= -1e-18]
-    u_last = on(last, [controller_name("u", m) for m in range(sizes[-1])], at_last)
-    u_extra = np.zeros_like(u_last)       # the summers' load in the other layers' Q (A)
+    def window(run):
+        return run["time"][run["time"] - t_on >= -1e-18]
+
+    u_names = [controller_name("u", m) for m in range(sizes[-1])]
+    at_last = window(runs[-1])
+    u_extra = np.zeros((at_last.size, sizes[-1]))   # the summers' load in the other layers' Q
     terms = {"amplifiers": [], "drivers": [], "crossbar": []}
     for k, run in enumerate(runs, start=1):
-        at = run["time"][run["time"] - t_on >= -1e-18]
-        t = np.clip(at - t_on, 0.0, None)
-        vm = on(run, neurons("vg", k), at)
+        at = window(run)
+        vm, u = on(run, neurons("vg", k), at), on(run, u_names, at) / vs
         if k == 1:
             pos, neg = np.broadcast_to(x, (at.size, x.size)), np.broadcast_to(-x, (at.size, x.size))
         else:
             pos, neg = on(runs[k - 2], neurons("rate", k - 1), at), \
                 on(runs[k - 2], neurons("raten", k - 1), at)
-        u = on(run, [controller_name("u", m) for m in range(sizes[-1])], at)
-        xbar, drive = layer_crossbar_power(real, k - 1, vm, pos, neg, u / vs)
+        lr = real.layers[k - 1]
+        if wired:
+            f = layer_flows(real, k - 1, vm, pos, neg, u)
+            xbar, drive = _layer_flow_power(f, k == 1)
+            n = sizes[k - 1]
+            load = np.concatenate([f["I_W"][:, 1:2 * n:2], f["I_W"][:, 0:2 * n:2]], 1)
+            u_load = f["I_Q"][:, 1::2]
+        else:
+            xbar, drive = layer_crossbar_power(real, k - 1, vm, pos, neg, u)
+            G_n, G_p, GQ = lr.G_neg.numpy(), lr.G_pos.numpy(), lr.GQ_neg.numpy()
+            load = np.concatenate([pos * G_n.sum(0) - vm @ G_n, neg * G_p.sum(0) - vm @ G_p], 1)
+            u_load = u * vs * GQ.sum(0) - vm @ GQ
         amps = -(sup.vdd * on(run, ["vdd#branch"], at)[:, 0] +
                  sup.vss * on(run, ["vss#branch"], at)[:, 0])
         if k > 1:                         # layer k−1's row stages also drive W_k
-            lr = real.layers[k - 1]
             own = np.concatenate([(pos - on(runs[k - 2], neurons("vp", k - 1), at)) / R,
                                   (neg - on(runs[k - 2], neurons("vn", k - 1), at)) / R], 1)
-            G_n, G_p = lr.G_neg.numpy(), lr.G_pos.numpy()
-            load = np.concatenate([pos * G_n.sum(0) - vm @ G_n, neg * G_p.sum(0) - vm @ G_p], 1)
             amps = amps + _class_b(sup, own + load) - _class_b(sup, own)
         if k < L:
-            GQ = real.layers[k - 1].GQ_neg.numpy()
-            u_extra += u_last * GQ.sum(0) - on(run, neurons("vg", k), at_last) @ GQ
+            u_extra += np.stack([np.interp(at_last, at, c) for c in u_load.T], 1)
         for name, power in (("amplifiers", amps), ("drivers", drive), ("crossbar", xbar)):
-            terms[name].append((t, power))
-    t_last = np.clip(at_last - t_on, 0.0, None)
-    GQ = real.layers[-1].GQ_neg.numpy()
+            terms[name].append((np.clip(at - t_on, 0.0, None), power))
+    last, t_last = runs[-1], np.clip(at_last - t_on, 0.0, None)
+    u_last = on(last, u_names, at_last)
     own = (u_last - on(last, [f"xctl_{m}.sm" for m in range(sizes[-1])], at_last)) / R + \
-        u_last * GQ.sum(0) - on(last, neurons("vg", L), at_last) @ GQ
+        u_load                            # Q_L's, from the loop's last pass
     ctl = -(sup.vdd * on(last, ["vddc#branch"], at_last)[:, 0] +
             sup.vss * on(last, ["vssc#branch"], at_last)[:, 0]) + \
         _class_b(sup, own + u_extra) - _class_b(sup, own)
