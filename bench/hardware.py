@@ -53,7 +53,7 @@ from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.hardware import HardwareModel
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.solvers.wake import simulate_hardware_wake
-from dfc_analog.validation.compare import ValidationSettings, compare
+from dfc_analog.validation.compare import ValidationSettings, compare, largest_error
 
 def child_cpu() -> float:
     """CPU seconds used by finished child processes (the ngspice workers): unlike wall time,
@@ -201,9 +201,8 @@ def worst_error(emu, circ, options, phase: str) -> tuple:
     settings = ValidationSettings(phase=phase, spice=options,
                                   scaling=Scaling(TIME_SCALE, V_SCALE))
     signals, _ = compare(emu, circ, settings)
-    varying = {n: e for n, e in signals.items() if not e.floored} or signals
-    worst = max(varying, key=lambda n: varying[n].max)
-    return varying[worst].max, worst, all(e.passed for e in signals.values())
+    worst, error = largest_error(signals)
+    return error.max, worst, all(e.passed for e in signals.values())
 
 
 def main(argv=None) -> None:

@@ -13,7 +13,8 @@ of the settled outputs over realisations (device draws of seeds 0..N-1, emulatio
 previous layer's waveforms (exact, as the op-amps' outputs are ideal sources): the way to a
 784-256-256-256-10 network, whose whole circuit ngspice takes hours to solve, in minutes.
 
-Writes energy.md, energy_breakdown.png and conductances_<preset>.png into DIR (default
+Writes energy.md, energy_breakdown.png, conductances_<preset>.png and inference_<preset>.png
+(the inference in volts over µs, circuit solid, emulation dashed) into DIR (default
 emulation/out/energy).
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ import numpy as np
 import torch
 
 from dfc_analog.circuit.energy import circuit_energy, energy_by_layers, model_energy
-from dfc_analog.circuit.simulate import simulate_inference_by_layers
+from dfc_analog.circuit.graph import Scaling
+from dfc_analog.circuit.simulate import hardware_trajectory, simulate_inference_by_layers
 from dfc_analog.data import load_dataset
 from dfc_analog.errors import DFCError
 from dfc_analog.hardware import load_spec, realise_network
@@ -34,7 +36,10 @@ from dfc_analog.model.dynamics import ControllerParams
 from dfc_analog.model.hardware import HardwareModel
 from dfc_analog.model.network import DFCNetwork
 from dfc_analog.runio import atomic_write, load_run, save_figure
-from dfc_analog.validation.hardware_plots import conductance_histograms, energy_breakdown
+from dfc_analog.solvers.wake import simulate_hardware_wake
+from dfc_analog.validation.compare import ValidationSettings, compare, largest_error
+from dfc_analog.validation.hardware_plots import (conductance_histograms, energy_breakdown,
+                                                  overlay_volts)
 
 PRESETS = ("pcm", "rram", "4bit", "8bit")
 V_SCALE, TIME_SCALE = 0.5, 1e-6
@@ -71,18 +76,27 @@ def main(argv=None) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         times = np.linspace(0.0, window, int(100 * window) + 1)
+        settings = ValidationSettings(phase="feedforward", scaling=Scaling(TIME_SCALE, V_SCALE))
         rows, bars = [], {}
         for name in PRESETS:
             spec = load_spec(name)
             real = realise_network(net, spec, 0, V_SCALE)
             if args.by_layers:
-                _, runs = simulate_inference_by_layers(real, params, x, window, times,
-                                                       TIME_SCALE, progress=True)
+                circuit, runs = simulate_inference_by_layers(real, params, x, window, times,
+                                                             TIME_SCALE, progress=True)
                 circ = energy_by_layers(real, x.numpy(), runs, window, TIME_SCALE)
             else:
-                circ, _ = circuit_energy(real, params, x.numpy(), None, window, times,
-                                         TIME_SCALE)
+                circ, data = circuit_energy(real, params, x.numpy(), None, window, times,
+                                            TIME_SCALE)
+                circuit = hardware_trajectory(real, data, times, TIME_SCALE, 1.0)
             model = model_energy(real, params, x.numpy(), None, window, times, TIME_SCALE)
+            emulation = simulate_hardware_wake(HardwareModel(real, params, TIME_SCALE), x[None],
+                                               None, window, torch.as_tensor(times), 1e-9, 1e-9,
+                                               from_rest=True)
+            worst, error = largest_error(compare(emulation, circuit, settings)[0])
+            save_figure(out / f"inference_{name}.png", overlay_volts(
+                {"circuit": circuit.numpy(), "emulation": emulation.numpy()}, TIME_SCALE,
+                V_SCALE, f"inference on '{name}' (colour: neuron)", "the input step"), dpi=110)
             bars[f"{name} circuit"], bars[f"{name} model"] = circ, model
             outputs = torch.stack([
                 HardwareModel(realise_network(net, spec, s, V_SCALE), params, TIME_SCALE)
@@ -92,7 +106,8 @@ def main(argv=None) -> int:
             spread = float(outputs.std(0).mean())
             bias = float((outputs.mean(0) - ideal).abs().mean())
             settle = "–" if circ.settling_time is None else f"{circ.settling_time * 1e6:.3g}"
-            rows.append(f"| {name} | {circ.per_inference:.3g} | {circ.per_mac * 1e15:.3g} | "
+            rows.append(f"| {name} | {error.max:.2g} ({worst}) | {circ.per_inference:.3g} | "
+                        f"{circ.per_mac * 1e15:.3g} | "
                         f"{model.per_mac * 1e15:.3g} | "
                         f"{model.per_inference / circ.per_inference:.4f} | "
                         f"{settle} | {circ.crossbar / circ.total:.2%} | "
@@ -103,18 +118,23 @@ def main(argv=None) -> int:
         lines = [f"# Energy per inference of {what}", "",
                  f"Input step at t = 0, window {window:g} µs, {V_SCALE} V per model unit; energy "
                  "until the outputs settle within 1 %. Crossbar, quiescent (the network's "
-                 f"op-amps) and controller (its op-amps) shares are of the window's energy. Spread: the settled outputs over {args.seeds} realisations "
-                 "(device draws), std per output averaged (model units); bias: |mean − ideal|.",
-                 "", "| preset | J / inference (circuit) | fJ/MAC circuit | fJ/MAC model | "
-                 "model / circuit | settling µs | crossbar | quiescent | controller | spread | "
-                 "bias |",
-                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", *rows, ""]
+                 "op-amps) and controller (its op-amps) shares are of the window's energy. "
+                 f"Spread: the settled outputs over {args.seeds} realisations (device draws), "
+                 "std per output averaged (model units); bias: |mean − ideal|. Circuit vs "
+                 "emulation: the largest normalised error of the inference (dfc-validate's "
+                 "metric) and its signal group.",
+                 "", "| preset | circuit vs emulation | J / inference (circuit) | fJ/MAC circuit | "
+                 "fJ/MAC model | model / circuit | settling µs | crossbar | quiescent | "
+                 "controller | spread | bias |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+                 *rows, ""]
         atomic_write(out / "energy.md", "\n".join(lines).encode())
     except DFCError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print("\n".join(lines))
-    print(f"wrote {out}/energy.md, energy_breakdown.png, conductances_<preset>.png")
+    print(f"wrote {out}/energy.md, energy_breakdown.png, conductances_<preset>.png, "
+          f"inference_<preset>.png")
     return 0
 
 

@@ -293,6 +293,19 @@ def compare(reference: Trajectory, circuit: Trajectory, settings: ValidationSett
     return signals, departures
 
 
+def varying_groups(signals: dict) -> dict:
+    """The signal groups of :func:`compare` that vary beyond the simulator's resolution F (all
+    if none do): the headline error; a constant-zero group is judged by its tolerance alone."""
+    return {n: e for n, e in signals.items() if not e.floored} or signals
+
+
+def largest_error(signals: dict) -> tuple:
+    """(name, :class:`GroupError`) of the largest normalised error of :func:`varying_groups`."""
+    varying = varying_groups(signals)
+    name = max(varying, key=lambda n: varying[n].max)
+    return name, varying[name]
+
+
 def first_divergence(errors: dict):
     """The signal that left its tolerance first: earliest time, then earliest in data-flow
     order (so a wrong weight in layer i names basal_i, not everything downstream of it).
@@ -355,20 +368,14 @@ class SampleResult:
         """(signal name, GroupError) that left its tolerance first, or None."""
         return first_divergence({**self.signals, **self.departures})
 
-    def _varying(self) -> dict:
-        """The signal groups that vary beyond the simulator's resolution F (all if none do):
-        the headline error; a constant-zero group is judged by its tolerance alone."""
-        return {n: e for n, e in self.signals.items() if not e.floored} or self.signals
-
     @property
     def max_error(self) -> float:
         """Largest normalised error over the signal groups that vary."""
-        return max(e.max for e in self._varying().values())
+        return largest_error(self.signals)[1].max
 
     @property
     def worst_signal(self) -> str:
-        varying = self._varying()
-        return max(varying, key=lambda n: varying[n].max)
+        return largest_error(self.signals)[0]
 
 
 def spice_circuit(net, params, x, r_star, t_end, times, settings: ValidationSettings):

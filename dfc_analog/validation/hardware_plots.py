@@ -16,10 +16,12 @@ def _pyplot():
     return plt
 
 
-def overlay_volts(traces: dict, time_scale: float, v_scale: float, title: str = ""):
+def overlay_volts(traces: dict, time_scale: float, v_scale: float, title: str = "",
+                  event: str = "switch-on"):
     """Per signal group (somas of each layer, u, e) the neurons that move most, in volts over
-    µs: ``traces`` maps 'circuit', 'emulation', 'ideal model' to Trajectory.numpy() dicts
-    (model units, τ_u); line style says the simulator, colour the neuron."""
+    µs after ``event`` (t = 0): ``traces`` maps 'circuit', 'emulation', 'ideal model' to
+    Trajectory.numpy() dicts (model units, τ_u); line style says the simulator, colour the
+    neuron."""
     from matplotlib.lines import Line2D
     plt = _pyplot()
     first = next(iter(traces.values()))
@@ -35,7 +37,7 @@ def overlay_volts(traces: dict, time_scale: float, v_scale: float, title: str = 
             for c, n in enumerate(chosen):
                 ax.plot(t_us, tr[name][:, 0, n] * v_scale, color=f"C{c}", **STYLES[source])
         ax.set_title(name)
-        ax.set_xlabel("t after switch-on (µs)")
+        ax.set_xlabel(f"t after {event} (µs)")
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("V")
     handles = [Line2D([], [], color="0.2", **STYLES[s]) for s in traces]
