@@ -77,8 +77,10 @@ def model_side(net, spec, params, x, window: float, times, v_scale: float, seeds
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", nargs="?", help="run folder (default: a fresh toy network)")
-    parser.add_argument("--out", default="emulation/out/energy")
-    parser.add_argument("--seeds", type=int, default=8, help="realisations for the spread")
+    parser.add_argument("--out", default="emulation/out/energy",
+                        help="folder for energy.md and the figures (default emulation/out/energy)")
+    parser.add_argument("--seeds", type=int, default=8,
+                        help="realisations (device draws) for the spread (default 8)")
     parser.add_argument("--window", type=float, default=3.0,
                         help="simulated time after the input step, in µs (τ_u; default 3: the "
                              "toy network settles in 2; 784-256-256-256-10 needs about 5)")
@@ -94,6 +96,8 @@ def main(argv=None) -> int:
         parser.error("--window must be a positive time in µs.")
     if not args.v_scale > 0:
         parser.error("--v-scale must be a positive voltage.")
+    if args.seeds < 2:
+        parser.error("--seeds must be at least 2: a spread needs two realisations.")
     window, v_scale = args.window, args.v_scale
     try:
         net, params, x, what = network(args.run_dir)
