@@ -212,8 +212,8 @@ def main(argv=None) -> None:
     parser.add_argument("--emulation-only", action="store_true",
                         help="the model side only (no ngspice runs); no RESULT line")
     parser.add_argument("--large-op-only", action="store_true",
-                        help="the large net's ngspice operating point only, not its transients "
-                             "(which take about an hour on 2 cores, README); no RESULT line")
+                        help="the large net's ngspice operating point only, not its inference "
+                             "(7 min layer by layer on 2 cores); no RESULT line")
     parser.add_argument("--large-wake", action="store_true",
                         help="also run the large net's wake transient in ngspice (the whole "
                              "circuit: it did not finish in 2 h on 2 cores, README)")
